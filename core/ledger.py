@@ -1,0 +1,249 @@
+"""The bonus ledger: every change of a client's balance is one append-only entry.
+
+Each operation is one transaction that writes the entry and the cached `client.balance`
+together. The balance moves by a conditional `UPDATE … WHERE balance + delta >= 0` (the row
+lock it takes serialises concurrent redeems on PostgreSQL; SQLite serialises writers anyway),
+never by read-modify-write, and the CHECK on the column is the last guard.
+
+An idempotency key makes a repeat a no-op that returns the first result. Nothing is sent from
+here: callers notify the client after the transaction has committed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from tortoise.backends.base.client import BaseDBAsyncClient
+from tortoise.exceptions import IntegrityError
+from tortoise.functions import Sum
+from tortoise.transactions import in_transaction
+
+from core.models import Client, LedgerEntry, LedgerKind
+
+
+class LedgerError(Exception):
+    pass
+
+
+class ClientNotFound(LedgerError):
+    def __init__(self, client_id: int) -> None:
+        super().__init__(f"client {client_id} does not exist")
+        self.client_id = client_id
+
+
+class InsufficientBalance(LedgerError):
+    def __init__(self, balance: int, requested: int) -> None:
+        super().__init__(f"balance {balance} does not cover {requested}")
+        self.balance = balance
+        self.requested = requested
+
+
+class IdempotencyConflict(LedgerError):
+    """The key was already used for a different operation: a bug in the caller."""
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerResult:
+    entry_id: int
+    company_id: int
+    client_id: int
+    kind: LedgerKind
+    amount: int
+    balance: int
+    created: bool
+    # For a reversal the balance no longer covered: what could not be taken back.
+    shortfall: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Mismatch:
+    client_id: int
+    cached: int
+    ledger_sum: int
+
+
+def _sql(conn: BaseDBAsyncClient, template: str) -> str:
+    """`{n}` placeholders (each used once, in order) in the connection's style ($n or ?)."""
+    postgres = conn.capabilities.dialect == "postgres"
+    out = template
+    for n in range(9, 0, -1):
+        out = out.replace("{%d}" % n, f"${n}" if postgres else "?")
+    return out
+
+
+_MOVE = (
+    "UPDATE client SET balance = balance + {1} "
+    "WHERE id = {2} AND balance + {3} >= 0 RETURNING balance, company_id"
+)
+
+
+async def _apply(
+    client_id: int,
+    delta: int,
+    kind: LedgerKind,
+    key: str,
+    *,
+    booking_id: int | None = None,
+    staff_id: int | None = None,
+    reason: str = "",
+    partial: bool = False,
+) -> LedgerResult:
+    if not key:
+        raise ValueError("an idempotency key is required")
+    try:
+        async with in_transaction() as conn:
+            shortfall = 0
+            if partial and delta < 0:
+                # Take back what is there: lock the row first so the amount stays true.
+                lock = "" if conn.capabilities.dialect == "sqlite" else " FOR UPDATE"
+                rows = await conn.execute_query_dict(
+                    _sql(conn, "SELECT balance FROM client WHERE id = {1}" + lock), [client_id]
+                )
+                if rows:
+                    available = int(rows[0]["balance"])
+                    shortfall = max(0, -delta - available)
+                    delta += shortfall
+            rows = await conn.execute_query_dict(_sql(conn, _MOVE), [delta, client_id, delta])
+            if not rows:
+                raise _Refused
+            balance, company_id = int(rows[0]["balance"]), int(rows[0]["company_id"])
+            entry = await LedgerEntry.create(
+                using_db=conn,
+                company_id=company_id,
+                client_id=client_id,
+                kind=kind,
+                amount=delta,
+                balance_after=balance,
+                booking_id=booking_id,
+                staff_id=staff_id,
+                idempotency_key=key,
+                reason=reason,
+            )
+    except (_Refused, IntegrityError) as exc:
+        replay = await _replay(key, client_id, kind)
+        if replay is not None:
+            return replay
+        if isinstance(exc, IntegrityError):
+            raise
+        current = await Client.filter(id=client_id).values_list("balance", flat=True)
+        if not current:
+            raise ClientNotFound(client_id) from None
+        raise InsufficientBalance(int(current[0]), -delta) from None
+    return LedgerResult(
+        entry.id, company_id, client_id, kind, delta, balance, created=True, shortfall=shortfall
+    )
+
+
+class _Refused(Exception):
+    pass
+
+
+async def _replay(key: str, client_id: int, kind: LedgerKind) -> LedgerResult | None:
+    entry = await LedgerEntry.get_or_none(idempotency_key=key)
+    if entry is None:
+        return None
+    if entry.client_id != client_id or entry.kind != kind:
+        raise IdempotencyConflict(f"key {key!r} belongs to another operation")
+    return LedgerResult(
+        entry.id,
+        entry.company_id,
+        entry.client_id,
+        entry.kind,
+        entry.amount,
+        entry.balance_after,
+        created=False,
+    )
+
+
+def _positive(amount: int) -> int:
+    if not isinstance(amount, int) or isinstance(amount, bool) or amount <= 0:
+        raise ValueError(f"amount must be a positive integer, got {amount!r}")
+    return amount
+
+
+async def accrue(
+    client_id: int, amount: int, key: str, *, booking_id: int | None = None, reason: str = ""
+) -> LedgerResult:
+    return await _apply(
+        client_id, _positive(amount), LedgerKind.ACCRUAL, key, booking_id=booking_id, reason=reason
+    )
+
+
+async def welcome(client_id: int, amount: int, key: str) -> LedgerResult:
+    return await _apply(client_id, _positive(amount), LedgerKind.WELCOME, key)
+
+
+async def redeem(
+    client_id: int, amount: int, key: str, *, staff_id: int | None = None, reason: str = ""
+) -> LedgerResult:
+    """Debit `amount`; InsufficientBalance (carrying the balance) when it is not covered."""
+    return await _apply(
+        client_id, -_positive(amount), LedgerKind.REDEMPTION, key, staff_id=staff_id, reason=reason
+    )
+
+
+async def reverse(
+    client_id: int, amount: int, key: str, *, booking_id: int | None = None, reason: str = ""
+) -> LedgerResult:
+    """Take back an accrual; if the balance no longer covers it, take what is there
+    (`shortfall` says how much was missing, for the company's audit log)."""
+    return await _apply(
+        client_id,
+        -_positive(amount),
+        LedgerKind.REVERSAL,
+        key,
+        booking_id=booking_id,
+        reason=reason,
+        partial=True,
+    )
+
+
+async def adjust(
+    client_id: int, delta: int, key: str, *, staff_id: int | None, reason: str
+) -> LedgerResult:
+    """A manual correction by an admin: signed, with a reason that is required."""
+    if not reason.strip():
+        raise ValueError("a manual adjustment needs a reason")
+    if delta == 0:
+        raise ValueError("a manual adjustment cannot be zero")
+    return await _apply(
+        client_id, delta, LedgerKind.MANUAL, key, staff_id=staff_id, reason=reason.strip()
+    )
+
+
+async def balance(client_id: int) -> int:
+    values = await Client.filter(id=client_id).values_list("balance", flat=True)
+    if not values:
+        raise ClientNotFound(client_id)
+    return int(values[0])
+
+
+async def history(
+    client_id: int, *, limit: int = 5, before_id: int | None = None
+) -> Sequence[LedgerEntry]:
+    """Newest first; pass the last entry's id as `before_id` for the next page."""
+    query = LedgerEntry.filter(client_id=client_id)
+    if before_id is not None:
+        query = query.filter(id__lt=before_id)
+    return await query.order_by("-id").limit(limit)
+
+
+async def reconcile(company_id: int | None = None) -> list[Mismatch]:
+    """Clients whose cached balance differs from the sum of their entries (should be none)."""
+    clients = Client.all() if company_id is None else Client.filter(company_id=company_id)
+    cached = dict(await clients.values_list("id", "balance"))
+    sums_query = LedgerEntry.filter(client_id__in=list(cached)) if company_id else LedgerEntry
+    sums = {
+        row["client_id"]: int(row["total"] or 0)
+        for row in await sums_query.all()
+        .annotate(total=Sum("amount"))
+        .group_by("client_id")
+        .values("client_id", "total")
+    }
+    return [
+        Mismatch(client_id, int(value), sums.get(client_id, 0))
+        for client_id, value in sorted(cached.items())
+        if int(value) != sums.get(client_id, 0)
+    ]
+

@@ -1,0 +1,238 @@
+"""The data model. Money and points are integers (1 point = 1 rouble of bonus)."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from tortoise import fields
+from tortoise.migrations.constraints import CheckConstraint
+from tortoise.models import Model
+
+
+class IntegrationStatus(StrEnum):
+    PENDING_WHATSAPP = "pending_whatsapp"
+    ACTIVE = "active"
+    FROZEN = "frozen"
+    UNINSTALLED = "uninstalled"
+
+
+class StaffRole(StrEnum):
+    STAFF = "staff"
+    ADMIN = "admin"
+
+
+class BookingStatus(StrEnum):
+    PENDING = "pending"
+    CONFIRMED = "confirmed"
+    COMPLETED = "completed"
+    NO_SHOW = "no_show"
+    CANCELLED = "cancelled"
+
+
+class LedgerKind(StrEnum):
+    ACCRUAL = "accrual"
+    REDEMPTION = "redemption"
+    REVERSAL = "reversal"
+    MANUAL = "manual"
+    WELCOME = "welcome"
+    EXPIRY = "expiry"
+
+
+class InboxStatus(StrEnum):
+    PENDING = "pending"
+    DONE = "done"
+    DEAD = "dead"
+
+
+class Company(Model):
+    id = fields.IntField(primary_key=True)
+    yclients_id = fields.BigIntField(unique=True)
+    title = fields.CharField(max_length=255, default="")
+    timezone = fields.CharField(max_length=64, default="Europe/Moscow")
+    integration_status = fields.CharEnumField(
+        IntegrationStatus, max_length=32, default=IntegrationStatus.PENDING_WHATSAPP
+    )
+    marketplace_user_id = fields.BigIntField(null=True)
+    marketplace_user_name = fields.CharField(max_length=255, null=True)
+    marketplace_user_email = fields.CharField(max_length=255, null=True)
+    marketplace_user_phone = fields.CharField(max_length=32, null=True)
+    # sha256 hex of the salon's api key; the key itself is shown once and never stored.
+    api_key_hash = fields.CharField(max_length=64, null=True, unique=True)
+    hook_token = fields.CharField(max_length=64, unique=True)
+    bookform_url = fields.CharField(max_length=512, null=True)
+    whatsapp_session = fields.CharField(max_length=64, null=True, unique=True)
+    whatsapp_connected = fields.BooleanField(default=False)
+    whatsapp_phone = fields.CharField(max_length=32, null=True)
+    accrual_percent = fields.SmallIntField(default=5)
+    welcome_bonus = fields.IntField(default=0)
+    max_redeem_percent = fields.SmallIntField(default=30)
+    default_locale = fields.CharField(max_length=8, default="ru")
+    created_at = fields.DatetimeField(auto_now_add=True)
+    updated_at = fields.DatetimeField(auto_now=True)
+
+    class Meta:
+        table = "company"
+
+
+class Client(Model):
+    id = fields.IntField(primary_key=True)
+    company: fields.ForeignKeyRelation[Company] = fields.ForeignKeyField(
+        "models.Company", related_name="clients", on_delete=fields.CASCADE
+    )
+    company_id: int
+    phone = fields.CharField(max_length=16, null=True)
+    name = fields.CharField(max_length=255, default="")
+    email = fields.CharField(max_length=255, null=True)
+    yclients_client_id = fields.BigIntField(null=True)
+    telegram_user_id = fields.BigIntField(null=True)
+    whatsapp_chat_id = fields.CharField(max_length=64, null=True)
+    locale = fields.CharField(max_length=8, null=True)
+    code = fields.CharField(max_length=9, unique=True)
+    # Cached sum of the client's ledger entries: changes only together with an entry.
+    balance = fields.IntField(default=0)
+    last_channel = fields.CharField(max_length=16, null=True)
+    created_at = fields.DatetimeField(auto_now_add=True)
+
+    class Meta:
+        table = "client"
+        # NULLs never collide in a UNIQUE constraint (SQLite and PostgreSQL alike),
+        # so these hold exactly "where set".
+        unique_together = (
+            ("company", "phone"),
+            ("company", "telegram_user_id"),
+            ("company", "whatsapp_chat_id"),
+        )
+        constraints = (CheckConstraint(check="balance >= 0", name="client_balance_nonnegative"),)
+
+
+class Staff(Model):
+    id = fields.IntField(primary_key=True)
+    company: fields.ForeignKeyRelation[Company] = fields.ForeignKeyField(
+        "models.Company", related_name="staff", on_delete=fields.CASCADE
+    )
+    company_id: int
+    telegram_user_id = fields.BigIntField(null=True)
+    phone = fields.CharField(max_length=16, null=True)
+    name = fields.CharField(max_length=255, default="")
+    role = fields.CharEnumField(StaffRole, max_length=16, default=StaffRole.STAFF)
+    active = fields.BooleanField(default=True)
+    created_at = fields.DatetimeField(auto_now_add=True)
+
+    class Meta:
+        table = "staff"
+        unique_together = (("company", "telegram_user_id"), ("company", "phone"))
+
+
+class Booking(Model):
+    id = fields.IntField(primary_key=True)
+    company: fields.ForeignKeyRelation[Company] = fields.ForeignKeyField(
+        "models.Company", related_name="bookings", on_delete=fields.CASCADE
+    )
+    company_id: int
+    yclients_record_id = fields.BigIntField()
+    client: fields.ForeignKeyNullableRelation[Client] = fields.ForeignKeyField(
+        "models.Client", related_name="bookings", null=True, on_delete=fields.SET_NULL
+    )
+    client_id: int | None
+    visit_at = fields.DatetimeField(null=True)
+    services = fields.JSONField(default=list)
+    staff_name = fields.CharField(max_length=255, default="")
+    cost = fields.IntField(default=0)
+    status = fields.CharEnumField(BookingStatus, max_length=16, default=BookingStatus.PENDING)
+    attendance = fields.SmallIntField(default=0)
+    deleted = fields.BooleanField(default=False)
+    last_change_at = fields.DatetimeField(null=True)
+    created_at = fields.DatetimeField(auto_now_add=True)
+    updated_at = fields.DatetimeField(auto_now=True)
+
+    class Meta:
+        table = "booking"
+        unique_together = (("company", "yclients_record_id"),)
+
+
+class LedgerEntry(Model):
+    """Append-only: a correction is a new entry, never an update."""
+
+    id = fields.BigIntField(primary_key=True)
+    company: fields.ForeignKeyRelation[Company] = fields.ForeignKeyField(
+        "models.Company", related_name="ledger", on_delete=fields.CASCADE
+    )
+    company_id: int
+    client: fields.ForeignKeyRelation[Client] = fields.ForeignKeyField(
+        "models.Client", related_name="ledger", on_delete=fields.CASCADE
+    )
+    client_id: int
+    kind = fields.CharEnumField(LedgerKind, max_length=16)
+    amount = fields.IntField()
+    balance_after = fields.IntField()
+    booking: fields.ForeignKeyNullableRelation[Booking] = fields.ForeignKeyField(
+        "models.Booking", related_name="ledger", null=True, on_delete=fields.SET_NULL
+    )
+    booking_id: int | None
+    staff: fields.ForeignKeyNullableRelation[Staff] = fields.ForeignKeyField(
+        "models.Staff", related_name="ledger", null=True, on_delete=fields.SET_NULL
+    )
+    staff_id: int | None
+    idempotency_key = fields.CharField(max_length=128, unique=True)
+    reason = fields.TextField(default="")
+    created_at = fields.DatetimeField(auto_now_add=True)
+
+    class Meta:
+        table = "ledger_entry"
+        indexes = (("client_id", "id"),)
+
+
+class InboxEvent(Model):
+    """Every inbound webhook, stored before it is acted on."""
+
+    id = fields.BigIntField(primary_key=True)
+    source = fields.CharField(max_length=16)
+    dedupe_key = fields.CharField(max_length=255)
+    company: fields.ForeignKeyNullableRelation[Company] = fields.ForeignKeyField(
+        "models.Company", related_name="inbox", null=True, on_delete=fields.SET_NULL
+    )
+    company_id: int | None
+    payload = fields.JSONField()
+    status = fields.CharEnumField(InboxStatus, max_length=16, default=InboxStatus.PENDING)
+    received_at = fields.DatetimeField(auto_now_add=True)
+    next_attempt_at = fields.DatetimeField(null=True)
+    processed_at = fields.DatetimeField(null=True)
+    attempts = fields.IntField(default=0)
+    last_error = fields.TextField(null=True)
+
+    class Meta:
+        table = "inbox_event"
+        unique_together = (("source", "dedupe_key"),)
+        indexes = (("status", "next_attempt_at"),)
+
+
+class MarketplaceEvent(Model):
+    """Audit log of a salon's marketplace lifecycle."""
+
+    id = fields.BigIntField(primary_key=True)
+    company: fields.ForeignKeyNullableRelation[Company] = fields.ForeignKeyField(
+        "models.Company", related_name="marketplace_events", null=True, on_delete=fields.SET_NULL
+    )
+    company_id: int | None
+    kind = fields.CharField(max_length=32)
+    details = fields.JSONField(default=dict)
+    created_at = fields.DatetimeField(auto_now_add=True)
+
+    class Meta:
+        table = "marketplace_event"
+
+
+class SyncState(Model):
+    id = fields.IntField(primary_key=True)
+    company: fields.OneToOneRelation[Company] = fields.OneToOneField(
+        "models.Company", related_name="sync_state", on_delete=fields.CASCADE
+    )
+    company_id: int
+    changed_after = fields.DatetimeField(null=True)
+    last_run_at = fields.DatetimeField(null=True)
+    last_status = fields.CharField(max_length=16, default="never")
+    last_error = fields.TextField(null=True)
+    last_stats = fields.JSONField(default=dict)
+
+    class Meta:
+        table = "sync_state"

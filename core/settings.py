@@ -1,0 +1,170 @@
+"""Process settings, read from the environment and `.env` (names are a contract: DESIGN.md)."""
+
+from __future__ import annotations
+
+import logging
+import re
+import secrets
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+log = logging.getLogger(__name__)
+
+_TELEGRAM_TOKEN = re.compile(r"^\d{5,}:[A-Za-z0-9_-]{30,}$")
+
+
+class SettingsError(Exception):
+    """A setting is missing or wrong; the message names the variable and the fix."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_file=".env", env_file_encoding="utf-8", extra="ignore", case_sensitive=False
+    )
+
+    data_dir: Path = Path("data")
+    database_url: str = ""
+    redis_url: str | None = None
+    http_host: str = "127.0.0.1"
+    http_port: int = Field(default=8080, ge=0, le=65535)
+    public_base_url: str = ""
+    secret_key: SecretStr | None = None
+
+    telegram_bot_token: SecretStr | None = None
+    telegram_api_url: str = "https://api.telegram.org"
+    telegram_mode: Literal["polling", "webhook"] = "polling"
+    telegram_webhook_secret: SecretStr | None = None
+
+    yclients_api_url: str = "https://api.yclients.com"
+    yclients_partner_token: SecretStr | None = None
+    yclients_user_token: SecretStr | None = None
+    yclients_app_id: int | None = None
+    yclients_sync_cron: str = "*/30 * * * *"
+    yclients_rate_limit: float = Field(default=5.0, gt=0)
+    marketplace_allow_unsigned: bool = False
+
+    whatsapp_gateway_url: str | None = None
+    whatsapp_gateway_api_key: SecretStr | None = None
+    whatsapp_webhook_hmac_key: SecretStr | None = None
+
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_format: Literal["console", "json"] = "console"
+
+    @field_validator(
+        "redis_url",
+        "yclients_app_id",
+        "whatsapp_gateway_url",
+        "secret_key",
+        "telegram_bot_token",
+        "telegram_webhook_secret",
+        "yclients_partner_token",
+        "yclients_user_token",
+        "whatsapp_gateway_api_key",
+        "whatsapp_webhook_hmac_key",
+        mode="before",
+    )
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        # `FOO=` in .env means "not configured", as it does for every shell user.
+        return None if value == "" else value
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper_level(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value
+
+    @field_validator(
+        "telegram_bot_token",
+        "yclients_partner_token",
+        "yclients_user_token",
+        "whatsapp_gateway_api_key",
+    )
+    @classmethod
+    def _no_padding(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            raw = value.get_secret_value()
+            if raw != raw.strip():
+                raise ValueError("has spaces or a line break around it; remove them")
+            if not raw.isascii():
+                raise ValueError("has non-ASCII characters; copy the token again as plain text")
+        return value
+
+    @field_validator("telegram_bot_token")
+    @classmethod
+    def _telegram_shape(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not _TELEGRAM_TOKEN.match(value.get_secret_value()):
+            raise ValueError(
+                "does not look like a bot token (digits, a colon, then 35 symbols); "
+                "copy it again from @BotFather"
+            )
+        return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _known_database(cls, value: str) -> str:
+        if value and not value.startswith(("sqlite://", "postgres://", "postgresql://")):
+            raise ValueError(
+                "must start with sqlite:// or postgres:// "
+                "(e.g. postgres://user:pass@host:5432/salonbot)"
+            )
+        return value.replace("postgresql://", "postgres://", 1)
+
+    @field_validator("public_base_url", "telegram_api_url", "yclients_api_url")
+    @classmethod
+    def _strip_slash(cls, value: str) -> str:
+        return value.rstrip("/")
+
+    @property
+    def db_url(self) -> str:
+        return self.database_url or f"sqlite://{self.data_dir / 'salonbot.sqlite3'}"
+
+    @property
+    def uses_postgres(self) -> bool:
+        return self.db_url.startswith("postgres://")
+
+    @property
+    def base_url(self) -> str:
+        return self.public_base_url or f"http://{self.http_host}:{self.http_port}"
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read settings; a bad value becomes a SettingsError naming the variable and the fix."""
+    try:
+        settings = Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        lines = []
+        for err in exc.errors():
+            name = str(err["loc"][0]).upper() if err["loc"] else "settings"
+            message = str(err["msg"]).removeprefix("Value error, ")
+            lines.append(f"{name}: {message}")
+        raise SettingsError("; ".join(lines)) from None
+    _resolve_secret_key(settings)
+    return settings
+
+
+def _resolve_secret_key(settings: Settings) -> None:
+    if settings.secret_key is not None:
+        if len(settings.secret_key.get_secret_value()) < 32:
+            raise SettingsError(
+                "SECRET_KEY: too short; use at least 32 random characters "
+                '(python -c "import secrets; print(secrets.token_urlsafe(48))")'
+            )
+        return
+    if settings.uses_postgres:
+        raise SettingsError(
+            "SECRET_KEY: required when DATABASE_URL is PostgreSQL; set it to 32+ random "
+            'characters (python -c "import secrets; print(secrets.token_urlsafe(48))")'
+        )
+    path = settings.data_dir / "secret_key"
+    if path.exists():
+        key = path.read_text(encoding="utf-8").strip()
+    else:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        key = secrets.token_urlsafe(48)
+        path.write_text(key + "\n", encoding="utf-8")
+        path.chmod(0o600)
+        log.warning("SECRET_KEY is not set: generated one into %s (set it for production)", path)
+    settings.secret_key = SecretStr(key)
