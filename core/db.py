@@ -78,7 +78,7 @@ async def pending_migrations() -> list[str]:
 
 async def unmigrated_model_changes() -> list[str]:
     """Operations the models need that no migration file holds yet (should be empty)."""
-    detector = MigrationAutodetector(Tortoise.apps, APPS)  # type: ignore[arg-type]
+    detector = MigrationAutodetector(Tortoise.apps, APPS)
     return [str(op) for writer in await detector.changes() for op in writer.operations]
 
 

@@ -63,19 +63,20 @@ class Mismatch:
     ledger_sum: int
 
 
-def _sql(conn: BaseDBAsyncClient, template: str) -> str:
-    """`{n}` placeholders (each used once, in order) in the connection's style ($n or ?)."""
-    postgres = conn.capabilities.dialect == "postgres"
-    out = template
-    for n in range(9, 0, -1):
-        out = out.replace("{%d}" % n, f"${n}" if postgres else "?")
-    return out
+def _sql(conn: BaseDBAsyncClient, sql: str) -> str:
+    """`?` placeholders as the connection wants them: unchanged for SQLite, `$n` for asyncpg."""
+    if conn.capabilities.dialect != "postgres":
+        return sql
+    head, *rest = sql.split("?")
+    return head + "".join(f"${n}{part}" for n, part in enumerate(rest, 1))
 
 
 _MOVE = (
-    "UPDATE client SET balance = balance + {1} "
-    "WHERE id = {2} AND balance + {3} >= 0 RETURNING balance, company_id"
+    "UPDATE client SET balance = balance + ? "
+    "WHERE id = ? AND balance + ? >= 0 RETURNING balance, company_id"
 )
+_PEEK = "SELECT balance FROM client WHERE id = ?"
+_LOCK = _PEEK + " FOR UPDATE"
 
 
 async def _apply(
@@ -96,10 +97,8 @@ async def _apply(
             shortfall = 0
             if partial and delta < 0:
                 # Take back what is there: lock the row first so the amount stays true.
-                lock = "" if conn.capabilities.dialect == "sqlite" else " FOR UPDATE"
-                rows = await conn.execute_query_dict(
-                    _sql(conn, "SELECT balance FROM client WHERE id = {1}" + lock), [client_id]
-                )
+                peek = _PEEK if conn.capabilities.dialect == "sqlite" else _LOCK
+                rows = await conn.execute_query_dict(_sql(conn, peek), [client_id])
                 if rows:
                     available = int(rows[0]["balance"])
                     shortfall = max(0, -delta - available)
@@ -126,10 +125,10 @@ async def _apply(
             return replay
         if isinstance(exc, IntegrityError):
             raise
-        current = await Client.filter(id=client_id).values_list("balance", flat=True)
-        if not current:
+        client = await Client.get_or_none(id=client_id).only("id", "balance")
+        if client is None:
             raise ClientNotFound(client_id) from None
-        raise InsufficientBalance(int(current[0]), -delta) from None
+        raise InsufficientBalance(client.balance, -delta) from None
     return LedgerResult(
         entry.id, company_id, client_id, kind, delta, balance, created=True, shortfall=shortfall
     )
@@ -213,10 +212,10 @@ async def adjust(
 
 
 async def balance(client_id: int) -> int:
-    values = await Client.filter(id=client_id).values_list("balance", flat=True)
-    if not values:
+    client = await Client.get_or_none(id=client_id).only("id", "balance")
+    if client is None:
         raise ClientNotFound(client_id)
-    return int(values[0])
+    return client.balance
 
 
 async def history(
@@ -246,4 +245,3 @@ async def reconcile(company_id: int | None = None) -> list[Mismatch]:
         for client_id, value in sorted(cached.items())
         if int(value) != sums.get(client_id, 0)
     ]
-

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from enum import StrEnum
+from typing import Any
 
 from tortoise import fields
 from tortoise.migrations.constraints import CheckConstraint
@@ -135,7 +136,7 @@ class Booking(Model):
     )
     client_id: int | None
     visit_at = fields.DatetimeField(null=True)
-    services = fields.JSONField(default=list)
+    services: fields.JSONField[list[dict[str, Any]]] = fields.JSONField(default=list)
     staff_name = fields.CharField(max_length=255, default="")
     cost = fields.IntField(default=0)
     status = fields.CharEnumField(BookingStatus, max_length=16, default=BookingStatus.PENDING)
@@ -192,7 +193,7 @@ class InboxEvent(Model):
         "models.Company", related_name="inbox", null=True, on_delete=fields.SET_NULL
     )
     company_id: int | None
-    payload = fields.JSONField()
+    payload: fields.JSONField[dict[str, Any]] = fields.JSONField()
     status = fields.CharEnumField(InboxStatus, max_length=16, default=InboxStatus.PENDING)
     received_at = fields.DatetimeField(auto_now_add=True)
     next_attempt_at = fields.DatetimeField(null=True)
@@ -215,7 +216,7 @@ class MarketplaceEvent(Model):
     )
     company_id: int | None
     kind = fields.CharField(max_length=32)
-    details = fields.JSONField(default=dict)
+    details: fields.JSONField[dict[str, Any]] = fields.JSONField(default=dict)
     created_at = fields.DatetimeField(auto_now_add=True)
 
     class Meta:
@@ -232,7 +233,7 @@ class SyncState(Model):
     last_run_at = fields.DatetimeField(null=True)
     last_status = fields.CharField(max_length=16, default="never")
     last_error = fields.TextField(null=True)
-    last_stats = fields.JSONField(default=dict)
+    last_stats: fields.JSONField[dict[str, Any]] = fields.JSONField(default=dict)
 
     class Meta:
         table = "sync_state"

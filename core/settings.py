@@ -25,6 +25,7 @@ class Settings(BaseSettings):
         env_file=".env", env_file_encoding="utf-8", extra="ignore", case_sensitive=False
     )
 
+    environment: Literal["development", "production"] = "development"
     data_dir: Path = Path("data")
     database_url: str = ""
     redis_url: str | None = None

@@ -8,7 +8,6 @@ skipped with a clear reason elsewhere.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import secrets
 from collections.abc import AsyncIterator, Iterator
@@ -41,7 +40,9 @@ def pytest_report_header() -> str:
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     if BACKEND != "postgres":
-        skip = pytest.mark.skip(reason="needs PostgreSQL (runs in the SALONBOT_TEST_DB=postgres pass)")
+        skip = pytest.mark.skip(
+            reason="needs PostgreSQL (runs in the SALONBOT_TEST_DB=postgres pass)"
+        )
         for item in items:
             if "postgres" in item.keywords:
                 item.add_marker(skip)
@@ -51,7 +52,7 @@ async def _create_pg_database() -> str:
     name = f"salonbot_test_{os.getpid()}_{secrets.token_hex(4)}"
     try:
         conn = await asyncpg.connect(ADMIN_DSN, timeout=5)
-    except (OSError, asyncpg.PostgresError, asyncio.TimeoutError) as exc:
+    except (TimeoutError, OSError, asyncpg.PostgresError) as exc:
         message = f"PostgreSQL is not reachable at {ADMIN_DSN}: {exc}"
         if IN_CI:
             pytest.exit(f"{message} (required when CI=true)", returncode=1)
@@ -109,7 +110,7 @@ async def clean_db(database_url: str) -> str:
 @pytest.fixture
 async def orm(clean_db: str) -> AsyncIterator[str]:
     """Empty tables and the ORM initialised for the test body."""
-    await db.init_orm(clean_db, pool_size=64)
+    await db.init_orm(clean_db, pool_size=16)
     yield clean_db
     await db.close_orm()
 

@@ -113,7 +113,7 @@ async def test_reconcile_finds_a_cached_balance_that_drifted(orm: str) -> None:
 
 async def test_database_check_refuses_a_negative_balance(orm: str) -> None:
     client = await make_client()
-    with pytest.raises(Exception, match="(?i)check"):
+    with pytest.raises(Exception, match=r"(?i)check"):
         await Client.filter(id=client.id).update(balance=-1)
 
 

@@ -7,7 +7,14 @@ from core.phones import mask_phone, normalize_phone
 
 @pytest.mark.parametrize(
     "raw",
-    [79991234567, "79991234567", "+7 999 123-45-67", "8 (999) 123-45-67", "9991234567", " +79991234567 "],
+    [
+        79991234567,
+        "79991234567",
+        "+7 999 123-45-67",
+        "8 (999) 123-45-67",
+        "9991234567",
+        " +79991234567 ",
+    ],
 )
 def test_russian_numbers_in_every_shape(raw: object) -> None:
     assert normalize_phone(raw) == "+79991234567"  # type: ignore[arg-type]

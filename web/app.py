@@ -1,0 +1,51 @@
+"""The composition root: `create_app(settings)` builds the whole process.
+
+Every resource is a cleanup_ctx generator (startup before `yield`, teardown after) and the
+order of the list is the order of startup; teardown runs in reverse.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+
+from core import db
+from core.parts import parts
+from core.settings import Settings
+from web import health
+from web.keys import METRICS, SETTINGS
+from web.metrics import Metrics, metrics_handler, metrics_middleware
+
+log = logging.getLogger(__name__)
+
+MAX_BODY = 1024 * 1024
+
+
+def create_app(settings: Settings) -> web.Application:
+    metrics = Metrics()
+    app = web.Application(middlewares=[metrics_middleware(metrics)], client_max_size=MAX_BODY)
+    app[SETTINGS] = settings
+    app[METRICS] = metrics
+
+    app.cleanup_ctx.append(orm_ctx)
+    app.cleanup_ctx.append(announce_parts_ctx)
+
+    health.setup_routes(app)
+    app.router.add_get("/metrics", metrics_handler)
+    return app
+
+
+async def orm_ctx(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    await db.init_orm(settings.db_url, pool_size=20)
+    yield
+    await db.close_orm()
+
+
+async def announce_parts_ctx(app: web.Application) -> AsyncIterator[None]:
+    for part in parts(app[SETTINGS]):
+        if not part.enabled:
+            log.info("%s %s", part.name, part.reason)
+    yield
