@@ -29,8 +29,10 @@ async def create_client(
     telegram_user_id: int | None = None,
     whatsapp_chat_id: str | None = None,
     locale: str | None = None,
+    welcome: bool = True,
 ) -> NewClient:
-    """Create a client with a fresh code (and the company's welcome bonus, if any).
+    """Create a client with a fresh code, and the company's welcome bonus when `welcome`
+    (a client who joins the bot; not one merely seen in a YClients record).
 
     `phone` must already be normalised (core.phones) and verified by the caller.
     """
@@ -53,11 +55,11 @@ async def create_client(
             # 32^8 codes make a collision rare; anything else (same phone) is the caller's.
             if attempt == _CODE_ATTEMPTS - 1 or not await Client.exists(code=code):
                 raise
-    welcome = None
-    if company.welcome_bonus > 0:
-        welcome = await ledger.welcome(client.id, company.welcome_bonus, f"welcome:{client.id}")
-        client.balance = welcome.balance
-    return NewClient(client, welcome)
+    bonus = None
+    if welcome and company.welcome_bonus > 0:
+        bonus = await ledger.welcome(client.id, company.welcome_bonus, f"welcome:{client.id}")
+        client.balance = bonus.balance
+    return NewClient(client, bonus)
 
 
 async def find_by_code(company_id: int, text: str) -> Client | None:
