@@ -305,9 +305,9 @@ class YClientsClient:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> YClientsClient | None:
-        """The client for these settings, or None (with one log line) without a partner token."""
+        """The client for these settings, or None without a partner token (the app announces
+        which parts are off, once, in core.parts)."""
         if settings.yclients_partner_token is None:
-            log.info("YCLIENTS_PARTNER_TOKEN is not set: YClients sync and activation are off")
             return None
         user = settings.yclients_user_token
         return cls(

@@ -6,16 +6,19 @@ order of the list is the order of startup; teardown runs in reverse.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 
 from aiohttp import web
 
 from core import db
+from core.notifications import LoggingNotifier
 from core.parts import parts
 from core.settings import Settings
+from core.yclients import YClientsClient
 from web import health
-from web.keys import METRICS, SETTINGS
+from web.keys import INBOX_WAKEUP, METRICS, NOTIFIER, SETTINGS, YCLIENTS
 from web.metrics import Metrics, metrics_handler, metrics_middleware
 
 log = logging.getLogger(__name__)
@@ -29,8 +32,12 @@ def create_app(settings: Settings) -> web.Application:
     app[SETTINGS] = settings
     app[METRICS] = metrics
 
+    app[NOTIFIER] = LoggingNotifier()
+    app[INBOX_WAKEUP] = asyncio.Event()
+
     app.cleanup_ctx.append(orm_ctx)
     app.cleanup_ctx.append(announce_parts_ctx)
+    app.cleanup_ctx.append(yclients_ctx)
 
     health.setup_routes(app)
     app.router.add_get("/metrics", metrics_handler)
@@ -42,6 +49,14 @@ async def orm_ctx(app: web.Application) -> AsyncIterator[None]:
     await db.init_orm(settings.db_url, pool_size=20)
     yield
     await db.close_orm()
+
+
+async def yclients_ctx(app: web.Application) -> AsyncIterator[None]:
+    client = YClientsClient.from_settings(app[SETTINGS])
+    app[YCLIENTS] = client
+    yield
+    if client is not None:
+        await client.aclose()
 
 
 async def announce_parts_ctx(app: web.Application) -> AsyncIterator[None]:

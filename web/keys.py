@@ -2,10 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from aiohttp import web
 
+from core.notifications import Notifier
 from core.settings import Settings
+from core.yclients import YClientsClient
 from web.metrics import Metrics
 
 SETTINGS = web.AppKey("settings", Settings)
 METRICS = web.AppKey("metrics", Metrics)
+# None while YCLIENTS_PARTNER_TOKEN is unset.
+YCLIENTS: web.AppKey[YClientsClient | None] = web.AppKey("yclients")
+# Delivers balance notices after commit; the chat channels replace the logging one.
+NOTIFIER = web.AppKey("notifier", Notifier)
+# Set when an inbound event is stored, so the inbox worker wakes at once.
+INBOX_WAKEUP = web.AppKey("inbox_wakeup", asyncio.Event)
