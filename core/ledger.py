@@ -5,6 +5,12 @@ together. The balance moves by a conditional `UPDATE … WHERE balance + delta >
 lock it takes serialises concurrent redeems on PostgreSQL; SQLite serialises writers anyway),
 never by read-modify-write, and the CHECK on the column is the last guard.
 
+On PostgreSQL, outside a caller's transaction, the move and its entry are one statement (a
+data-modifying CTE): one round trip that is its own transaction, with the same conditional
+update and the same unique key. Elsewhere (SQLite, inside a caller's transaction, a reversal
+that locks the row first) they are two statements in an explicit transaction (a savepoint when
+nested).
+
 An idempotency key makes a repeat a no-op that returns the first result. Nothing is sent from
 here: callers notify the client after the transaction has committed.
 """
@@ -13,9 +19,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import cast
 
-from tortoise.backends.base.client import BaseDBAsyncClient
+from tortoise import connections, timezone
+from tortoise.backends.base.client import BaseDBAsyncClient, TransactionalDBClient
 from tortoise.exceptions import IntegrityError
+from tortoise.fields import CharField
 from tortoise.functions import Sum
 from tortoise.transactions import in_transaction
 
@@ -78,6 +87,51 @@ _MOVE = (
 _PEEK = "SELECT balance FROM client WHERE id = ?"
 _LOCK = _PEEK + " FOR UPDATE"
 
+# The move and its entry in one statement (PostgreSQL only: SQLite has no DML in a CTE). When
+# no row moves (balance short, no such client) nothing is inserted and no row comes back; a
+# used key fails the whole statement, the update included.
+_MOVE_AND_RECORD = (
+    "WITH moved AS ("
+    "UPDATE client SET balance = balance + $1 WHERE id = $2 AND balance + $1 >= 0 "
+    "RETURNING company_id, balance) "
+    "INSERT INTO ledger_entry (company_id, client_id, kind, amount, balance_after, booking_id, "
+    "staff_id, idempotency_key, reason, created_at) "
+    "SELECT company_id, $2, $3::varchar, $1, balance, $4::integer, $5::integer, $6::varchar, "
+    "$7::text, $8::timestamptz FROM moved "
+    "RETURNING id, company_id, balance_after"
+)
+# A longer key takes the ORM path, whose field validation refuses it as it always has.
+_KEY_MAX_LENGTH = cast(CharField, LedgerEntry._meta.fields_map["idempotency_key"]).max_length
+
+
+def _one_statement(conn: BaseDBAsyncClient, key: str, partial: bool) -> bool:
+    return (
+        not partial
+        and len(key) <= _KEY_MAX_LENGTH
+        and conn.capabilities.dialect == "postgres"
+        and not isinstance(conn, TransactionalDBClient)
+    )
+
+
+async def _move_and_record(
+    conn: BaseDBAsyncClient,
+    client_id: int,
+    delta: int,
+    kind: LedgerKind,
+    key: str,
+    booking_id: int | None,
+    staff_id: int | None,
+    reason: str,
+) -> tuple[int, int, int]:
+    """(entry id, company id, balance after), in one statement; _Refused when nothing moved."""
+    now = timezone.localtime()  # what the ORM writes for auto_now_add
+    values = [delta, client_id, kind.value, booking_id, staff_id, key, reason, now]
+    rows = await conn.execute_query_dict(_MOVE_AND_RECORD, values)
+    if not rows:
+        raise _Refused
+    row = rows[0]
+    return int(row["id"]), int(row["company_id"]), int(row["balance_after"])
+
 
 async def _apply(
     client_id: int,
@@ -93,6 +147,13 @@ async def _apply(
     if not key:
         raise ValueError("an idempotency key is required")
     try:
+        # The connection in use: a transaction's when the caller runs inside one.
+        current = connections.get("default")
+        if _one_statement(current, key, partial):
+            entry_id, company_id, balance = await _move_and_record(
+                current, client_id, delta, kind, key, booking_id, staff_id, reason
+            )
+            return LedgerResult(entry_id, company_id, client_id, kind, delta, balance, created=True)
         async with in_transaction() as conn:
             shortfall = 0
             if partial and delta < 0:

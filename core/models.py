@@ -61,6 +61,11 @@ class Company(Model):
     api_key_hash = fields.CharField(max_length=64, null=True, unique=True)
     hook_token = fields.CharField(max_length=64, unique=True)
     bookform_url = fields.CharField(max_length=512, null=True)
+    # A salon set up by hand may bring its own user token (records need one); None means
+    # YCLIENTS_USER_TOKEN, or the partner token alone.
+    yclients_user_token = fields.CharField(max_length=255, null=True)
+    # Services and masters from YClients, for the bot's booking menu (refreshed by the sync).
+    catalogue: fields.JSONField[dict[str, Any] | None] = fields.JSONField(null=True)
     whatsapp_session = fields.CharField(max_length=64, null=True, unique=True)
     whatsapp_connected = fields.BooleanField(default=False)
     whatsapp_phone = fields.CharField(max_length=32, null=True)

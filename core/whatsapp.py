@@ -1,0 +1,686 @@
+"""WhatsApp gateway: the interface the dialogs and the onboarding page use, and its WAHA
+implementation (shared/reference/whatsapp-waha.md).
+
+Decisions worth knowing:
+
+- One `httpx.AsyncClient` per gateway. Only idempotent calls are retried on 5xx, 429, timeouts
+  and connection errors (GET session/QR/lids, start/stop/restart/logout/delete); a send or a
+  pairing-code request is never retried, since a repeat could reach the client twice or burn a
+  link attempt: the caller gets GatewayUnavailable and decides.
+- `ensure_session` never creates a second session: it looks the name up first and, if two
+  processes race to create it, the loser reads the winner's session back.
+- `verify_webhook` checks the HMAC on the raw bytes before anything parses them. The
+  `X-Webhook-Timestamp` header is not covered by the HMAC, so the freshness check only stops
+  lazy replays; the real guard is the dedupe on the (signed) event id in the inbox.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import hmac
+import json
+import logging
+import random
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import TYPE_CHECKING, Any, Protocol
+from urllib.parse import quote
+
+import httpx
+
+if TYPE_CHECKING:
+    from pydantic import SecretStr
+
+    from core.settings import Settings
+
+log = logging.getLogger(__name__)
+
+WEBHOOK_PATH = "/webhook/whatsapp"
+WEBHOOK_EVENTS = ("message", "session.status")
+
+
+class SessionStatus(StrEnum):
+    STOPPED = "STOPPED"
+    STARTING = "STARTING"
+    SCAN_QR_CODE = "SCAN_QR_CODE"
+    WORKING = "WORKING"
+    FAILED = "FAILED"
+
+
+# ---------------------------------------------------------------------------------------------
+# Errors
+
+
+class GatewayError(Exception):
+    """Any failure talking to the WhatsApp gateway."""
+
+
+class GatewayNotConfigured(GatewayError):
+    """A WHATSAPP_* setting needed for the gateway is missing; the message names it."""
+
+
+class GatewayUnauthorized(GatewayError):
+    """The gateway refused the API key (401/403)."""
+
+
+class GatewayUnavailable(GatewayError):
+    """5xx, 429, a timeout or a connection error; for a send, the outcome is unknown."""
+
+
+class GatewayRequestError(GatewayError):
+    """The gateway rejected the request itself (another 4xx)."""
+
+    def __init__(self, message: str, status: int) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class SessionNotConnected(GatewayError):
+    """The session cannot do this now: it is not WORKING, not started, or does not exist."""
+
+
+class SessionNotFound(SessionNotConnected):
+    """No session with that name exists on the gateway."""
+
+
+class QrNotAvailable(GatewayError):
+    """The session is not waiting for a link (not in SCAN_QR_CODE): no QR or pairing code."""
+
+
+class WebhookRejected(Exception):
+    """An incoming webhook request that must not be acted on; `status` is the HTTP answer."""
+
+    status: int = 400
+
+
+class WebhookSignatureMissing(WebhookRejected):
+    status = 401
+
+
+class WebhookSignatureMismatch(WebhookRejected):
+    status = 401
+
+
+class WebhookTimestampInvalid(WebhookRejected):
+    """`X-Webhook-Timestamp` is missing or not milliseconds since the epoch."""
+
+    status = 400
+
+
+class WebhookStale(WebhookRejected):
+    status = 400
+
+
+class WebhookInvalidJson(WebhookRejected):
+    status = 400
+
+
+class WebhookBadShape(WebhookRejected):
+    status = 400
+
+
+# ---------------------------------------------------------------------------------------------
+# Chat ids
+
+
+def strip_device_suffix(jid: str) -> str:
+    """`79001234567:15@c.us` -> `79001234567@c.us` (the linked-device number is not the user)."""
+    user, at, server = jid.partition("@")
+    return user.partition(":")[0] + at + server
+
+
+def chat_id_for_phone(phone: str) -> str:
+    """`+79001234567` -> `79001234567@c.us`; the phone must already be E.164 (core.phones)."""
+    digits = phone.strip().removeprefix("+")
+    if not (digits.isascii() and digits.isdigit() and 7 <= len(digits) <= 15):
+        raise ValueError(f"not an E.164 phone number: {phone!r}")
+    return f"{digits}@c.us"
+
+
+def phone_from_chat_id(chat_id: str | None) -> str | None:
+    """`79001234567@c.us` (device suffix allowed) -> `+79001234567`; None for a hidden `@lid`,
+    a group, a broadcast or anything else that is not a person's phone."""
+    if not chat_id:
+        return None
+    user, _, server = strip_device_suffix(chat_id.strip()).partition("@")
+    if server not in ("c.us", "s.whatsapp.net"):
+        return None
+    if not (user.isascii() and user.isdigit() and 7 <= len(user) <= 15):
+        return None
+    return "+" + user
+
+
+# ---------------------------------------------------------------------------------------------
+# Plain data
+
+
+@dataclass(frozen=True, slots=True)
+class SessionInfo:
+    name: str
+    status: str
+    me_id: str | None = None
+    # E.164 of the linked WhatsApp number, device suffix stripped.
+    phone: str | None = None
+    push_name: str | None = None
+
+    @property
+    def working(self) -> bool:
+        return self.status == SessionStatus.WORKING
+
+    @classmethod
+    def from_api(cls, data: Mapping[str, Any]) -> SessionInfo:
+        me = data.get("me") if isinstance(data.get("me"), Mapping) else None
+        me_id = me.get("id") if me and isinstance(me.get("id"), str) else None
+        push_name = me.get("pushName") if me and isinstance(me.get("pushName"), str) else None
+        return cls(
+            name=str(data.get("name", "")),
+            status=str(data.get("status", "")),
+            me_id=me_id,
+            phone=phone_from_chat_id(me_id),
+            push_name=push_name,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookEvent:
+    id: str
+    event: str
+    session: str
+    timestamp_ms: int
+    payload: dict[str, Any]
+    me_id: str | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def me_phone(self) -> str | None:
+        return phone_from_chat_id(self.me_id)
+
+
+# ---------------------------------------------------------------------------------------------
+# Webhook verification
+
+
+def sign_webhook(raw_body: bytes, key: str) -> str:
+    """Hex HMAC-SHA512 of the raw body, as WAHA puts it in `X-Webhook-Hmac`."""
+    return hmac.new(key.encode(), raw_body, hashlib.sha512).hexdigest()
+
+
+def verify_webhook(
+    raw_body: bytes,
+    headers: Mapping[str, str],
+    *,
+    key: str,
+    now_ms: int | None = None,
+    max_age_s: float = 300,
+) -> WebhookEvent:
+    """Check a WAHA webhook request and parse it; raise a `WebhookRejected` subclass if not."""
+    if not key:
+        raise GatewayNotConfigured("WHATSAPP_WEBHOOK_HMAC_KEY is not set")
+    lowered = {name.lower(): value for name, value in headers.items()}
+    received = lowered.get("x-webhook-hmac", "").strip().lower()
+    if not received:
+        raise WebhookSignatureMissing("X-Webhook-Hmac is missing")
+    algorithm = lowered.get("x-webhook-hmac-algorithm", "sha512").strip().lower()
+    expected = sign_webhook(raw_body, key)
+    # Compare even when the algorithm is wrong, so both refusals cost the same.
+    matches = hmac.compare_digest(received.encode(), expected.encode())
+    if not matches or algorithm != "sha512":
+        raise WebhookSignatureMismatch("X-Webhook-Hmac does not match the body")
+
+    raw_ts = lowered.get("x-webhook-timestamp", "").strip()
+    if not (raw_ts.isascii() and raw_ts.isdigit()):
+        raise WebhookTimestampInvalid("X-Webhook-Timestamp is missing or not milliseconds")
+    now = time.time_ns() // 1_000_000 if now_ms is None else now_ms
+    if abs(now - int(raw_ts)) > max_age_s * 1000:
+        raise WebhookStale(f"X-Webhook-Timestamp is {(now - int(raw_ts)) / 1000:.0f} s off")
+
+    try:
+        data = json.loads(raw_body)
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise WebhookInvalidJson(f"body is not JSON: {exc}") from None
+    return _parse_event(data)
+
+
+def _parse_event(data: object) -> WebhookEvent:
+    if not isinstance(data, dict):
+        raise WebhookBadShape("body is not a JSON object")
+    for name in ("id", "event", "session"):
+        if not isinstance(data.get(name), str) or not data[name]:
+            raise WebhookBadShape(f"`{name}` is missing or not a string")
+    timestamp = data.get("timestamp")
+    if not isinstance(timestamp, int) or isinstance(timestamp, bool):
+        raise WebhookBadShape("`timestamp` is missing or not an integer")
+    payload = data.get("payload")
+    if not isinstance(payload, dict):
+        raise WebhookBadShape("`payload` is missing or not an object")
+    me = data.get("me")
+    if me is not None and not isinstance(me, dict):
+        raise WebhookBadShape("`me` is not an object")
+    metadata = data.get("metadata")
+    if metadata is not None and not isinstance(metadata, dict):
+        raise WebhookBadShape("`metadata` is not an object")
+    me_id = me.get("id") if me else None
+    return WebhookEvent(
+        id=data["id"],
+        event=data["event"],
+        session=data["session"],
+        timestamp_ms=timestamp,
+        payload=payload,
+        me_id=me_id if isinstance(me_id, str) else None,
+        metadata=metadata or {},
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# The interface
+
+
+class WhatsAppGateway(Protocol):
+    """What Salonbot needs from a WhatsApp gateway; WAHA is the one implementation so far."""
+
+    async def ensure_session(
+        self, name: str, webhook_url: str, metadata: Mapping[str, Any]
+    ) -> SessionInfo: ...
+
+    async def status(self, name: str) -> SessionInfo: ...
+
+    async def qr_value(self, name: str) -> str: ...
+
+    async def request_pairing_code(self, name: str, phone: str) -> str: ...
+
+    async def restart(self, name: str) -> SessionInfo: ...
+
+    async def logout(self, name: str) -> SessionInfo: ...
+
+    async def send_text(
+        self, session: str, chat_id: str, text: str, reply_to: str | None = None
+    ) -> str | None: ...
+
+    async def send_image(
+        self,
+        session: str,
+        chat_id: str,
+        png_bytes: bytes,
+        filename: str = "code.png",
+        caption: str | None = None,
+    ) -> str | None: ...
+
+    async def send_seen(self, session: str, chat_id: str, message_id: str) -> None: ...
+
+    async def start_typing(self, session: str, chat_id: str) -> None: ...
+
+    async def stop_typing(self, session: str, chat_id: str) -> None: ...
+
+    async def lid_to_phone(self, session: str, lid: str) -> str | None: ...
+
+    def verify_webhook(
+        self,
+        raw_body: bytes,
+        headers: Mapping[str, str],
+        *,
+        now_ms: int | None = None,
+        max_age_s: float = 300,
+    ) -> WebhookEvent: ...
+
+    async def aclose(self) -> None: ...
+
+
+# ---------------------------------------------------------------------------------------------
+# WAHA
+
+
+def _secret(value: str | SecretStr) -> str:
+    return value if isinstance(value, str) else value.get_secret_value()
+
+
+def _message_id(data: object) -> str | None:
+    """The sent message's id: a string on GOWS/NOWEB, `{"_serialized": …}` on WEBJS."""
+    if not isinstance(data, dict):
+        return None
+    key = data.get("key")
+    for candidate in (data.get("id"), key.get("id") if isinstance(key, dict) else None):
+        if isinstance(candidate, str) and candidate:
+            return candidate
+        if isinstance(candidate, dict) and isinstance(candidate.get("_serialized"), str):
+            return str(candidate["_serialized"])
+    return None
+
+
+class WahaGateway:
+    """`WhatsAppGateway` over WAHA's HTTP API, on one pooled httpx client."""
+
+    def __init__(
+        self,
+        base_url: str,
+        api_key: str | SecretStr,
+        hmac_key: str | SecretStr,
+        *,
+        timeout: float = 15.0,
+        retries: int = 2,
+        backoff: float = 0.5,
+        transport: httpx.AsyncBaseTransport | None = None,
+        client: httpx.AsyncClient | None = None,
+    ) -> None:
+        self._base_url = base_url.rstrip("/")
+        self._api_key = _secret(api_key)
+        self._hmac_key = _secret(hmac_key)
+        if not self._api_key:
+            raise GatewayNotConfigured("WHATSAPP_GATEWAY_API_KEY is not set")
+        if not self._hmac_key:
+            raise GatewayNotConfigured("WHATSAPP_WEBHOOK_HMAC_KEY is not set")
+        self._retries = max(0, retries)
+        self._backoff = backoff
+        self._owns_client = client is None
+        self._client = client or httpx.AsyncClient(
+            timeout=httpx.Timeout(timeout), transport=transport, follow_redirects=False
+        )
+
+    def __repr__(self) -> str:
+        return f"WahaGateway({self._base_url!r})"
+
+    @classmethod
+    def from_settings(cls, settings: Settings, **kwargs: Any) -> WahaGateway | None:
+        """The gateway from WHATSAPP_* settings; None when WHATSAPP_GATEWAY_URL is unset.
+
+        A URL without its API key or HMAC key raises GatewayNotConfigured naming the variable:
+        a gateway we cannot authenticate to, or whose webhooks we cannot verify, is no gateway.
+        """
+        if not settings.whatsapp_gateway_url:
+            return None
+        if settings.whatsapp_gateway_api_key is None:
+            raise GatewayNotConfigured(
+                "WHATSAPP_GATEWAY_API_KEY is not set; use the WAHA_API_KEY of the WAHA container"
+            )
+        if settings.whatsapp_webhook_hmac_key is None:
+            raise GatewayNotConfigured(
+                "WHATSAPP_WEBHOOK_HMAC_KEY is not set; set 32+ random characters "
+                '(python -c "import secrets; print(secrets.token_urlsafe(32))")'
+            )
+        return cls(
+            settings.whatsapp_gateway_url,
+            settings.whatsapp_gateway_api_key,
+            settings.whatsapp_webhook_hmac_key,
+            **kwargs,
+        )
+
+    async def aclose(self) -> None:
+        if self._owns_client:
+            await self._client.aclose()
+
+    # -- sessions ---------------------------------------------------------------------------
+
+    async def ensure_session(
+        self, name: str, webhook_url: str, metadata: Mapping[str, Any]
+    ) -> SessionInfo:
+        """The session `name`, created with our webhook if missing, started if STOPPED.
+
+        An existing session is never recreated nor reconfigured; a FAILED one is left to
+        `restart`, which the caller decides on (link attempts are capped by WhatsApp).
+        """
+        try:
+            info = await self.status(name)
+        except SessionNotFound:
+            body = {
+                "name": name,
+                "start": True,
+                "config": {
+                    "metadata": dict(metadata),
+                    "webhooks": [
+                        {
+                            "url": webhook_url,
+                            "events": list(WEBHOOK_EVENTS),
+                            "hmac": {"key": self._hmac_key},
+                            "retries": {
+                                "policy": "exponential",
+                                "delaySeconds": 2,
+                                "attempts": 15,
+                            },
+                        }
+                    ],
+                },
+            }
+            response = await self._send("POST", "/api/sessions", body=body)
+            if response.status_code != 422:
+                self._check(response, "create session", not_found=SessionNotFound)
+                return SessionInfo.from_api(_json(response, "create session"))
+            # 422 is "already exists": another process created it between our GET and POST.
+            try:
+                info = await self.status(name)
+            except SessionNotFound:
+                raise GatewayRequestError(
+                    f"create session: 422 {_error_text(response)}".rstrip(), 422
+                ) from None
+            log.info("WhatsApp session %s was created concurrently; reusing it", name)
+        if info.status == SessionStatus.STOPPED:
+            info = await self._session_action(name, "start")
+        return info
+
+    async def status(self, name: str) -> SessionInfo:
+        response = await self._call("GET", f"/api/sessions/{_seg(name)}", idempotent=True)
+        self._check(response, "get session", not_found=SessionNotFound)
+        return SessionInfo.from_api(_json(response, "get session"))
+
+    async def start(self, name: str) -> SessionInfo:
+        return await self._session_action(name, "start")
+
+    async def stop(self, name: str) -> SessionInfo:
+        return await self._session_action(name, "stop")
+
+    async def restart(self, name: str) -> SessionInfo:
+        return await self._session_action(name, "restart")
+
+    async def logout(self, name: str) -> SessionInfo:
+        """Unlink the phone; a running session comes back waiting for a new QR."""
+        return await self._session_action(name, "logout")
+
+    async def delete(self, name: str) -> None:
+        response = await self._call("DELETE", f"/api/sessions/{_seg(name)}", idempotent=True)
+        if response.status_code != 404:
+            self._check(response, "delete session", not_found=SessionNotFound)
+
+    async def _session_action(self, name: str, action: str) -> SessionInfo:
+        response = await self._call("POST", f"/api/sessions/{_seg(name)}/{action}", idempotent=True)
+        self._check(response, f"{action} session", not_found=SessionNotFound)
+        return SessionInfo.from_api(_json(response, f"{action} session"))
+
+    async def qr_value(self, name: str) -> str:
+        """The string to draw as the link QR; QrNotAvailable outside SCAN_QR_CODE."""
+        response = await self._call(
+            "GET", f"/api/{_seg(name)}/auth/qr", params={"format": "raw"}, idempotent=True
+        )
+        self._check(response, "get QR", not_found=SessionNotFound, unprocessable=QrNotAvailable)
+        value = _json(response, "get QR").get("value")
+        if not isinstance(value, str) or not value:
+            raise GatewayRequestError("get QR: the gateway answered without a value", 200)
+        return value
+
+    async def request_pairing_code(self, name: str, phone: str) -> str:
+        """A code the owner types in WhatsApp instead of scanning (`ABCD-EFGH`)."""
+        digits = chat_id_for_phone(phone).partition("@")[0]
+        response = await self._send(
+            "POST", f"/api/{_seg(name)}/auth/request-code", body={"phoneNumber": digits}
+        )
+        self._check(
+            response, "request code", not_found=SessionNotFound, unprocessable=QrNotAvailable
+        )
+        code = _json(response, "request code").get("code")
+        if not isinstance(code, str) or not code:
+            raise GatewayRequestError("request code: the gateway answered without a code", 200)
+        return code
+
+    # -- messages ---------------------------------------------------------------------------
+
+    async def send_text(
+        self, session: str, chat_id: str, text: str, reply_to: str | None = None
+    ) -> str | None:
+        """Send a text; returns the message id when the engine reports one."""
+        body: dict[str, Any] = {"session": session, "chatId": chat_id, "text": text}
+        if reply_to:
+            body["reply_to"] = reply_to
+        response = await self._send("POST", "/api/sendText", body=body)
+        self._check_send(response, "sendText")
+        return _message_id(_json_or_none(response))
+
+    async def send_image(
+        self,
+        session: str,
+        chat_id: str,
+        png_bytes: bytes,
+        filename: str = "code.png",
+        caption: str | None = None,
+    ) -> str | None:
+        body: dict[str, Any] = {
+            "session": session,
+            "chatId": chat_id,
+            "file": {
+                "mimetype": "image/png",
+                "filename": filename,
+                "data": base64.b64encode(png_bytes).decode("ascii"),
+            },
+        }
+        if caption:
+            body["caption"] = caption
+        response = await self._send("POST", "/api/sendImage", body=body)
+        self._check_send(response, "sendImage")
+        return _message_id(_json_or_none(response))
+
+    async def send_seen(self, session: str, chat_id: str, message_id: str) -> None:
+        body = {"session": session, "chatId": chat_id, "messageIds": [message_id]}
+        self._check_send(await self._send("POST", "/api/sendSeen", body=body), "sendSeen")
+
+    async def start_typing(self, session: str, chat_id: str) -> None:
+        body = {"session": session, "chatId": chat_id}
+        self._check_send(await self._send("POST", "/api/startTyping", body=body), "startTyping")
+
+    async def stop_typing(self, session: str, chat_id: str) -> None:
+        body = {"session": session, "chatId": chat_id}
+        self._check_send(await self._send("POST", "/api/stopTyping", body=body), "stopTyping")
+
+    async def lid_to_phone(self, session: str, lid: str) -> str | None:
+        """E.164 behind a hidden `…@lid` sender, or None when WhatsApp does not tell."""
+        response = await self._call(
+            "GET", f"/api/{_seg(session)}/lids/{_seg(lid)}", idempotent=True
+        )
+        self._check_send(response, "get lid")
+        return phone_from_chat_id(_json(response, "get lid").get("pn"))
+
+    def verify_webhook(
+        self,
+        raw_body: bytes,
+        headers: Mapping[str, str],
+        *,
+        now_ms: int | None = None,
+        max_age_s: float = 300,
+    ) -> WebhookEvent:
+        return verify_webhook(
+            raw_body, headers, key=self._hmac_key, now_ms=now_ms, max_age_s=max_age_s
+        )
+
+    # -- transport --------------------------------------------------------------------------
+
+    async def _send(
+        self, method: str, path: str, *, body: Mapping[str, Any] | None = None
+    ) -> httpx.Response:
+        return await self._call(method, path, body=body, idempotent=False)
+
+    async def _call(
+        self,
+        method: str,
+        path: str,
+        *,
+        body: Mapping[str, Any] | None = None,
+        params: Mapping[str, str] | None = None,
+        idempotent: bool,
+    ) -> httpx.Response:
+        attempts = self._retries + 1 if idempotent else 1
+        for attempt in range(attempts):
+            try:
+                response = await self._client.request(
+                    method,
+                    self._base_url + path,
+                    json=body,
+                    params=params,
+                    headers={"X-Api-Key": self._api_key, "Accept": "application/json"},
+                )
+            except httpx.TimeoutException:
+                failure = f"{method} {path}: the gateway did not answer in time"
+            except httpx.TransportError as exc:
+                failure = f"{method} {path}: cannot reach the gateway ({type(exc).__name__})"
+            else:
+                if response.status_code < 500 and response.status_code != 429:
+                    return response
+                failure = f"{method} {path}: the gateway answered {response.status_code}"
+            if attempt + 1 < attempts:
+                delay = self._backoff * 2**attempt * random.uniform(0.8, 1.2)  # noqa: S311 - jitter
+                log.warning("%s; retrying in %.2f s", failure, delay)
+                await asyncio.sleep(delay)
+        if not idempotent:
+            failure += " (not retried: the outcome is unknown)"
+        raise GatewayUnavailable(failure)
+
+    def _check(
+        self,
+        response: httpx.Response,
+        what: str,
+        *,
+        not_found: type[GatewayError],
+        unprocessable: type[GatewayError] | None = None,
+    ) -> None:
+        status = response.status_code
+        if status < 400:
+            return
+        detail = f"{what}: {status} {_error_text(response)}".rstrip()
+        if status in (401, 403):
+            raise GatewayUnauthorized(f"{what}: the gateway refused WHATSAPP_GATEWAY_API_KEY")
+        if status == 404:
+            raise not_found(detail)
+        if status == 422 and unprocessable is not None:
+            raise unprocessable(detail)
+        raise GatewayRequestError(detail, status)
+
+    def _check_send(self, response: httpx.Response, what: str) -> None:
+        """Errors of calls that need a WORKING session: 404 (not started), 422 (not WORKING)
+        and 409 all mean the session cannot send now."""
+        if response.status_code == 409:
+            raise SessionNotConnected(f"{what}: 409 {_error_text(response)}".rstrip())
+        self._check(
+            response, what, not_found=SessionNotConnected, unprocessable=SessionNotConnected
+        )
+
+
+def _seg(value: str) -> str:
+    return quote(value, safe="")
+
+
+def _json(response: httpx.Response, what: str) -> dict[str, Any]:
+    """The JSON object of a 2xx answer; anything else (a proxy's HTML page) is an error."""
+    try:
+        data = response.json()
+    except ValueError:
+        data = None
+    if not isinstance(data, dict):
+        raise GatewayRequestError(f"{what}: the gateway answered without a JSON object", 502)
+    return data
+
+
+def _json_or_none(response: httpx.Response) -> object:
+    # After a send went through, an odd answer body must not look like a failed send.
+    try:
+        return response.json()
+    except ValueError:
+        return None
+
+
+def _error_text(response: httpx.Response) -> str:
+    try:
+        data = response.json()
+    except ValueError:
+        return response.text[:200]
+    if isinstance(data, dict):
+        message = data.get("message") or data.get("error") or ""
+        return str(message)[:200]
+    return ""
