@@ -247,6 +247,21 @@ def _booking_values(record: dict[str, Any], client: Client | None) -> dict[str, 
     }
 
 
+def _with_stored(record: dict[str, Any], booking: Booking) -> dict[str, Any]:
+    """The record with what is stored filling the fields it lacks: a delete event may carry
+    little more than the id, and that must not wipe the visit's time, services or cost."""
+    stored: dict[str, Any] = {
+        "datetime": booking.visit_at.isoformat() if booking.visit_at else None,
+        "services": booking.services,
+        "staff": {"name": booking.staff_name},
+        "deleted": booking.deleted,
+        "last_change_date": booking.last_change_at.isoformat() if booking.last_change_at else None,
+    }
+    if "attendance" not in record and "visit_attendance" not in record:
+        stored["attendance"] = booking.attendance
+    return {**stored, **record}
+
+
 async def apply_records(company: Company, records: Sequence[dict[str, Any]]) -> ApplyStats:
     """Upsert a batch of records (one company) and settle their bonuses.
 
@@ -267,12 +282,13 @@ async def apply_records(company: Company, records: Sequence[dict[str, Any]]) -> 
         to_create: list[Booking] = []
         to_update: list[Booking] = []
         for record_id, record in newest.items():
-            values = _booking_values(record, matched[record_id])
             booking = existing.get(record_id)
             if booking is None:
+                values = _booking_values(record, matched[record_id])
                 booking = Booking(company_id=company.id, yclients_record_id=record_id, **values)
                 to_create.append(booking)
             else:
+                values = _booking_values(_with_stored(record, booking), matched[record_id])
                 incoming = values["last_change_at"]
                 if booking.last_change_at and incoming and incoming < booking.last_change_at:
                     stats.stale += 1
@@ -306,7 +322,8 @@ async def apply_records(company: Company, records: Sequence[dict[str, Any]]) -> 
 async def apply_record_by_id(
     company: Company, record: dict[str, Any], *, deleted: bool = False
 ) -> ApplyStats:
-    """A webhook's record; `deleted=True` for a `delete` event whatever `data` says."""
+    """A webhook's record; `deleted=True` for a `delete` event whatever `data` says. The record
+    may be as bare as `{"id": …}`: what it lacks is taken from the stored booking."""
     if deleted:
         record = {**record, "deleted": True}
     return await apply_records(company, [record])

@@ -5,8 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from core import db
+from core.models import Company, IntegrationStatus
 from core.parts import parts
 from core.settings import Settings
+from core.yclients import YClientsClient, YClientsError
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,11 +45,58 @@ async def check_database(settings: Settings) -> CheckResult:
     return CheckResult("database", "ok", f"{backend}, migrations current")
 
 
+async def check_yclients(settings: Settings) -> CheckResult:
+    """Reaches the API, the token is accepted, and records can be read (per salon)."""
+    client = YClientsClient.from_settings(settings)
+    if client is None:
+        return CheckResult("yclients", "off", "YCLIENTS_PARTNER_TOKEN not set")
+    try:
+        await db.init_orm(settings.db_url)
+        try:
+            salons = (
+                await Company.filter(integration_status=IntegrationStatus.ACTIVE)
+                .order_by("id")
+                .limit(3)
+            )
+        finally:
+            await db.close_orm()
+    except Exception:
+        salons = []
+    if not salons:
+        await client.aclose()
+        return CheckResult(
+            "yclients",
+            "ok",
+            "configured; no active salon yet to try the token on",
+            "",
+        )
+    try:
+        for company in salons:
+            api = client.with_user_token(company.yclients_user_token)
+            await api.company(company.yclients_id)
+            async for _page in api.iter_record_pages(company.yclients_id, count=1):
+                break
+    except YClientsError as exc:
+        return CheckResult(
+            "yclients",
+            "fail",
+            f"salon {company.yclients_id}: {exc.api_message or exc.status}",
+            str(exc),
+        )
+    finally:
+        await client.aclose()
+    return CheckResult(
+        "yclients", "ok", f"token accepted, records readable for {len(salons)} salon(s)"
+    )
+
+
 async def run_checks(settings: Settings) -> list[CheckResult]:
     results = [CheckResult("settings", "ok", "read from the environment and .env")]
     results.append(await check_database(settings))
     for part in parts(settings):
-        if not part.enabled:
+        if part.name == "yclients" and part.enabled:
+            results.append(await check_yclients(settings))
+        elif not part.enabled:
             results.append(CheckResult(part.name, "off", part.reason))
         else:
             results.append(CheckResult(part.name, "ok", "configured"))

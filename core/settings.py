@@ -5,9 +5,11 @@ from __future__ import annotations
 import logging
 import re
 import secrets
+from datetime import datetime
 from pathlib import Path
 from typing import Literal
 
+from cronsim import CronSim, CronSimError
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -112,6 +114,17 @@ class Settings(BaseSettings):
                 "(e.g. postgres://user:pass@host:5432/salonbot)"
             )
         return value.replace("postgresql://", "postgres://", 1)
+
+    @field_validator("yclients_sync_cron")
+    @classmethod
+    def _cron_spec(cls, value: str) -> str:
+        try:
+            CronSim(value, datetime.now())
+        except CronSimError as exc:
+            raise ValueError(
+                f"is not a cron schedule ({exc}); e.g. '*/30 * * * *' for every 30 minutes"
+            ) from None
+        return value
 
     @field_validator("public_base_url", "telegram_api_url", "yclients_api_url")
     @classmethod

@@ -317,6 +317,23 @@ class YClientsClient:
             rate_limit=settings.yclients_rate_limit,
         )
 
+    def with_user_token(self, user_token: str | None) -> YClientsClient:
+        """The same connection pool and limiter, acting with one salon's own user token."""
+        if not user_token or user_token == self._user_token:
+            return self
+        return YClientsClient(
+            self.base_url,
+            self._partner_token,
+            user_token,
+            limiter=self.limiter,
+            rate_limit=None,
+            timeout=self.timeout,
+            max_retries=self.max_retries,
+            backoff_base=self.backoff_base,
+            backoff_max=self.backoff_max,
+            http_client=self._http,
+        )
+
     def __repr__(self) -> str:
         return f"YClientsClient({self.base_url!r}, user_token={self._user_token is not None})"
 

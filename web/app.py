@@ -12,13 +12,23 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from core import db
+from core import db, inbox
 from core.notifications import LoggingNotifier
 from core.parts import parts
 from core.settings import Settings
 from core.yclients import YClientsClient
-from web import health
-from web.keys import INBOX_WAKEUP, METRICS, NOTIFIER, SETTINGS, YCLIENTS
+from web import api, health, yclients
+from web.cron import sync_cron_ctx
+from web.inbox_worker import inbox_worker_ctx
+from web.keys import (
+    INBOX_HANDLERS,
+    INBOX_POLICY,
+    INBOX_WAKEUP,
+    METRICS,
+    NOTIFIER,
+    SETTINGS,
+    YCLIENTS,
+)
 from web.metrics import Metrics, metrics_handler, metrics_middleware
 
 log = logging.getLogger(__name__)
@@ -34,12 +44,19 @@ def create_app(settings: Settings) -> web.Application:
 
     app[NOTIFIER] = LoggingNotifier()
     app[INBOX_WAKEUP] = asyncio.Event()
+    app[INBOX_POLICY] = inbox.InboxPolicy()
+    app[INBOX_HANDLERS] = inbox.default_handlers()
 
     app.cleanup_ctx.append(orm_ctx)
     app.cleanup_ctx.append(announce_parts_ctx)
     app.cleanup_ctx.append(yclients_ctx)
+    # Last: whatever notifier the contexts before it set up is in place when it starts.
+    app.cleanup_ctx.append(inbox_worker_ctx)
+    app.cleanup_ctx.append(sync_cron_ctx)
 
     health.setup_routes(app)
+    api.setup_routes(app)
+    yclients.setup_routes(app)
     app.router.add_get("/metrics", metrics_handler)
     return app
 

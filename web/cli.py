@@ -6,14 +6,19 @@ import argparse
 import asyncio
 import logging
 import sys
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 from aiohttp import web
 
-from core import db
+from core import companies, db
+from core.bookings import ApplyStats
 from core.checks import run_checks
 from core.logging import setup_logging
+from core.models import Company, IntegrationStatus, SyncState
 from core.settings import Settings, SettingsError, load_settings
+from core.sync import sync_company
+from core.yclients import YClientsClient, YClientsError
 
 log = logging.getLogger("salonbot")
 
@@ -84,23 +89,166 @@ def cmd_check(settings: Settings, args: argparse.Namespace) -> int:
     return 1 if any(r.status == "fail" for r in results) else 0
 
 
-COMMANDS: dict[str, tuple[str, Callable[[Settings, argparse.Namespace], int]]] = {
-    "serve": ("run web, bot and cron in one process (applies migrations first)", cmd_serve),
-    "migrate": ("apply pending database migrations", cmd_migrate),
-    "check": ("check settings and connectivity, with the fix for each failure", cmd_check),
-}
+class CommandError(Exception):
+    """Printed as `salonbot: <message>`, exit 1."""
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _yclients(settings: Settings) -> YClientsClient:
+    client = YClientsClient.from_settings(settings)
+    if client is None:
+        raise CommandError(
+            "YCLIENTS_PARTNER_TOKEN is not set: put the partner token from the YClients "
+            "developer cabinet into .env"
+        )
+    return client
+
+
+async def _with_db(settings: Settings, work: Callable[[], Awaitable[int]]) -> int:
+    await db.init_orm(settings.db_url)
+    try:
+        if await db.pending_migrations():
+            raise CommandError("the database has unapplied migrations: run `salonbot migrate`")
+        return await work()
+    finally:
+        await db.close_orm()
+
+
+def cmd_company_add(settings: Settings, args: argparse.Namespace) -> int:
+    async def work() -> int:
+        async with _yclients(settings) as client:
+            api = client.with_user_token(args.user_token)
+            info = await api.company(args.yclients_id)
+            company, created = await companies.upsert_from_yclients(
+                info, status=IntegrationStatus.ACTIVE, user_token=args.user_token
+            )
+        print(
+            f"{'added' if created else 'updated'}: {company.title} (YClients {company.yclients_id})"
+        )
+        print(f"timezone: {company.timezone}")
+        print(f"booking link: {company.bookform_url or '— (no online booking form in YClients)'}")
+        print(f"webhook URL for YClients: {companies.webhook_url(settings.base_url, company)}")
+        return 0
+
+    return asyncio.run(_with_db(settings, work))
+
+
+def cmd_company_list(settings: Settings, args: argparse.Namespace) -> int:
+    async def work() -> int:
+        rows = await Company.all().order_by("id").prefetch_related("sync_state")
+        if not rows:
+            print("no salons yet: `salonbot company add --yclients-id ID`")
+            return 0
+        for company in rows:
+            state = await SyncState.get_or_none(company_id=company.id)
+            last = (
+                f"{state.last_run_at:%Y-%m-%d %H:%M} UTC {state.last_status}"
+                if state and state.last_run_at
+                else "never"
+            )
+            whatsapp = "connected" if company.whatsapp_connected else "disconnected"
+            print(
+                f"{company.yclients_id:>9}  {company.title or '—'}  [{company.integration_status}]"
+                f"  whatsapp {whatsapp}  last sync: {last}"
+            )
+            print(f"{'':>9}  webhook: {companies.webhook_url(settings.base_url, company)}")
+        return 0
+
+    return asyncio.run(_with_db(settings, work))
+
+
+def cmd_sync(settings: Settings, args: argparse.Namespace) -> int:
+    def progress(company: Company, stats: ApplyStats) -> None:
+        print(
+            f"\r{company.title or company.yclients_id}: {stats.fetched} records, "
+            f"{stats.awarded} awarded, {stats.reversed} reversed",
+            end="",
+            file=sys.stderr,
+            flush=True,
+        )
+
+    async def work() -> int:
+        query = Company.filter(integration_status=IntegrationStatus.ACTIVE)
+        if args.company is not None:
+            query = Company.filter(yclients_id=args.company)
+        targets = await query.order_by("id")
+        if not targets:
+            raise CommandError("no such active salon (see `salonbot company list`)")
+        failed = 0
+        results: list[tuple[Company, ApplyStats | str]] = []
+        async with _yclients(settings) as client:
+            for company in targets:
+                try:
+                    stats = await sync_company(client, company, full=args.full, progress=progress)
+                    results.append((company, stats))
+                except YClientsError as exc:
+                    failed += 1
+                    results.append((company, str(exc)))
+                print(file=sys.stderr)
+        header = (
+            "salon",
+            "fetched",
+            "created",
+            "updated",
+            "matched",
+            "unmatched",
+            "awarded",
+            "reversed",
+        )
+        print("  ".join(f"{h:>9}" for h in header))
+        for company, outcome in results:
+            name = str(company.yclients_id)
+            if isinstance(outcome, str):
+                print(f"{name:>9}  failed: {outcome}")
+                continue
+            figures = outcome.summary()
+            print("  ".join(f"{v:>9}" for v in [name, *(figures[h] for h in header[1:])]))
+            if outcome.unmatched_records:
+                shown = ", ".join(map(str, outcome.unmatched_records[:20]))
+                print(f"{'':>9}  unmatched records (no phone, email or code): {shown}")
+        return 1 if failed else 0
+
+    return asyncio.run(_with_db(settings, work))
+
+
+Handler = Callable[[Settings, argparse.Namespace], int]
+
+
+def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Handler]]:
     parser = argparse.ArgumentParser(prog="salonbot", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
-    for name, (help_text, _handler) in COMMANDS.items():
-        sub.add_parser(name, help=help_text, description=help_text)
-    return parser
+    handlers: dict[str, Handler] = {}
+
+    def command(name: str, help_text: str, handler: Handler, group: Any = sub) -> Any:
+        handlers[name] = handler
+        p = group.add_parser(name.split(" ")[-1], help=help_text, description=help_text)
+        p.set_defaults(handler_name=name)
+        return p
+
+    command("serve", "run web, bot and cron in one process (applies migrations first)", cmd_serve)
+    command("migrate", "apply pending database migrations", cmd_migrate)
+    command("check", "check settings and connectivity, with the fix for each failure", cmd_check)
+
+    company = sub.add_parser("company", help="salons set up by hand").add_subparsers(
+        dest="company_command", required=True
+    )
+    add = command(
+        "company add", "read a salon from YClients and store it", cmd_company_add, company
+    )
+    add.add_argument("--yclients-id", type=int, required=True, help="the salon's YClients id")
+    add.add_argument("--user-token", help="the salon's YClients user token (reads records)")
+    command(
+        "company list", "each salon's status, last sync and webhook URL", cmd_company_list, company
+    )
+
+    sync = command("sync", "sync bookings from YClients now", cmd_sync)
+    sync.add_argument("--company", type=int, help="one salon's YClients id (default: all active)")
+    sync.add_argument("--full", action="store_true", help="re-read the whole visit-date window")
+    return parser, handlers
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser, handlers = build_parser()
+    args = parser.parse_args(argv)
     setup_logging()  # until settings are read, so their own warnings are formatted too
     try:
         settings = load_settings()
@@ -108,8 +256,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"salonbot: settings: {exc}", file=sys.stderr)
         return 2
     setup_logging(settings.log_level, settings.log_format, _secrets(settings))
-    _help, handler = COMMANDS[args.command]
-    return handler(settings, args)
+    try:
+        return handlers[args.handler_name](settings, args)
+    except CommandError as exc:
+        print(f"salonbot: {exc}", file=sys.stderr)
+        return 1
+    except YClientsError as exc:
+        print(f"salonbot: YClients: {exc}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping
 
 from aiohttp import web
 
+from core.inbox import Handler, InboxPolicy
 from core.notifications import Notifier
 from core.settings import Settings
 from core.yclients import YClientsClient
@@ -19,3 +21,6 @@ YCLIENTS: web.AppKey[YClientsClient | None] = web.AppKey("yclients")
 NOTIFIER = web.AppKey("notifier", Notifier)
 # Set when an inbound event is stored, so the inbox worker wakes at once.
 INBOX_WAKEUP = web.AppKey("inbox_wakeup", asyncio.Event)
+# How the inbox worker drains the inbox, and the handler for each event source.
+INBOX_POLICY = web.AppKey("inbox_policy", InboxPolicy)
+INBOX_HANDLERS: web.AppKey[Mapping[str, Handler]] = web.AppKey("inbox_handlers")

@@ -1,15 +1,20 @@
 """Prometheus metrics: request counts and latencies per route (the route's pattern, never the
-raw path, so tokens in paths stay out of the labels)."""
+raw path, so tokens in paths stay out of the labels), and the inbox's events and failures."""
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 from aiohttp.typedefs import Middleware
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+from core import inbox
+
+log = logging.getLogger(__name__)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -31,6 +36,31 @@ class Metrics:
             ["method", "route"],
             registry=self.registry,
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+        )
+        # Read from the database at each scrape, so it is true whichever replica answers.
+        self.inbox_events = Gauge(
+            "salonbot_inbox_events",
+            "Inbound webhook events in the inbox, by status",
+            ["status"],
+            registry=self.registry,
+        )
+        self.inbox_received = Counter(
+            "salonbot_inbox_received_total",
+            "Inbound webhook events accepted, duplicates included",
+            ["source", "duplicate"],
+            registry=self.registry,
+        )
+        self.inbox_processed = Counter(
+            "salonbot_inbox_processed_total",
+            "Inbox events handled by this process, by outcome (done, retry, dead)",
+            ["source", "outcome"],
+            registry=self.registry,
+        )
+        self.inbox_failures = Counter(
+            "salonbot_inbox_failures_total",
+            "Inbox event handling attempts that failed",
+            ["source"],
+            registry=self.registry,
         )
 
     def render(self) -> bytes:
@@ -65,7 +95,13 @@ def metrics_middleware(metrics: Metrics) -> Middleware:
 async def metrics_handler(request: web.Request) -> web.Response:
     from web.keys import METRICS
 
-    response = web.Response(body=request.app[METRICS].render())
+    metrics = request.app[METRICS]
+    try:
+        for status, n in (await inbox.counts()).items():
+            metrics.inbox_events.labels(status).set(n)
+    except Exception as exc:  # a scrape still answers with what it has
+        log.warning("metrics: inbox counts unavailable: %s", exc)
+    response = web.Response(body=metrics.render())
     response.content_type = CONTENT_TYPE_LATEST.split(";")[0]
     response.charset = "utf-8"
     return response

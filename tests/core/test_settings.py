@@ -71,6 +71,7 @@ def test_env_file_is_read(tmp_path: Path) -> None:
         ("YCLIENTS_PARTNER_TOKEN", " abc123 ", "YCLIENTS_PARTNER_TOKEN: has spaces"),
         ("YCLIENTS_USER_TOKEN", "токен", "YCLIENTS_USER_TOKEN: has non-ASCII"),
         ("SECRET_KEY", "short", "SECRET_KEY: too short"),
+        ("YCLIENTS_SYNC_CRON", "every half hour", "YCLIENTS_SYNC_CRON: is not a cron schedule"),
     ],
 )
 def test_bad_values_name_the_variable_and_the_fix(

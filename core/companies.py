@@ -1,0 +1,70 @@
+"""Salons: registering one from its YClients data, and the URLs handed to YClients."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from typing import Any
+
+from core.models import Company, IntegrationStatus
+
+
+def new_hook_token() -> str:
+    return secrets.token_urlsafe(32)
+
+
+def webhook_url(base_url: str, company: Company) -> str:
+    return f"{base_url}/webhook/yclients/{company.hook_token}"
+
+
+def hash_api_key(api_key: str) -> str:
+    return hashlib.sha256(api_key.encode()).hexdigest()
+
+
+def new_api_key() -> tuple[str, str]:
+    """(the key to show once, the hash to store)."""
+    key = "sb_" + secrets.token_urlsafe(32)
+    return key, hash_api_key(key)
+
+
+async def company_by_api_key(api_key: str) -> Company | None:
+    if not api_key:
+        return None
+    digest = hash_api_key(api_key)
+    company = await Company.get_or_none(api_key_hash=digest)
+    if company is None or not hmac.compare_digest(company.api_key_hash or "", digest):
+        return None
+    return company
+
+
+def default_bookform(info: dict[str, Any]) -> str | None:
+    forms = [f for f in info.get("bookforms") or [] if isinstance(f, dict) and f.get("url")]
+    chosen = next((f for f in forms if f.get("is_default")), forms[0] if forms else None)
+    return str(chosen["url"]) if chosen else None
+
+
+async def upsert_from_yclients(
+    info: dict[str, Any],
+    *,
+    status: IntegrationStatus,
+    user_token: str | None = None,
+) -> tuple[Company, bool]:
+    """Create or refresh a salon from `GET /company/{id}`; (company, created)."""
+    values: dict[str, Any] = {
+        "title": str(info.get("title") or ""),
+        "timezone": str(info.get("timezone_name") or "Europe/Moscow"),
+        "bookform_url": default_bookform(info),
+        "integration_status": status,
+    }
+    if user_token:
+        values["yclients_user_token"] = user_token
+    company = await Company.get_or_none(yclients_id=int(info["id"]))
+    if company is None:
+        company = await Company.create(
+            yclients_id=int(info["id"]), hook_token=new_hook_token(), **values
+        )
+        return company, True
+    company.update_from_dict(values)
+    await company.save()
+    return company, False

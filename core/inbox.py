@@ -1,0 +1,315 @@
+"""The inbox: every inbound webhook is stored first, then acted on by a worker.
+
+Storing is one INSERT guarded by the unique (source, dedupe_key) constraint, so a duplicate
+delivery answers "seen" without a race. A worker claims due events under a lease (PostgreSQL:
+`FOR UPDATE SKIP LOCKED`, so several replicas drain one inbox; SQLite has a single writer),
+runs the source's handler, and marks the event done, or failed with exponential backoff, or
+dead after `max_attempts`. A worker that dies mid-event leaves only a lease, which expires,
+and the event is tried again; handlers are idempotent, so a retry changes nothing twice.
+
+Handlers return the ledger results their work produced; the caller notifies clients about
+them after the handler's transactions have committed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from tortoise.exceptions import IntegrityError
+from tortoise.expressions import F
+from tortoise.functions import Count
+from tortoise.transactions import in_transaction
+
+from core import bookings
+from core.ledger import LedgerResult
+from core.models import Client, Company, InboxEvent, InboxStatus, IntegrationStatus
+from core.phones import normalize_phone
+from core.yclients import parse_yclients_datetime
+
+log = logging.getLogger(__name__)
+
+YCLIENTS = "yclients"
+_KEY_MAX = 255
+_ERROR_MAX = 2000
+
+Handler = Callable[[InboxEvent], Awaitable[Sequence[LedgerResult]]]
+
+
+@dataclass(frozen=True, slots=True)
+class InboxPolicy:
+    """How the inbox is drained. The defaults give a failing event about half an hour of
+    retries (15 s, 30 s, 1 min, … between them) before it is dead."""
+
+    lease: timedelta = timedelta(minutes=2)
+    max_attempts: int = 8
+    retry_base: timedelta = timedelta(seconds=15)
+    retry_max: timedelta = timedelta(minutes=30)
+    batch_size: int = 20
+    # Seconds the worker sleeps when nothing is due and nothing woke it.
+    poll_interval: float = 2.0
+
+    def retry_delay(self, attempts: int) -> timedelta:
+        return min(self.retry_max, self.retry_base * 2 ** max(0, attempts - 1))
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    event: InboxEvent
+    status: InboxStatus
+    changes: list[LedgerResult] = field(default_factory=list)
+    error: str | None = None
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def storable(value: Any) -> Any:
+    """The JSON value with what PostgreSQL cannot keep (NUL characters, lone surrogates)
+    replaced by U+FFFD: an odd character must not cost the whole event."""
+    if isinstance(value, str):
+        if "\x00" in value or any("\ud800" <= ch <= "\udfff" for ch in value):
+            return "".join(
+                "\ufffd" if ch == "\x00" or "\ud800" <= ch <= "\udfff" else ch for ch in value
+            )
+        return value
+    if isinstance(value, dict):
+        return {storable(k): storable(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [storable(v) for v in value]
+    return value
+
+
+def _canonical(value: Any) -> bytes:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode(
+        "utf-8", "surrogatepass"
+    )
+
+
+def _change_stamp(data: object) -> str | None:
+    if not isinstance(data, dict):
+        return None
+    raw = data.get("last_change_date")
+    if not isinstance(raw, str) or not raw.strip():
+        return None
+    try:
+        # `+03:00` and `+0300` spell the same instant: one key for both.
+        return parse_yclients_datetime(raw).astimezone(UTC).isoformat()
+    except ValueError:
+        return raw.strip()
+
+
+def dedupe_key_for_yclients(payload: Mapping[str, Any]) -> str:
+    """company:resource:resource_id:status:last_change_date:hash of `data`.
+
+    Identical deliveries (YClients has sent one change as four identical updates) give one
+    key. The hash of the canonical `data` is always part of it, not only when there is no
+    `last_change_date`: that date has one-second resolution, and two real changes within a
+    second must not be taken for one. A spurious extra event costs nothing — acting on an event
+    is idempotent — while a dropped one would lose a change until the next sync.
+    """
+    data = payload.get("data")
+    digest = hashlib.sha256(_canonical(data)).hexdigest()
+    stamp = _change_stamp(data) or "-"
+    key = ":".join(
+        str(part)
+        for part in (
+            payload.get("company_id"),
+            payload.get("resource"),
+            payload.get("resource_id"),
+            payload.get("status"),
+            stamp,
+            digest[:32],
+        )
+    )
+    if len(key) > _KEY_MAX:
+        key = "sha256:" + hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()
+    return key
+
+
+async def store(
+    source: str, dedupe_key: str, payload: dict[str, Any], company_id: int | None
+) -> tuple[InboxEvent, bool]:
+    """Store an inbound event once; `(event, False)` when this key was already stored."""
+    try:
+        event = await InboxEvent.create(
+            source=source,
+            dedupe_key=dedupe_key,
+            payload=storable(payload),
+            company_id=company_id,
+            next_attempt_at=_now(),
+        )
+    except IntegrityError:
+        # The unique constraint decides, so two racing deliveries store one event.
+        existing = await InboxEvent.get_or_none(source=source, dedupe_key=dedupe_key)
+        if existing is None:
+            raise
+        return existing, False
+    return event, True
+
+
+async def claim(policy: InboxPolicy, *, now: datetime | None = None) -> list[InboxEvent]:
+    """Take up to `batch_size` due pending events and lease them for `policy.lease`.
+
+    The lease is committed before any work starts: another worker skips these rows until it
+    expires, and a worker that dies leaves nothing worse than a lease to wait out.
+    """
+    now = now or _now()
+    until = now + policy.lease
+    async with in_transaction() as conn:
+        query = (
+            InboxEvent.filter(status=InboxStatus.PENDING, next_attempt_at__lte=now)
+            .order_by("next_attempt_at", "id")
+            .limit(policy.batch_size)
+        )
+        if conn.capabilities.dialect == "postgres":
+            query = query.select_for_update(skip_locked=True)
+        events = await query.using_db(conn)
+        if not events:
+            return []
+        await (
+            InboxEvent.filter(id__in=[e.id for e in events])
+            .using_db(conn)
+            .update(next_attempt_at=until, attempts=F("attempts") + 1)
+        )
+    for event in events:
+        event.next_attempt_at = until
+        event.attempts += 1
+    return events
+
+
+async def mark_done(event: InboxEvent, *, now: datetime | None = None) -> None:
+    event.status = InboxStatus.DONE
+    event.processed_at = now or _now()
+    event.next_attempt_at = None
+    await event.save(update_fields=["status", "processed_at", "next_attempt_at"])
+
+
+async def mark_failed(
+    event: InboxEvent, error: str, policy: InboxPolicy, *, now: datetime | None = None
+) -> InboxStatus:
+    """Schedule a retry with exponential backoff, or give up: dead after `max_attempts`."""
+    now = now or _now()
+    event.last_error = storable(error)[:_ERROR_MAX]
+    if event.attempts >= policy.max_attempts:
+        event.status = InboxStatus.DEAD
+        event.processed_at = now
+        event.next_attempt_at = None
+    else:
+        event.next_attempt_at = now + policy.retry_delay(event.attempts)
+    await event.save(update_fields=["status", "processed_at", "next_attempt_at", "last_error"])
+    return event.status
+
+
+async def counts() -> dict[str, int]:
+    """Events per status, every status present."""
+    found = dict(
+        await InboxEvent.annotate(n=Count("id")).group_by("status").values_list("status", "n")
+    )
+    return {status.value: int(found.get(status, 0)) for status in InboxStatus}
+
+
+async def process(
+    event: InboxEvent, handlers: Mapping[str, Handler], policy: InboxPolicy
+) -> Outcome:
+    """Run the event's handler and record the outcome; the handler's ledger results come back
+    for the caller to notify about (everything is committed by then)."""
+    if event.attempts > policy.max_attempts:
+        # Its leases kept running out: whatever handles it dies before it can fail cleanly.
+        error = f"gave up after {event.attempts - 1} attempts without an outcome"
+        status = await mark_failed(event, error, policy)
+        return Outcome(event, status, error=error)
+    handler = handlers.get(event.source)
+    try:
+        if handler is None:
+            raise LookupError(f"no handler for source {event.source!r}")
+        changes = list(await handler(event))
+    except Exception as exc:
+        error = f"{type(exc).__name__}: {exc}"
+        log.warning(
+            "inbox event %s (%s) failed, attempt %s: %s",
+            event.id,
+            event.source,
+            event.attempts,
+            error,
+            exc_info=True,
+        )
+        status = await mark_failed(event, error, policy)
+        if status is InboxStatus.DEAD:
+            log.error("inbox event %s is dead after %s attempts", event.id, event.attempts)
+        return Outcome(event, status, error=error)
+    await mark_done(event)
+    return Outcome(event, InboxStatus.DONE, changes)
+
+
+async def handle_yclients(event: InboxEvent) -> list[LedgerResult]:
+    """A salon's entity event: records become bookings and bonuses, clients get their name,
+    phone and email refreshed; every other resource is kept in the inbox and left alone.
+    An uninstalled salon's events are done without action."""
+    payload = event.payload
+    if event.company_id is not None:
+        company = await Company.get_or_none(id=event.company_id)
+    else:
+        company = await Company.get_or_none(yclients_id=int(payload["company_id"]))
+    if company is None or company.integration_status is IntegrationStatus.UNINSTALLED:
+        log.info("inbox event %s: salon gone or uninstalled, nothing to do", event.id)
+        return []
+    resource, status, data = payload.get("resource"), payload.get("status"), payload.get("data")
+    if resource == "record":
+        if not isinstance(data, dict) or "id" not in data:
+            raise ValueError("a record event without data.id")
+        stats = await bookings.apply_record_by_id(company, data, deleted=status == "delete")
+        return stats.changes
+    if resource == "client" and status != "delete" and isinstance(data, dict):
+        await _refresh_client(company, data)
+    return []
+
+
+async def _refresh_client(company: Company, data: dict[str, Any]) -> None:
+    yclients_id = data.get("id")
+    if not isinstance(yclients_id, int) or isinstance(yclients_id, bool):
+        return
+    client = await Client.filter(company_id=company.id, yclients_client_id=yclients_id).first()
+    if client is None:
+        return
+    changed: list[str] = []
+    name = data.get("name")
+    if isinstance(name, str) and name.strip() and name.strip() != client.name:
+        client.name = name.strip()[:255]
+        changed.append("name")
+    email = data.get("email")
+    if isinstance(email, str) and email.strip() and email.strip().lower() != client.email:
+        client.email = email.strip().lower()[:255]
+        changed.append("email")
+    raw_phone = data.get("phone")
+    phone = normalize_phone(raw_phone) if isinstance(raw_phone, str | int) else None
+    if (
+        phone
+        and phone != client.phone
+        # A number another client of the salon holds stays theirs.
+        and not await Client.filter(company_id=company.id, phone=phone)
+        .exclude(id=client.id)
+        .exists()
+    ):
+        client.phone = phone
+        changed.append("phone")
+    if not changed:
+        return
+    try:
+        await client.save(update_fields=changed)
+    except IntegrityError:
+        # The phone was taken meanwhile; keep the rest.
+        if "phone" not in changed or len(changed) == 1:
+            return
+        changed.remove("phone")
+        await Client.filter(id=client.id).update(**{f: getattr(client, f) for f in changed})
+
+
+def default_handlers() -> dict[str, Handler]:
+    return {YCLIENTS: handle_yclients}

@@ -1,0 +1,47 @@
+"""Run a job at most once at a time across replicas.
+
+On PostgreSQL a session-level advisory lock, held on one pooled connection for the job's
+duration (a crashed replica's lock goes with its connection); on SQLite — one process by
+design — an in-process lock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+from tortoise import connections
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+_process_locks: dict[str, asyncio.Lock] = {}
+
+
+def lock_key(name: str) -> int:
+    """A stable signed 64-bit key for pg_advisory_lock."""
+    return int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
+
+
+async def run_exclusive(name: str, job: Callable[[], Awaitable[T]]) -> tuple[bool, T | None]:
+    """(True, result) when this process ran the job; (False, None) when another held it."""
+    client = connections.get("default")
+    if client.capabilities.dialect != "postgres":
+        lock = _process_locks.setdefault(name, asyncio.Lock())
+        if lock.locked():
+            return False, None
+        async with lock:
+            return True, await job()
+    key = lock_key(name)
+    conn: Any
+    async with client.acquire_connection() as conn:
+        if not await conn.fetchval("SELECT pg_try_advisory_lock($1)", key):
+            log.info("%s: skipped, another replica is running it", name)
+            return False, None
+        try:
+            return True, await job()
+        finally:
+            await conn.execute("SELECT pg_advisory_unlock($1)", key)

@@ -1,0 +1,277 @@
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from core import inbox, ledger
+from core.clients import create_client
+from core.inbox import InboxPolicy
+from core.ledger import LedgerResult
+from core.models import (
+    Booking,
+    BookingStatus,
+    Client,
+    Company,
+    InboxEvent,
+    InboxStatus,
+    IntegrationStatus,
+    LedgerEntry,
+)
+
+POLICY = InboxPolicy(
+    lease=timedelta(seconds=60),
+    max_attempts=3,
+    retry_base=timedelta(seconds=10),
+    retry_max=timedelta(seconds=25),
+    batch_size=5,
+)
+
+
+def record(record_id: int = 1, **changes: Any) -> dict[str, Any]:
+    base: dict[str, Any] = {
+        "id": record_id,
+        "company_id": 555,
+        "staff": {"id": 7, "name": "Ольга"},
+        "services": [{"id": 1, "title": "Стрижка", "cost": 2000, "amount": 1}],
+        "client": {"id": 900, "name": "Анна", "phone": "79991234567", "email": "a@x.ru"},
+        "datetime": "2026-11-20T12:00:00+03:00",
+        "comment": "",
+        "attendance": 0,
+        "deleted": False,
+        "last_change_date": "2026-11-20T10:00:00+0300",
+    }
+    base.update(changes)
+    return base
+
+
+def event(data: Any, status: str = "update", resource: str = "record") -> dict[str, Any]:
+    resource_id = data.get("id", 0) if isinstance(data, dict) else 0
+    return {
+        "company_id": 555,
+        "resource": resource,
+        "resource_id": resource_id,
+        "status": status,
+        "data": data,
+    }
+
+
+async def salon(**fields: Any) -> Company:
+    return await Company.create(
+        yclients_id=555,
+        hook_token="hook",
+        accrual_percent=10,
+        integration_status=IntegrationStatus.ACTIVE,
+        **fields,
+    )
+
+
+async def put(company: Company, payload: dict[str, Any]) -> InboxEvent:
+    stored, created = await inbox.store(
+        inbox.YCLIENTS, inbox.dedupe_key_for_yclients(payload), payload, company.id
+    )
+    assert created
+    return stored
+
+
+async def run_all(policy: InboxPolicy = POLICY) -> list[LedgerResult]:
+    """Claim and process until nothing is due; the ledger results, in order."""
+    changes: list[LedgerResult] = []
+    while events := await inbox.claim(policy):
+        for claimed in events:
+            changes.extend((await inbox.process(claimed, inbox.default_handlers(), policy)).changes)
+    return changes
+
+
+# --- dedupe keys ---
+
+
+def test_identical_deliveries_share_a_key_and_any_real_change_gets_its_own() -> None:
+    burst = [event(record(attendance=1)) for _ in range(4)]
+    assert len({inbox.dedupe_key_for_yclients(e) for e in burst}) == 1
+    key = inbox.dedupe_key_for_yclients(burst[0])
+    assert key.startswith("555:record:1:update:2026-11-20T07:00:00+00:00:")
+    # Key order inside data does not matter; the content does, even within the same second.
+    shuffled = event(dict(reversed(list(record(attendance=1).items()))))
+    assert inbox.dedupe_key_for_yclients(shuffled) == key
+    assert inbox.dedupe_key_for_yclients(event(record(attendance=-1))) != key
+    assert inbox.dedupe_key_for_yclients(event(record(attendance=1), "delete")) != key
+
+
+def test_dedupe_key_without_change_date_hashes_data_and_stays_short() -> None:
+    bare = inbox.dedupe_key_for_yclients(event({"id": 5}, "delete"))
+    assert bare.startswith("555:record:5:delete:-:")
+    assert bare == inbox.dedupe_key_for_yclients(event({"id": 5}, "delete"))
+    assert bare != inbox.dedupe_key_for_yclients(event({"id": 6}, "delete"))
+    # The same instant spelled two ways keeps one stamp.
+    colon = inbox.dedupe_key_for_yclients(
+        event({"id": 5, "last_change_date": "2026-11-20T10:00:00+03:00"})
+    )
+    plain = inbox.dedupe_key_for_yclients(
+        event({"id": 5, "last_change_date": "2026-11-20T10:00:00+0300"})
+    )
+    assert colon.split(":")[4:7] == plain.split(":")[4:7]
+    huge = inbox.dedupe_key_for_yclients(event(None, resource="x" * 1000))
+    assert huge.startswith("sha256:") and len(huge) <= 255
+
+
+def test_storable_replaces_what_postgres_cannot_keep() -> None:
+    assert inbox.storable({"a\x00": ["b\ud800c", 1, None]}) == {"a\ufffd": ["b\ufffdc", 1, None]}
+    untouched = {"name": "Анна 😀", "n": 1.5}
+    assert inbox.storable(untouched) == untouched
+
+
+# --- store and claim ---
+
+
+async def test_a_duplicate_is_stored_once_even_when_racing(orm: str) -> None:
+    company = await salon()
+    payload = event(record(attendance=1))
+    key = inbox.dedupe_key_for_yclients(payload)
+    results = await asyncio.gather(
+        *(inbox.store(inbox.YCLIENTS, key, payload, company.id) for _ in range(4))
+    )
+    assert sorted(created for _, created in results) == [False, False, False, True]
+    assert len({stored.id for stored, _ in results}) == 1
+    assert await InboxEvent.all().count() == 1
+    # The same key from another source is another event.
+    _, created = await inbox.store("whatsapp", key, payload, company.id)
+    assert created
+
+
+async def test_claim_leases_events_until_the_lease_runs_out(orm: str) -> None:
+    company = await salon()
+    stored = await put(company, event(record()))
+    now = datetime.now(UTC) + timedelta(hours=1)
+    (claimed,) = await inbox.claim(POLICY, now=now)
+    assert claimed.id == stored.id and claimed.attempts == 1
+    assert await inbox.claim(POLICY, now=now + timedelta(seconds=59)) == []
+    (again,) = await inbox.claim(POLICY, now=now + timedelta(seconds=61))
+    assert again.id == stored.id and again.attempts == 2
+    row = await InboxEvent.get(id=stored.id)
+    assert row.attempts == 2 and row.status is InboxStatus.PENDING
+
+
+async def test_concurrent_claims_never_share_an_event(orm: str) -> None:
+    company = await salon()
+    for i in range(1, 13):
+        await put(company, event(record(i)))
+    batches = await asyncio.gather(*(inbox.claim(POLICY) for _ in range(4)))
+    ids = [e.id for batch in batches for e in batch]
+    assert len(ids) == len(set(ids)) == 12
+    assert all(len(batch) <= POLICY.batch_size for batch in batches)
+
+
+async def test_failures_back_off_exponentially_then_the_event_is_dead(orm: str) -> None:
+    company = await salon()
+    stored = await put(company, event(record()))
+    now = datetime.now(UTC) + timedelta(hours=1)
+    delays = []
+    for _ in range(POLICY.max_attempts):
+        (claimed,) = await inbox.claim(POLICY, now=now)
+        status = await inbox.mark_failed(claimed, "boom", POLICY, now=now)
+        if status is InboxStatus.PENDING:
+            assert claimed.next_attempt_at is not None
+            delays.append(claimed.next_attempt_at - now)
+            now = claimed.next_attempt_at
+    assert delays == [timedelta(seconds=10), timedelta(seconds=20)]
+    assert status is InboxStatus.DEAD
+    row = await InboxEvent.get(id=stored.id)
+    assert row.status is InboxStatus.DEAD and row.attempts == 3 and row.last_error == "boom"
+    assert await inbox.claim(POLICY, now=now + timedelta(days=1)) == []
+    assert await inbox.counts() == {"pending": 0, "done": 0, "dead": 1}
+    assert POLICY.retry_delay(10) == timedelta(seconds=25)
+
+
+async def test_process_records_failures_and_gives_up_on_events_that_never_finish(
+    orm: str,
+) -> None:
+    company = await salon()
+    await put(company, event(record(1)))
+    await put(company, event(record(2)))
+
+    async def broken(stored: InboxEvent) -> Sequence[LedgerResult]:
+        raise RuntimeError("handler bug")
+
+    first, second = await inbox.claim(POLICY)
+    outcome = await inbox.process(first, {inbox.YCLIENTS: broken}, POLICY)
+    assert outcome.status is InboxStatus.PENDING and outcome.error == "RuntimeError: handler bug"
+    outcome = await inbox.process(second, {}, POLICY)
+    assert outcome.error is not None and "no handler" in outcome.error
+    # Leases that kept expiring (a worker dying on it) count as attempts too.
+    second.attempts = POLICY.max_attempts + 1
+    outcome = await inbox.process(second, inbox.default_handlers(), POLICY)
+    assert outcome.status is InboxStatus.DEAD
+    assert not await Booking.filter(yclients_record_id=2).exists()
+
+
+# --- the YClients handler ---
+
+
+async def test_record_events_apply_once_and_a_bare_delete_reverses(orm: str) -> None:
+    company = await salon()
+    await put(company, event(record(attendance=1), "create"))
+    changes = await run_all()
+    assert [c.amount for c in changes] == [200]
+    booking = await Booking.get(yclients_record_id=1)
+    assert booking.status is BookingStatus.COMPLETED and booking.client_id is not None
+
+    await put(company, event({"id": 1}, "delete"))
+    changes = await run_all()
+    assert [c.amount for c in changes] == [-200]
+    booking = await Booking.get(yclients_record_id=1)
+    assert booking.status is BookingStatus.CANCELLED and booking.deleted
+    # What the bare delete did not carry is kept.
+    assert booking.cost == 2000 and booking.staff_name == "Ольга"
+    assert booking.visit_at == datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
+    assert booking.attendance == 1
+    assert booking.client_id is not None and await ledger.balance(booking.client_id) == 0
+    assert await inbox.counts() == {"pending": 0, "done": 2, "dead": 0}
+
+
+async def test_uninstalled_salon_and_other_resources_are_done_without_action(orm: str) -> None:
+    company = await salon()
+    await put(company, event({"id": 3, "title": "Стрижка"}, resource="service"))
+    await put(company, event(None, "delete", resource="staff"))
+    await run_all()
+    company.integration_status = IntegrationStatus.UNINSTALLED
+    await company.save()
+    await put(company, event(record(attendance=1)))
+    assert await run_all() == []
+    assert await inbox.counts() == {"pending": 0, "done": 3, "dead": 0}
+    assert not await Booking.exists() and not await LedgerEntry.exists()
+
+
+async def test_client_events_refresh_name_email_and_a_free_phone(orm: str) -> None:
+    company = await salon()
+    anna = (await create_client(company, phone="+79991234567", yclients_client_id=900)).client
+    await create_client(company, phone="+79990000002")
+    await put(
+        company,
+        event(
+            {"id": 900, "name": "Анна К.", "phone": "+7 999 000-00-02", "email": "ANNA@x.ru"},
+            resource="client",
+        ),
+    )
+    await run_all()
+    anna = await Client.get(id=anna.id)
+    # The number belongs to another client, so it stays; the rest changes.
+    assert (anna.name, anna.email, anna.phone) == ("Анна К.", "anna@x.ru", "+79991234567")
+    await put(company, event({"id": 900, "phone": 79993334455}, resource="client"))
+    await put(company, event({"id": 12345, "name": "Никто"}, resource="client"))
+    await run_all()
+    assert (await Client.get(id=anna.id)).phone == "+79993334455"
+    assert await Client.filter(company_id=company.id).count() == 2
+
+
+@pytest.mark.parametrize("status", ["pending", "done", "dead"])
+async def test_counts_report_every_status(orm: str, status: str) -> None:
+    company = await salon()
+    stored = await put(company, event(record()))
+    stored.status = InboxStatus(status)
+    await stored.save()
+    counts = await inbox.counts()
+    assert counts == {s: int(s == status) for s in ("pending", "done", "dead")}

@@ -1,0 +1,86 @@
+"""The inbox worker: a task that drains the inbox for the life of the app.
+
+It claims due events, hands each to its source's handler (core.inbox), and tells clients about
+balance changes only after the handler's work has committed. It wakes at once when a webhook
+stores an event (INBOX_WAKEUP) and otherwise polls, which also picks up retries whose backoff
+has passed and events whose lease ran out. At shutdown the task is cancelled: an event in hand
+keeps its lease, which expires, and it is tried again after the restart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Mapping
+
+from aiohttp import web
+
+from core import inbox
+from core.inbox import Handler, InboxPolicy
+from core.models import InboxStatus
+from core.notifications import BalanceNotice
+from web.keys import INBOX_HANDLERS, INBOX_POLICY, INBOX_WAKEUP, METRICS, NOTIFIER
+
+log = logging.getLogger(__name__)
+
+_OUTCOMES = {InboxStatus.DONE: "done", InboxStatus.PENDING: "retry", InboxStatus.DEAD: "dead"}
+
+
+class InboxWorker:
+    def __init__(
+        self,
+        app: web.Application,
+        policy: InboxPolicy,
+        handlers: Mapping[str, Handler],
+    ) -> None:
+        self.app = app
+        self.policy = policy
+        self.handlers = handlers
+        self.wakeup = app[INBOX_WAKEUP]
+
+    async def run_once(self) -> int:
+        """One claimed batch, processed in order; the number of events claimed."""
+        events = await inbox.claim(self.policy)
+        metrics = self.app[METRICS]
+        for event in events:
+            outcome = await inbox.process(event, self.handlers, self.policy)
+            metrics.inbox_processed.labels(event.source, _OUTCOMES[outcome.status]).inc()
+            if outcome.error is not None:
+                metrics.inbox_failures.labels(event.source).inc()
+            if outcome.changes:
+                await self._notify([BalanceNotice.from_result(r) for r in outcome.changes])
+        return len(events)
+
+    async def _notify(self, notices: list[BalanceNotice]) -> None:
+        try:
+            # Read at each use: a chat channel started after the worker replaces the notifier.
+            await self.app[NOTIFIER].notify(notices)
+        except Exception:
+            log.exception("balance notices for %d change(s) not delivered", len(notices))
+
+    async def run(self) -> None:
+        while True:
+            # Cleared before the claim, so an event stored while a batch runs wakes the next.
+            self.wakeup.clear()
+            try:
+                claimed = await self.run_once()
+            except Exception:
+                log.exception(
+                    "inbox worker pass failed; next try in %ss", self.policy.poll_interval
+                )
+                claimed = 0
+            if claimed >= self.policy.batch_size:
+                continue
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.wakeup.wait(), self.policy.poll_interval)
+
+
+async def inbox_worker_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Needs the ORM: list it after orm_ctx (teardown runs in reverse, so it stops first)."""
+    worker = InboxWorker(app, app[INBOX_POLICY], app[INBOX_HANDLERS])
+    task = asyncio.create_task(worker.run(), name="inbox-worker")
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task

@@ -1,0 +1,151 @@
+"""POST /webhook/yclients/{hook_token}: one salon's entity events (records, clients, …).
+
+YClients signs nothing; the secret is the salon's hook token in the URL, and the event's
+`company_id` must be that salon. A valid event is stored in the inbox and acknowledged at
+once; the inbox worker acts on it. Whatever the body, the answer is a 2xx or a 4xx with the
+reason, never a 500: a 4xx tells the sender the event will never be taken.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+import math
+import re
+from typing import Any
+
+from aiohttp import web
+
+from core import inbox
+from core.models import Company
+from web.keys import INBOX_WAKEUP, METRICS
+
+log = logging.getLogger(__name__)
+
+MAX_BODY = 256 * 1024
+# Real events are a few levels deep; a deeper body is refused before anything recurses on it.
+MAX_DEPTH = 32
+STATUSES = frozenset({"create", "update", "delete"})
+_TOKEN = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
+
+class Refused(Exception):
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        # `1e400` parses as infinity, which no JSON column can store.
+        raise ValueError(f"{text} is out of range")
+    return value
+
+
+def parse_event(raw: bytes) -> dict[str, Any]:
+    """The event from a request body, or Refused(400) saying what is wrong with it."""
+    try:
+        body = json.loads(raw, parse_constant=_reject_constant, parse_float=_finite_float)
+    except (ValueError, RecursionError) as exc:
+        raise Refused(400, f"invalid JSON: {exc}") from None
+    if _too_deep(body):
+        raise Refused(400, f"JSON nested deeper than {MAX_DEPTH} levels")
+    if not isinstance(body, dict):
+        raise Refused(400, "the body must be a JSON object")
+    if not _is_int(body.get("company_id")):
+        raise Refused(400, "company_id must be an integer")
+    resource = body.get("resource")
+    if not isinstance(resource, str) or not resource:
+        raise Refused(400, "resource must be a non-empty string")
+    resource_id = body.get("resource_id")
+    if not (_is_int(resource_id) or isinstance(resource_id, str)):
+        raise Refused(400, "resource_id must be an integer or a string")
+    status = body.get("status")
+    if not isinstance(status, str) or status not in STATUSES:
+        raise Refused(400, f"status must be one of {', '.join(sorted(STATUSES))}")
+    data = body.get("data")
+    if resource == "record":
+        if not isinstance(data, dict) or not _is_record_id(data.get("id")):
+            raise Refused(400, "a record event needs data as an object with an integer id")
+    elif data is not None and not isinstance(data, dict):
+        raise Refused(400, "data must be an object or null")
+    return body
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_record_id(value: object) -> bool:
+    # A positive 64-bit integer, as the booking table stores it.
+    return isinstance(value, int) and not isinstance(value, bool) and 0 < value < 2**63
+
+
+def _too_deep(value: object) -> bool:
+    level: list[tuple[object, int]] = [(value, 1)]
+    while level:
+        item, depth = level.pop()
+        if depth > MAX_DEPTH:
+            return True
+        if isinstance(item, dict):
+            level.extend((v, depth + 1) for v in item.values())
+        elif isinstance(item, list):
+            level.extend((v, depth + 1) for v in item)
+    return False
+
+
+async def _read_capped(request: web.Request) -> bytes:
+    if request.content_length is not None and request.content_length > MAX_BODY:
+        raise Refused(413, f"the body is larger than {MAX_BODY} bytes")
+    body = bytearray()
+    async for chunk in request.content.iter_chunked(64 * 1024):
+        body += chunk
+        if len(body) > MAX_BODY:
+            raise Refused(413, f"the body is larger than {MAX_BODY} bytes")
+    return bytes(body)
+
+
+async def _salon(token: str) -> Company | None:
+    if not _TOKEN.fullmatch(token):
+        return None
+    company = await Company.get_or_none(hook_token=token)
+    # The lookup found it by the token already; the constant-time compare keeps a collation
+    # or a future lookup by prefix from ever accepting a near miss.
+    if company is None or not hmac.compare_digest(company.hook_token.encode(), token.encode()):
+        return None
+    return company
+
+
+async def yclients_webhook_handler(request: web.Request) -> web.Response:
+    try:
+        company = await _salon(request.match_info["hook_token"])
+        if company is None:
+            raise Refused(404, "unknown webhook URL")
+        event = parse_event(await _read_capped(request))
+        if event["company_id"] != company.yclients_id:
+            raise Refused(403, "company_id is not the salon of this webhook URL")
+        event = inbox.storable(event)
+        _, created = await inbox.store(
+            inbox.YCLIENTS, inbox.dedupe_key_for_yclients(event), event, company.id
+        )
+    except Refused as refused:
+        return web.json_response({"ok": False, "error": refused.reason}, status=refused.status)
+    except Exception:
+        # The database, not the body: ask YClients to deliver it again later.
+        log.exception("a YClients webhook could not be stored")
+        return web.json_response({"ok": False, "error": "try again later"}, status=503)
+    request.app[METRICS].inbox_received.labels(inbox.YCLIENTS, str(not created).lower()).inc()
+    if created:
+        request.app[INBOX_WAKEUP].set()
+    return web.json_response({"ok": True, "duplicate": not created})
+
+
+def setup_routes(app: web.Application) -> None:
+    app.router.add_post("/webhook/yclients/{hook_token}", yclients_webhook_handler)
