@@ -15,6 +15,11 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 # The working directory also makes the relative defaults (DATA_DIR, .env) land in /app.
 WORKDIR /app
 
+# DejaVu Sans: the printable poster draws salon names, usually Cyrillic (core/poster.py).
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends fonts-dejavu-core \
+    && rm -rf /var/lib/apt/lists/*
+
 # Dependencies first, in their own layer: rebuilt only when pyproject.toml changes.
 # (README.md* is optional: pyproject names it as the readme, the build only warns without it.)
 COPY pyproject.toml README.md* ./

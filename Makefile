@@ -7,13 +7,13 @@ PO := $(wildcard locales/*/LC_MESSAGES/messages.po)
 MO := $(PO:.po=.mo)
 BABEL_KEYWORDS := --no-default-keywords -k _ -k __ -k gettext:2 -k ngettext:2,3
 
-.PHONY: run test lint test-sqlite test-postgres setup locales locales-extract locales-update \
-	migrations bench clean
+.PHONY: run test lint test-sqlite test-postgres setup system-deps locales locales-extract \
+	locales-update migrations bench clean
 
 run: setup
 	$(BIN)/salonbot serve
 
-test: setup lint test-sqlite test-postgres
+test: setup system-deps lint test-sqlite test-postgres
 
 lint: setup
 	$(BIN)/ruff check .
@@ -29,6 +29,18 @@ test-postgres: setup
 	SALONBOT_TEST_DB=postgres $(BIN)/pytest
 
 setup: $(VENV)/.installed $(MO)
+
+# Debian packages outside the venv: chromium for the browser test of the onboarding page,
+# fonts-dejavu-core for the Cyrillic text on the printable poster. Installed when missing and
+# we are root (as in CI); otherwise the command to run is printed and the tests that need
+# them skip (they fail instead under CI=true).
+SYSTEM_PACKAGES := chromium fonts-dejavu-core
+system-deps:
+	@missing=$$(for p in $(SYSTEM_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -z "$$missing" ]; then echo "system packages present: $(SYSTEM_PACKAGES)"; \
+	elif [ "$$(id -u)" = 0 ]; then \
+		apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y $$missing; \
+	else echo "missing system packages: $$missing (sudo apt-get install $$missing)"; fi
 
 $(VENV)/.installed: pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \

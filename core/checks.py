@@ -8,6 +8,13 @@ from core import db
 from core.models import Company, IntegrationStatus
 from core.parts import parts
 from core.settings import Settings
+from core.whatsapp import (
+    GatewayError,
+    GatewayNotConfigured,
+    GatewayUnauthorized,
+    GatewayUnavailable,
+    WahaGateway,
+)
 from core.yclients import YClientsClient, YClientsError
 
 
@@ -90,12 +97,49 @@ async def check_yclients(settings: Settings) -> CheckResult:
     )
 
 
+async def check_whatsapp(settings: Settings) -> CheckResult:
+    """The WAHA gateway answers and accepts our API key."""
+    try:
+        gateway = WahaGateway.from_settings(settings, timeout=5.0, retries=0)
+    except GatewayNotConfigured as exc:
+        return CheckResult(
+            "whatsapp", "fail", "WHATSAPP_GATEWAY_URL is set but incomplete", str(exc)
+        )
+    if gateway is None:
+        return CheckResult("whatsapp", "off", "WHATSAPP_GATEWAY_URL not set")
+    try:
+        await gateway.ping()
+    except GatewayUnauthorized as exc:
+        return CheckResult(
+            "whatsapp",
+            "fail",
+            str(exc),
+            "set WHATSAPP_GATEWAY_API_KEY to the WAHA_API_KEY the WAHA container runs with",
+        )
+    except GatewayUnavailable as exc:
+        return CheckResult(
+            "whatsapp",
+            "fail",
+            str(exc),
+            "check WHATSAPP_GATEWAY_URL (http://waha:3000 under compose) and that WAHA runs",
+        )
+    except GatewayError as exc:
+        return CheckResult(
+            "whatsapp", "fail", str(exc), "check WHATSAPP_GATEWAY_URL points at WAHA"
+        )
+    finally:
+        await gateway.aclose()
+    return CheckResult("whatsapp", "ok", f"gateway at {settings.whatsapp_gateway_url} answers")
+
+
 async def run_checks(settings: Settings) -> list[CheckResult]:
     results = [CheckResult("settings", "ok", "read from the environment and .env")]
     results.append(await check_database(settings))
     for part in parts(settings):
         if part.name == "yclients" and part.enabled:
             results.append(await check_yclients(settings))
+        elif part.name == "whatsapp" and settings.whatsapp_gateway_url:
+            results.append(await check_whatsapp(settings))
         elif not part.enabled:
             results.append(CheckResult(part.name, "off", part.reason))
         else:

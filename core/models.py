@@ -97,6 +97,9 @@ class Client(Model):
     # Cached sum of the client's ledger entries: changes only together with an entry.
     balance = fields.IntField(default=0)
     last_channel = fields.CharField(max_length=16, null=True)
+    # Set when Telegram refused a message because the client blocked the bot; cleared when the
+    # client writes again. Notices are not sent to Telegram while it is set.
+    telegram_unreachable_at = fields.DatetimeField(null=True)
     created_at = fields.DatetimeField(auto_now_add=True)
 
     class Meta:
@@ -122,11 +125,41 @@ class Staff(Model):
     name = fields.CharField(max_length=255, default="")
     role = fields.CharEnumField(StaffRole, max_length=16, default=StaffRole.STAFF)
     active = fields.BooleanField(default=True)
+    # Guessing codes is bounded: the times (epoch seconds) of recent wrong codes, and until when
+    # code entry is locked after too many of them (core.staff).
+    code_failures: fields.JSONField[list[float]] = fields.JSONField(default=list)
+    locked_until = fields.DatetimeField(null=True)
     created_at = fields.DatetimeField(auto_now_add=True)
 
     class Meta:
         table = "staff"
         unique_together = (("company", "telegram_user_id"), ("company", "phone"))
+
+
+class StaffInvite(Model):
+    """A single-use, expiring link for joining a salon's staff in Telegram (`staff-<token>`).
+
+    A random token rather than a JWT: Telegram's start parameter holds at most 64 characters.
+    Only the token's sha256 is stored.
+    """
+
+    id = fields.IntField(primary_key=True)
+    company: fields.ForeignKeyRelation[Company] = fields.ForeignKeyField(
+        "models.Company", related_name="staff_invites", on_delete=fields.CASCADE
+    )
+    company_id: int
+    token_hash = fields.CharField(max_length=64, unique=True)
+    role = fields.CharEnumField(StaffRole, max_length=16, default=StaffRole.STAFF)
+    expires_at = fields.DatetimeField()
+    used_at = fields.DatetimeField(null=True)
+    used_by: fields.ForeignKeyNullableRelation[Staff] = fields.ForeignKeyField(
+        "models.Staff", related_name="invites", null=True, on_delete=fields.SET_NULL
+    )
+    used_by_id: int | None
+    created_at = fields.DatetimeField(auto_now_add=True)
+
+    class Meta:
+        table = "staff_invite"
 
 
 class Booking(Model):

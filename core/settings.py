@@ -40,6 +40,8 @@ class Settings(BaseSettings):
     telegram_api_url: str = "https://api.telegram.org"
     telegram_mode: Literal["polling", "webhook"] = "polling"
     telegram_webhook_secret: SecretStr | None = None
+    # For the client links on the onboarding page; unset: asked from the Bot API (getMe).
+    telegram_bot_username: str | None = None
 
     yclients_api_url: str = "https://api.yclients.com"
     yclients_partner_token: SecretStr | None = None
@@ -58,6 +60,7 @@ class Settings(BaseSettings):
 
     @field_validator(
         "redis_url",
+        "telegram_bot_username",
         "yclients_app_id",
         "whatsapp_gateway_url",
         "secret_key",
@@ -73,6 +76,16 @@ class Settings(BaseSettings):
     def _empty_is_unset(cls, value: object) -> object:
         # `FOO=` in .env means "not configured", as it does for every shell user.
         return None if value == "" else value
+
+    @field_validator("telegram_bot_username")
+    @classmethod
+    def _bare_username(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        name = value.strip().removeprefix("@")
+        if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_]{3,31}", name):
+            raise ValueError("is not a Telegram bot username (e.g. salon_bonus_bot, no https://)")
+        return name
 
     @field_validator("log_level", mode="before")
     @classmethod

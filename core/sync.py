@@ -15,6 +15,7 @@ from typing import Any
 
 from core.bookings import ApplyStats, apply_records
 from core.models import Company, IntegrationStatus, SyncState
+from core.onboarding import lift_all_frozen
 from core.yclients import YClientsClient, YClientsError
 
 log = logging.getLogger(__name__)
@@ -120,10 +121,23 @@ class SyncReport:
 
 
 async def sync_all(
-    client: YClientsClient, *, now: datetime | None = None, full: bool = False
+    client: YClientsClient,
+    *,
+    now: datetime | None = None,
+    full: bool = False,
+    application_id: int | None = None,
 ) -> SyncReport:
-    """Sync every active salon; one salon's failure is logged and counted, the rest go on."""
+    """Sync every active salon; one salon's failure is logged and counted, the rest go on.
+
+    With the marketplace `application_id`, frozen salons whose subscription YClients reports
+    active again are unfrozen first (there is no "unfreeze" event), and synced in this tick.
+    """
     report = SyncReport()
+    if application_id:
+        try:
+            await lift_all_frozen(client, application_id)
+        except Exception:  # the sync itself must run whatever happens here
+            log.exception("checking frozen salons failed")
     for company in await Company.filter(integration_status=IntegrationStatus.ACTIVE).order_by("id"):
         try:
             report.synced[company.id] = await sync_company(client, company, full=full, now=now)

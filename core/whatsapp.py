@@ -294,7 +294,11 @@ class WhatsAppGateway(Protocol):
 
     async def restart(self, name: str) -> SessionInfo: ...
 
+    async def stop(self, name: str) -> SessionInfo: ...
+
     async def logout(self, name: str) -> SessionInfo: ...
+
+    async def ping(self) -> None: ...
 
     async def send_text(
         self, session: str, chat_id: str, text: str, reply_to: str | None = None
@@ -476,6 +480,12 @@ class WahaGateway:
     async def logout(self, name: str) -> SessionInfo:
         """Unlink the phone; a running session comes back waiting for a new QR."""
         return await self._session_action(name, "logout")
+
+    async def ping(self) -> None:
+        """Returns when the gateway answers and accepts our API key; a GatewayError if not."""
+        response = await self._call("GET", "/api/sessions", idempotent=True)
+        # A 404 here means the URL is not a WAHA API at all.
+        self._check(response, "list sessions", not_found=GatewayUnavailable)
 
     async def delete(self, name: str) -> None:
         response = await self._call("DELETE", f"/api/sessions/{_seg(name)}", idempotent=True)

@@ -14,19 +14,24 @@ from aiohttp import web
 
 from core import db, inbox
 from core.notifications import LoggingNotifier
+from core.onboarding import BotUsername
 from core.parts import parts
 from core.settings import Settings
+from core.whatsapp import GatewayNotConfigured, WahaGateway
 from core.yclients import YClientsClient
-from web import api, health, yclients
+from web import api, health, marketplace, whatsapp_webhook, yclients
 from web.cron import sync_cron_ctx
 from web.inbox_worker import inbox_worker_ctx
 from web.keys import (
+    BOT_USERNAME,
     INBOX_HANDLERS,
     INBOX_POLICY,
     INBOX_WAKEUP,
     METRICS,
     NOTIFIER,
+    ONBOARDING_POLL_MS,
     SETTINGS,
+    WHATSAPP,
     YCLIENTS,
 )
 from web.metrics import Metrics, metrics_handler, metrics_middleware
@@ -45,11 +50,15 @@ def create_app(settings: Settings) -> web.Application:
     app[NOTIFIER] = LoggingNotifier()
     app[INBOX_WAKEUP] = asyncio.Event()
     app[INBOX_POLICY] = inbox.InboxPolicy()
-    app[INBOX_HANDLERS] = inbox.default_handlers()
+    app[INBOX_HANDLERS] = {**inbox.default_handlers(), **marketplace.inbox_handlers(app)}
+    app[WHATSAPP] = None
+    app[BOT_USERNAME] = BotUsername(settings)
+    app[ONBOARDING_POLL_MS] = 3000
 
     app.cleanup_ctx.append(orm_ctx)
     app.cleanup_ctx.append(announce_parts_ctx)
     app.cleanup_ctx.append(yclients_ctx)
+    app.cleanup_ctx.append(whatsapp_ctx)
     # Last: whatever notifier the contexts before it set up is in place when it starts.
     app.cleanup_ctx.append(inbox_worker_ctx)
     app.cleanup_ctx.append(sync_cron_ctx)
@@ -57,6 +66,8 @@ def create_app(settings: Settings) -> web.Application:
     health.setup_routes(app)
     api.setup_routes(app)
     yclients.setup_routes(app)
+    marketplace.setup_routes(app)
+    whatsapp_webhook.setup_routes(app)
     app.router.add_get("/metrics", metrics_handler)
     return app
 
@@ -74,6 +85,19 @@ async def yclients_ctx(app: web.Application) -> AsyncIterator[None]:
     yield
     if client is not None:
         await client.aclose()
+
+
+async def whatsapp_ctx(app: web.Application) -> AsyncIterator[None]:
+    try:
+        gateway = WahaGateway.from_settings(app[SETTINGS])
+    except GatewayNotConfigured as exc:
+        # announce_parts_ctx has already said the part is off and which variable is missing.
+        log.debug("WhatsApp gateway off: %s", exc)
+        gateway = None
+    app[WHATSAPP] = gateway
+    yield
+    if gateway is not None:
+        await gateway.aclose()
 
 
 async def announce_parts_ctx(app: web.Application) -> AsyncIterator[None]:

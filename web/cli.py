@@ -11,11 +11,11 @@ from typing import Any
 
 from aiohttp import web
 
-from core import companies, db
+from core import companies, db, onboarding
 from core.bookings import ApplyStats
 from core.checks import run_checks
 from core.logging import setup_logging
-from core.models import Company, IntegrationStatus, SyncState
+from core.models import Company, IntegrationStatus, MarketplaceEvent, SyncState
 from core.settings import Settings, SettingsError, load_settings
 from core.sync import sync_company
 from core.yclients import YClientsClient, YClientsError
@@ -151,6 +151,71 @@ def cmd_company_list(settings: Settings, args: argparse.Namespace) -> int:
                 f"  whatsapp {whatsapp}  last sync: {last}"
             )
             print(f"{'':>9}  webhook: {companies.webhook_url(settings.base_url, company)}")
+            telegram, wa = await _client_links(settings, company)
+            if company.integration_status is IntegrationStatus.ACTIVE and (telegram or wa):
+                shown = ", ".join(
+                    f"{name} {url}"
+                    for name, url in (("telegram", telegram), ("whatsapp", wa))
+                    if url
+                )
+                print(f"{'':>9}  links: {shown}")
+            elif company.integration_status is IntegrationStatus.PENDING_WHATSAPP:
+                step = "activate" if company.whatsapp_connected else "link WhatsApp"
+                print(f"{'':>9}  onboarding: waiting for the owner to {step}")
+        return 0
+
+    return asyncio.run(_with_db(settings, work))
+
+
+async def _client_links(settings: Settings, company: Company) -> tuple[str | None, str | None]:
+    username = await onboarding.BotUsername(settings).get()
+    return (
+        onboarding.telegram_link(username, company.yclients_id),
+        onboarding.whatsapp_link(company.whatsapp_phone),
+    )
+
+
+def cmd_company_show(settings: Settings, args: argparse.Namespace) -> int:
+    async def work() -> int:
+        company = await Company.get_or_none(yclients_id=args.yclients_id)
+        if company is None:
+            raise CommandError(f"no salon with YClients id {args.yclients_id}")
+        telegram, wa = await _client_links(settings, company)
+        user = ", ".join(
+            str(v)
+            for v in (
+                company.marketplace_user_name,
+                company.marketplace_user_email,
+                company.marketplace_user_phone,
+            )
+            if v
+        )
+        linked = f"connected, {company.whatsapp_phone or 'number unknown'}"
+        rows = [
+            ("status", company.integration_status.value),
+            ("marketplace user", user or "—"),
+            (
+                "whatsapp",
+                (linked if company.whatsapp_connected else "disconnected")
+                + (f" (session {company.whatsapp_session})" if company.whatsapp_session else ""),
+            ),
+            ("booking link", company.bookform_url or "—"),
+            ("webhook URL", companies.webhook_url(settings.base_url, company)),
+            ("api key", "issued (only its hash is stored)" if company.api_key_hash else "none"),
+            (
+                "telegram link",
+                telegram or "— (set TELEGRAM_BOT_USERNAME, or TELEGRAM_BOT_TOKEN for getMe)",
+            ),
+            ("whatsapp link", wa or "— (WhatsApp not linked yet)"),
+        ]
+        print(f"{company.title or '—'} (YClients {company.yclients_id})")
+        for name, value in rows:
+            print(f"  {name + ':':<18}{value}")
+        events = await MarketplaceEvent.filter(company_id=company.id).order_by("-id").limit(10)
+        if events:
+            print("  recent marketplace events:")
+            for event in reversed(events):
+                print(f"    {event.created_at:%Y-%m-%d %H:%M} UTC  {event.kind}  {event.details}")
         return 0
 
     return asyncio.run(_with_db(settings, work))
@@ -239,6 +304,10 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Handler]]:
     command(
         "company list", "each salon's status, last sync and webhook URL", cmd_company_list, company
     )
+    show = command(
+        "company show", "one salon's onboarding status, links and events", cmd_company_show, company
+    )
+    show.add_argument("--yclients-id", type=int, required=True, help="the salon's YClients id")
 
     sync = command("sync", "sync bookings from YClients now", cmd_sync)
     sync.add_argument("--company", type=int, help="one salon's YClients id (default: all active)")

@@ -23,8 +23,10 @@ async def sync_tick(app: web.Application) -> SyncReport | None:
     client = app[YCLIENTS]
     if client is None:
         return None
+    application_id = app[SETTINGS].yclients_app_id
     ran, report = await run_exclusive(
-        "yclients-sync", lambda: sync_all(client, now=datetime.now(UTC))
+        "yclients-sync",
+        lambda: sync_all(client, now=datetime.now(UTC), application_id=application_id),
     )
     if not ran or report is None:
         return None

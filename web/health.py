@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
+
 from aiohttp import web
 
 from core import health
-from web.keys import SETTINGS
+from core.whatsapp import GatewayError
+from web.keys import SETTINGS, WHATSAPP
+
+log = logging.getLogger(__name__)
+
+GATEWAY_TIMEOUT = 5.0
 
 
 async def health_handler(request: web.Request) -> web.Response:
@@ -20,8 +28,17 @@ async def marketplace_health_handler(request: web.Request) -> web.Response:
     services = {"database": "ok" if report.ok else "error"}
     for name, part in report.parts.items():
         services[name] = "ok" if part["enabled"] else "disabled"
+    gateway = request.app.get(WHATSAPP)
+    if gateway is not None:
+        try:
+            await asyncio.wait_for(gateway.ping(), GATEWAY_TIMEOUT)
+        except (GatewayError, TimeoutError) as exc:
+            log.warning("marketplace health: the WhatsApp gateway does not answer: %s", exc)
+            services["whatsapp"] = "error"
+    # A gateway outage degrades the service but is no reason to restart this process.
+    degraded = services.get("whatsapp") == "error"
     body = {
-        "status": "ok" if report.ok else "error",
+        "status": "error" if not report.ok else "degraded" if degraded else "ok",
         "environment": settings.environment,
         "services": services,
     }

@@ -9,7 +9,9 @@ from aiohttp import web
 
 from core.inbox import Handler, InboxPolicy
 from core.notifications import Notifier
+from core.onboarding import BotUsername
 from core.settings import Settings
+from core.whatsapp import WhatsAppGateway
 from core.yclients import YClientsClient
 from web.metrics import Metrics
 
@@ -24,3 +26,9 @@ INBOX_WAKEUP = web.AppKey("inbox_wakeup", asyncio.Event)
 # How the inbox worker drains the inbox, and the handler for each event source.
 INBOX_POLICY = web.AppKey("inbox_policy", InboxPolicy)
 INBOX_HANDLERS: web.AppKey[Mapping[str, Handler]] = web.AppKey("inbox_handlers")
+# None while the WHATSAPP_* settings are incomplete (one log line says which is missing).
+WHATSAPP: web.AppKey[WhatsAppGateway | None] = web.AppKey("whatsapp")
+# The Telegram bot's username for the client links on the onboarding page.
+BOT_USERNAME = web.AppKey("bot_username", BotUsername)
+# How often the onboarding page asks for the WhatsApp status (tests shorten it).
+ONBOARDING_POLL_MS = web.AppKey("onboarding_poll_ms", int)

@@ -1,0 +1,186 @@
+"""core.onboarding without the app: signed user data, salon ids, tokens, links, the poster."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import io
+import json
+from datetime import UTC, datetime, timedelta
+
+import httpx
+import jwt
+import pytest
+from PIL import Image, ImageFont
+from pydantic import SecretStr
+
+from core import poster
+from core.models import IntegrationStatus
+from core.onboarding import (
+    TOKEN_AUDIENCE,
+    BotUsername,
+    SignatureInvalid,
+    SignatureMissing,
+    TokenInvalid,
+    application_is_active,
+    decode_user_data,
+    encode_user_data,
+    issue_token,
+    partner_token_matches,
+    read_token,
+    salon_ids_from_query,
+    telegram_link,
+    unavailable_reply,
+    verify_user_data,
+    whatsapp_link,
+)
+from core.settings import Settings
+
+PARTNER = "partner-token-0123456789"
+KEY = "k" * 64
+# `{"id":1,"name":"Ана ~?>"}`: its URL-safe base64 has `-` and `_` and needs one `=` of padding.
+RAW = '{"id": 1, "name": "Ана ~?>"}'.encode()
+
+
+def sign(raw: bytes, key: str = PARTNER) -> str:
+    return hmac.new(key.encode(), raw, hashlib.sha256).hexdigest()
+
+
+def test_url_safe_user_data_with_missing_padding_decodes_exactly() -> None:
+    encoded = base64.urlsafe_b64encode(RAW).decode()
+    assert "-" in encoded or "_" in encoded
+    assert encoded.endswith("=")
+    assert decode_user_data(encoded) == RAW
+    assert decode_user_data(encoded.rstrip("=")) == RAW
+    assert encode_user_data(RAW) == encoded.rstrip("=")
+    # What a plain b64decode makes of it: an error, or silently different bytes.
+    try:
+        plain: bytes | None = base64.b64decode(encoded)
+    except binascii.Error:
+        plain = None
+    assert plain != RAW
+    # A standard-alphabet sender's `+` arrives as a space after query decoding.
+    standard = base64.b64encode(RAW).decode().replace("+", " ")
+    assert decode_user_data(standard) == RAW
+
+
+@pytest.mark.parametrize("bad", ["a", "!!!!", "abc$def", "ab=cd"])
+def test_user_data_that_is_not_base64_is_refused(bad: str) -> None:
+    with pytest.raises(SignatureInvalid):
+        decode_user_data(bad)
+
+
+def test_verify_user_data() -> None:
+    encoded = encode_user_data(RAW)
+    user = verify_user_data(encoded, sign(RAW), PARTNER)
+    assert (user.id, user.name) == (1, "Ана ~?>")
+    assert verify_user_data(encoded, sign(RAW).upper(), PARTNER).id == 1
+    with pytest.raises(SignatureMissing):
+        verify_user_data(encoded, None, PARTNER)
+    with pytest.raises(SignatureMissing):
+        verify_user_data(None, sign(RAW), PARTNER)
+    for wrong in (sign(RAW, "other"), "0" * 64, "zz", "подпись"):
+        with pytest.raises(SignatureInvalid):
+            verify_user_data(encoded, wrong, PARTNER)
+    not_object = b"[1, 2]"
+    with pytest.raises(SignatureInvalid):
+        verify_user_data(encode_user_data(not_object), sign(not_object), PARTNER)
+
+
+def test_user_id_may_come_as_user_id_and_salons_may_be_named() -> None:
+    raw = json.dumps({"user_id": "77", "salon_ids": [5, "6"], "phone": 79990009900}).encode()
+    user = verify_user_data(encode_user_data(raw), sign(raw), PARTNER)
+    assert user.id == 77 and user.salon_ids == (5, 6) and user.phone == "79990009900"
+
+
+def test_salon_ids_from_the_query() -> None:
+    assert salon_ids_from_query([("salon_id", "42")]) == [42]
+    assert salon_ids_from_query(
+        [("salon_ids[1]", "8"), ("salon_ids[0]", "7"), ("salon_ids[2]", "7")]
+    ) == [7, 8]
+    assert salon_ids_from_query([("salon_ids[]", "3"), ("salon_ids[]", "4")]) == [3, 4]
+    assert salon_ids_from_query([("salon_id", "x"), ("salon_id", "-1"), ("other", "5")]) == []
+
+
+def test_tokens_round_trip_and_refuse_everything_else() -> None:
+    token = issue_token(KEY, 42, [42, 43])
+    claims = read_token(KEY, token)
+    assert claims.yclients_id == 42 and claims.branches == (42, 43) and claims.jti
+    assert timedelta(minutes=59) < claims.expires_at - datetime.now(UTC) <= timedelta(hours=1)
+    assert read_token(KEY, issue_token(KEY, 42)).jti != claims.jti
+
+    payload = jwt.decode(token, KEY, algorithms=["HS256"], audience=TOKEN_AUDIENCE)
+    refused = {
+        "expired": issue_token(KEY, 42, now=datetime.now(UTC) - timedelta(minutes=61)),
+        "other key": issue_token("x" * 48, 42),
+        "other purpose": issue_token(KEY, 42, purpose="login"),
+        "no purpose": jwt.encode({k: v for k, v in payload.items() if k != "purpose"}, KEY),
+        "no jti": jwt.encode({k: v for k, v in payload.items() if k != "jti"}, KEY),
+        "no exp": jwt.encode({k: v for k, v in payload.items() if k != "exp"}, KEY),
+        "HS512": jwt.encode(payload, KEY, algorithm="HS512"),
+        "none": jwt.encode(payload, None, algorithm="none"),
+        "bad sub": jwt.encode({**payload, "sub": "salon"}, KEY),
+        "empty": "",
+    }
+    for name, bad in refused.items():
+        with pytest.raises(TokenInvalid) as caught:
+            read_token(KEY, bad)
+        assert caught.value.expired is (name == "expired"), name
+
+
+def test_application_status_readings() -> None:
+    assert application_is_active({"status": "active"})
+    assert application_is_active({"status": "ACTIVE "})
+    assert application_is_active({"status": 1})
+    assert application_is_active({"is_active": True})
+    for inactive in ({"status": "frozen"}, {"status": "uninstalled"}, {"status": 0}, {}):
+        assert not application_is_active(inactive)
+
+
+def test_partner_token_comparison() -> None:
+    assert partner_token_matches(PARTNER, PARTNER)
+    for wrong in (PARTNER + " ", "", None, 1, "пароль", PARTNER[:-1]):
+        assert not partner_token_matches(wrong, PARTNER)
+    assert not partner_token_matches(PARTNER, None)
+
+
+def test_links_and_replies() -> None:
+    assert telegram_link("@salon_bot", 42) == "https://t.me/salon_bot?start=salon-42"
+    assert telegram_link(None, 42) is None
+    assert whatsapp_link("+79001234567") == "https://wa.me/79001234567"
+    assert whatsapp_link(None) is None
+    assert unavailable_reply(IntegrationStatus.ACTIVE, "ru") is None
+    assert "no longer" in (unavailable_reply(IntegrationStatus.UNINSTALLED, "en") or "")
+    assert "приостановлен" in (unavailable_reply(IntegrationStatus.FROZEN, "ru") or "")
+
+
+async def test_bot_username_from_the_setting_or_getme_once() -> None:
+    calls: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        calls.append(request.url.path)
+        return httpx.Response(200, json={"ok": True, "result": {"username": "from_getme_bot"}})
+
+    token = "123456:" + "A" * 35
+    configured = Settings(_env_file=None, telegram_bot_username="@named_bot")  # type: ignore[call-arg]
+    assert await BotUsername(configured).get() == "named_bot"
+    with_token = Settings(_env_file=None, telegram_bot_token=SecretStr(token))  # type: ignore[call-arg]
+    names = BotUsername(with_token, transport=httpx.MockTransport(handler))
+    assert await names.get() == "from_getme_bot"
+    assert await names.get() == "from_getme_bot"
+    assert calls == [f"/bot{token}/getMe"]
+    assert await BotUsername(Settings(_env_file=None)).get() is None  # type: ignore[call-arg]
+
+
+def test_the_poster_has_both_codes_and_a_cyrillic_font() -> None:
+    assert poster.FONT.exists(), "fonts-dejavu-core is missing: run `make system-deps`"
+    png = poster.render_poster(
+        "Салон «Роза»",
+        [("Telegram", "https://t.me/salon_bot?start=salon-1"), ("WhatsApp", "https://wa.me/7900")],
+        "ru",
+    )
+    image = Image.open(io.BytesIO(png))
+    assert image.format == "PNG" and image.size == (poster.WIDTH, poster.HEIGHT)
+    assert isinstance(poster._font(True, 54), ImageFont.FreeTypeFont)

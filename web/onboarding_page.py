@@ -1,0 +1,476 @@
+"""The owner's onboarding page and the plain message pages around it, as HTML strings.
+
+One self-contained document: inline CSS and JS under a per-response CSP nonce, the QR as an
+inline SVG, no external scripts, fonts or images (the page works offline behind a proxy).
+Texts come from the gettext catalog; the few the script needs travel in a JSON block.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from html import escape
+
+from core.i18n import _, gettext
+from core.models import IntegrationStatus
+
+Translate = Callable[[str], str]
+
+CSS = """
+:root { color-scheme: light; --ink: #18181b; --muted: #5b5b66; --line: #e4e4e7;
+  --accent: #0f766e; --bad: #b91c1c; --bg: #f6f6f7; }
+* { box-sizing: border-box; }
+body { margin: 0; background: var(--bg); color: var(--ink);
+  font: 16px/1.5 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; }
+main { max-width: 560px; margin: 0 auto; padding: 16px; }
+h1 { font-size: 1.4rem; margin: 8px 0 4px; }
+h2 { font-size: 1.1rem; margin: 0 0 8px; }
+.sub { color: var(--muted); margin: 0 0 16px; }
+.card { background: #fff; border: 1px solid var(--line); border-radius: 12px; padding: 16px;
+  margin: 12px 0; }
+ol.steps { padding-left: 1.4em; margin: 0; }
+ol.steps li { margin: 4px 0; color: var(--muted); }
+ol.steps li.now { color: var(--ink); font-weight: 600; }
+ol.steps li.done { color: var(--accent); }
+.tabs { display: flex; gap: 8px; margin-bottom: 12px; }
+.tabs button { flex: 1; background: #fff; color: var(--ink); border: 1px solid var(--line); }
+.tabs button[aria-selected="true"] { border-color: var(--accent); color: var(--accent);
+  font-weight: 600; }
+button, .button { display: inline-block; font: inherit; font-weight: 600; padding: 12px 18px;
+  border-radius: 10px; border: 0; background: var(--accent); color: #fff; cursor: pointer;
+  text-decoration: none; text-align: center; }
+button:disabled { opacity: .6; cursor: progress; }
+.qr { width: 100%; max-width: 320px; margin: 8px auto; display: block; aspect-ratio: 1;
+  background: #fff; }
+.qr svg { width: 100%; height: auto; display: block; }
+.status { color: var(--muted); text-align: center; min-height: 1.5em; }
+.error { color: var(--bad); }
+.ok { color: var(--accent); font-weight: 600; }
+.code { font: 700 2rem/1.2 ui-monospace, monospace; letter-spacing: .12em; text-align: center;
+  margin: 12px 0; }
+input { font: inherit; width: 100%; padding: 12px; border: 1px solid var(--line);
+  border-radius: 10px; margin: 6px 0 12px; }
+ul.links { list-style: none; padding: 0; margin: 0; }
+ul.links li { margin: 10px 0; }
+ul.links a { word-break: break-all; }
+.poster img { width: 100%; border: 1px solid var(--line); border-radius: 8px; }
+[hidden] { display: none !important; }
+@media print { body { background: #fff; } .card { border: 0; } }
+"""
+
+SCRIPT = """
+(() => {
+  const cfg = JSON.parse(document.getElementById('cfg').textContent);
+  const T = cfg.t;
+  const $ = (id) => document.getElementById(id);
+  let timer = null;
+  let stopped = false;
+  const say = (id, text) => { const el = $(id); if (el) el.textContent = text; };
+
+  function expired() {
+    stopped = true;
+    clearTimeout(timer);
+    for (const el of document.querySelectorAll('.live')) el.hidden = true;
+    say('notice', T.expired);
+    $('notice').hidden = false;
+  }
+
+  async function call(method, path, body) {
+    const init = {method, cache: 'no-store',
+      headers: {'Authorization': 'Bearer ' + cfg.token, 'Accept': 'application/json'}};
+    if (body !== undefined) {
+      init.headers['Content-Type'] = 'application/json';
+      init.body = JSON.stringify(body);
+    }
+    const response = await fetch(path, init);
+    if (response.status === 401) { expired(); throw new Error('expired'); }
+    let data = {};
+    try { data = await response.json(); } catch (e) { data = {}; }
+    return {status: response.status, data};
+  }
+
+  function show(data) {
+    if (data.integration_status && data.integration_status !== cfg.integration_status) {
+      location.reload(); return;
+    }
+    if (data.connected && !cfg.connected) { location.reload(); return; }
+    const qr = $('qr');
+    if (!qr) return;
+    if (data.status === 'SCAN_QR_CODE' && data.qr_svg) {
+      if (qr.dataset.qrId !== data.qr_id) {
+        qr.innerHTML = data.qr_svg;
+        qr.dataset.qrId = data.qr_id;
+      }
+      qr.hidden = false;
+      $('new-code').hidden = true;
+      say('qr-status', T.waiting);
+    } else if (data.status === 'FAILED' || data.status === 'STOPPED') {
+      qr.hidden = true;
+      qr.innerHTML = '';
+      qr.dataset.qrId = '';
+      $('new-code').hidden = false;
+      say('qr-status', T.code_expired);
+    } else if (data.error === 'gateway') {
+      say('qr-status', T.gateway_down);
+    } else {
+      say('qr-status', T.preparing);
+    }
+  }
+
+  async function poll() {
+    if (stopped) return;
+    try {
+      const {status, data} = await call('GET', '/marketplace/api/status');
+      if (status === 200) show(data); else say('qr-status', T.gateway_down);
+    } catch (e) {
+      if (stopped) return;
+      say('qr-status', T.retrying);
+    }
+    timer = setTimeout(poll, cfg.poll_ms);
+  }
+
+  async function requestQr(restart) {
+    clearTimeout(timer);
+    say('qr-status', T.preparing);
+    try {
+      const {status, data} = await call('POST', '/marketplace/api/qr', {restart});
+      if (status === 200) show(data); else say('qr-status', T.gateway_down);
+    } catch (e) {
+      if (stopped) return;
+      say('qr-status', T.retrying);
+    }
+    timer = setTimeout(poll, cfg.poll_ms);
+  }
+
+  for (const tab of document.querySelectorAll('[data-tab]')) {
+    tab.addEventListener('click', () => {
+      for (const other of document.querySelectorAll('[data-tab]')) {
+        const selected = other === tab;
+        other.setAttribute('aria-selected', String(selected));
+        $(other.dataset.tab).hidden = !selected;
+      }
+    });
+  }
+
+  const newCode = $('new-code');
+  if (newCode) newCode.addEventListener('click', () => requestQr(true));
+
+  const pairForm = $('pair-form');
+  if (pairForm) pairForm.addEventListener('submit', async (event) => {
+    event.preventDefault();
+    const button = $('pair-button');
+    button.disabled = true;
+    $('pair-error').hidden = true;
+    try {
+      const {status, data} = await call('POST', '/marketplace/api/pairing-code',
+        {phone: $('pair-phone').value});
+      if (status === 200 && data.code) {
+        say('pair-code', data.code);
+        $('pair-result').hidden = false;
+      } else {
+        say('pair-error', T['pair_' + (data.error || 'failed')] || T.pair_failed);
+        $('pair-error').hidden = false;
+      }
+    } catch (e) {
+      if (!stopped) { say('pair-error', T.retrying); $('pair-error').hidden = false; }
+    } finally {
+      button.disabled = false;
+    }
+  });
+
+  const activate = $('activate');
+  if (activate) activate.addEventListener('click', async () => {
+    activate.disabled = true;
+    $('activate-error').hidden = true;
+    say('activate-status', T.activating);
+    try {
+      const {data} = await call('POST', '/marketplace/activate');
+      if (data.ok) { location.reload(); return; }
+      const text = data.message ? T.activation_failed.replace('{message}', data.message)
+        : (T['activate_' + data.outcome] || T.activation_failed_plain);
+      say('activate-error', text);
+      $('activate-error').hidden = false;
+      activate.textContent = T.try_again;
+    } catch (e) {
+      if (!stopped) {
+        say('activate-error', T.retrying);
+        $('activate-error').hidden = false;
+      }
+    } finally {
+      activate.disabled = false;
+      say('activate-status', '');
+    }
+  });
+
+  if ($('qr')) requestQr(false);
+})();
+"""
+
+_SCRIPT_TEXTS = {
+    "expired": _("This link has expired — open the app again from YClients."),
+    "waiting": _("Waiting for the scan. The code refreshes by itself."),
+    "code_expired": _("The code has expired. Ask for a new one."),
+    "preparing": _("Preparing the code…"),
+    "gateway_down": _("The WhatsApp gateway is not answering; trying again…"),
+    "retrying": _("Connection problem; trying again…"),
+    "activating": _("Activating…"),
+    "activation_failed": _("Activation failed. YClients says: {message}"),
+    "activation_failed_plain": _("Activation failed. Try again in a minute."),
+    "activate_not_ready": _("Link WhatsApp first."),
+    "activate_busy": _("Activation is already under way; wait a moment."),
+    "try_again": _("Try again"),
+    "pair_phone": _("Check the phone number: it must be the salon's WhatsApp number."),
+    "pair_not_waiting": _("The session is not waiting for a link right now; ask for a new code."),
+    "pair_failed": _("Could not get a code; try again."),
+}
+
+
+@dataclass(slots=True)
+class PageContext:
+    title: str
+    yclients_id: int
+    status: IntegrationStatus
+    connected: bool
+    phone: str | None
+    token: str
+    poll_ms: int
+    gateway_configured: bool
+    telegram_link: str | None = None
+    whatsapp_link: str | None = None
+    poster_url: str | None = None
+    staff_invite_link: str | None = None
+    callback_error: str | None = None
+    # (title, onboarding URL) of the other branches registered in the same redirect.
+    branches: Sequence[tuple[str, str]] = field(default_factory=list)
+
+
+def qr_svg(svg: str) -> str:
+    """qrcode's SVG, sized by CSS instead of its fixed millimetres."""
+    return re.sub(r'\swidth="[^"]*"\s+height="[^"]*"', ' role="img" aria-label="QR"', svg, count=1)
+
+
+def _document(locale: str, title: str, body: str, nonce: str, script: str = "") -> str:
+    script_tag = f'<script nonce="{nonce}">{script}</script>' if script else ""
+    return (
+        "<!doctype html>\n"
+        f'<html lang="{escape(locale)}"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        '<meta name="referrer" content="no-referrer">'
+        '<meta name="robots" content="noindex">'
+        # No favicon request: the page loads nothing it does not carry.
+        '<link rel="icon" href="data:,">'
+        f"<title>{escape(title)}</title>"
+        f'<style nonce="{nonce}">{CSS}</style></head>'
+        f"<body><main>{body}</main>{script_tag}</body></html>"
+    )
+
+
+def message_page(locale: str, title: str, text: str, nonce: str) -> str:
+    """A page that says one thing: an expired link, a refused request, an outage."""
+    body = f'<h1>{escape(title)}</h1><div class="card"><p>{escape(text)}</p></div>'
+    return _document(locale, title, body, nonce)
+
+
+def onboarding_page(ctx: PageContext, locale: str, nonce: str) -> str:
+    def t(message: str) -> str:
+        return gettext(locale, message)
+
+    title = t(_("Connect {salon} to Salonbot")).format(salon=ctx.title or ctx.yclients_id)
+    subtitle = t(_("YClients salon {id}")).format(id=ctx.yclients_id)
+    parts = [
+        f"<h1>{escape(ctx.title or str(ctx.yclients_id))}</h1>",
+        f'<p class="sub">{escape(subtitle)}</p>',
+        '<p id="notice" class="card error" role="alert" hidden></p>',
+    ]
+    status = ctx.status
+    if status is IntegrationStatus.UNINSTALLED:
+        parts.append(
+            _card(
+                t(
+                    _(
+                        "The app was removed from this salon in YClients. To use it again, "
+                        "install it from the YClients Marketplace."
+                    )
+                )
+            )
+        )
+    elif status is IntegrationStatus.FROZEN:
+        parts.append(
+            _card(
+                t(
+                    _(
+                        "The subscription to the app has lapsed in YClients. Renew it in the "
+                        "YClients Marketplace: the bot resumes by itself once YClients reports "
+                        "it active, and the links below work again."
+                    )
+                )
+            )
+        )
+    else:
+        parts.append(_steps(ctx, t))
+        if status is IntegrationStatus.ACTIVE:
+            parts.append(_links(ctx, t))
+        if not ctx.connected:
+            parts.append(_whatsapp_panel(ctx, t))
+        elif status is IntegrationStatus.PENDING_WHATSAPP:
+            parts.append(_activation_panel(ctx, t))
+        else:
+            parts.append(
+                _card(
+                    t(_("WhatsApp linked: {phone}")).format(phone=ctx.phone or "—"),
+                    css="ok",
+                )
+            )
+    if ctx.branches:
+        items = "".join(
+            f'<li><a href="{escape(url)}">{escape(name)}</a></li>' for name, url in ctx.branches
+        )
+        heading = escape(t(_("Other branches of this installation")))
+        parts.append(f'<div class="card"><h2>{heading}</h2><ul class="links">{items}</ul></div>')
+    config = {
+        "token": ctx.token,
+        "poll_ms": ctx.poll_ms,
+        "integration_status": status.value,
+        "connected": ctx.connected,
+        "t": {key: t(message) for key, message in _SCRIPT_TEXTS.items()},
+    }
+    # `<` escaped, so nothing in the JSON can close the script element.
+    blob = json.dumps(config, ensure_ascii=False).replace("<", "\\u003c")
+    parts.append(f'<script id="cfg" type="application/json">{blob}</script>')
+    return _document(locale, title, "".join(parts), nonce, SCRIPT)
+
+
+def _card(text: str, css: str = "") -> str:
+    klass = f"card {css}".strip()
+    return f'<div class="{klass}"><p>{escape(text)}</p></div>'
+
+
+def _steps(ctx: PageContext, t: Translate) -> str:
+    active = ctx.status is IntegrationStatus.ACTIVE
+    states = [
+        "done" if ctx.connected or active else "now",
+        "done" if active else ("now" if ctx.connected else ""),
+        "now" if active else "",
+    ]
+    labels = [
+        t(_("Link the salon's WhatsApp")),
+        t(_("Activate the integration")),
+        t(_("Hand out the links to clients")),
+    ]
+    items = "".join(
+        f'<li class="{state}">{escape(label)}</li>'
+        for state, label in zip(states, labels, strict=True)
+    )
+    return f'<div class="card"><ol class="steps">{items}</ol></div>'
+
+
+def _whatsapp_panel(ctx: PageContext, t: Translate) -> str:
+    if not ctx.gateway_configured:
+        return _card(
+            t(_("WhatsApp is not available on this server right now. Try again later.")),
+            css="error",
+        )
+    heading = (
+        t(_("The salon's WhatsApp is disconnected. Link it again to keep the bot answering."))
+        if ctx.status is IntegrationStatus.ACTIVE
+        else t(_("Link the salon's WhatsApp"))
+    )
+    qr_help = t(
+        _(
+            "On the phone with the salon's WhatsApp open WhatsApp → Settings → Linked devices "
+            "→ Link a device, and point the camera at this code."
+        )
+    )
+    pair_help = t(
+        _(
+            "Enter the salon's WhatsApp number. Then on that phone open WhatsApp → Settings → "
+            "Linked devices → Link a device → Link with phone number instead, and type the "
+            "code shown here."
+        )
+    )
+    tab_qr, tab_code = escape(t(_("QR code"))), escape(t(_("Code by phone number")))
+    preparing, new_code = escape(t(_SCRIPT_TEXTS["preparing"])), escape(t(_("New code")))
+    phone_label, get_code = escape(t(_("Phone number"))), escape(t(_("Get the code")))
+    your_code = escape(t(_("Your code:")))
+    return (
+        f'<div class="card live" id="whatsapp"><h2>{escape(heading)}</h2>'
+        '<div class="tabs" role="tablist">'
+        f'<button type="button" role="tab" data-tab="tab-qr" aria-selected="true">{tab_qr}'
+        "</button>"
+        f'<button type="button" role="tab" data-tab="tab-code" aria-selected="false">'
+        f"{tab_code}</button></div>"
+        f'<section id="tab-qr"><p>{escape(qr_help)}</p>'
+        '<div id="qr" class="qr" data-qr-id="" hidden></div>'
+        f'<p id="qr-status" class="status" aria-live="polite">{preparing}</p>'
+        f'<p class="status"><button type="button" id="new-code" hidden>{new_code}</button></p>'
+        "</section>"
+        f'<section id="tab-code" hidden><p>{escape(pair_help)}</p>'
+        '<form id="pair-form">'
+        f'<label for="pair-phone">{phone_label}</label>'
+        '<input id="pair-phone" name="phone" type="tel" inputmode="tel" '
+        'autocomplete="tel" placeholder="+7 900 000-00-00" required>'
+        f'<button type="submit" id="pair-button">{get_code}</button>'
+        "</form>"
+        '<p id="pair-error" class="error" hidden></p>'
+        f'<div id="pair-result" hidden><p>{your_code}</p>'
+        '<p id="pair-code" class="code"></p></div></section></div>'
+    )
+
+
+def _activation_panel(ctx: PageContext, t: Translate) -> str:
+    error = ""
+    if ctx.callback_error:
+        text = t(_SCRIPT_TEXTS["activation_failed"]).format(message=ctx.callback_error)
+        error = escape(text)
+    linked = t(_("WhatsApp linked: {phone}")).format(phone=ctx.phone or "—")
+    explain = t(
+        _(
+            "Activation tells YClients that the set-up is done and switches the bot on for "
+            "your clients."
+        )
+    )
+    label = t(_SCRIPT_TEXTS["try_again"]) if ctx.callback_error else t(_("Activate"))
+    return (
+        f'<div class="card live" id="activation"><p class="ok" id="linked">{escape(linked)}</p>'
+        f"<p>{escape(explain)}</p>"
+        f'<p><button type="button" id="activate">{escape(label)}</button></p>'
+        '<p id="activate-status" class="status" aria-live="polite"></p>'
+        f'<p id="activate-error" class="error" role="alert"{"" if error else " hidden"}>'
+        f"{error}</p></div>"
+    )
+
+
+def _links(ctx: PageContext, t: Translate) -> str:
+    items = []
+    if ctx.telegram_link:
+        items.append((t(_("Telegram bot")), ctx.telegram_link, "telegram-link"))
+    if ctx.whatsapp_link:
+        items.append((t(_("WhatsApp chat")), ctx.whatsapp_link, "whatsapp-link"))
+    if ctx.staff_invite_link:
+        items.append((t(_("Staff invite link")), ctx.staff_invite_link, "staff-link"))
+    rows = "".join(
+        f"<li><strong>{escape(label)}</strong><br>"
+        f'<a id="{anchor}" href="{escape(url)}" rel="noreferrer noopener" target="_blank">'
+        f"{escape(url)}</a></li>"
+        for label, url, anchor in items
+    )
+    poster = ""
+    if ctx.poster_url:
+        heading = escape(t(_("Poster for the reception desk")))
+        hint = escape(t(_("Print it and put it where clients wait.")))
+        download = escape(t(_("Download the poster (PNG)")))
+        url = escape(ctx.poster_url)
+        poster = (
+            f'<div class="card poster"><h2>{heading}</h2><p>{hint}</p>'
+            f'<img id="poster" src="{url}" alt="{escape(ctx.title)}">'
+            f'<p><a class="button" id="poster-download" href="{url}&amp;download=1" download>'
+            f"{download}</a></p></div>"
+        )
+    connected = escape(t(_("The salon is connected")))
+    hand_out = escape(t(_("Hand these links to your clients:")))
+    return (
+        f'<div class="card" id="links"><h2>{connected}</h2><p>{hand_out}</p>'
+        f'<ul class="links">{rows}</ul></div>{poster}'
+    )

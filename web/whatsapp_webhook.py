@@ -1,0 +1,58 @@
+"""POST /webhook/whatsapp: WAHA events for every salon's session.
+
+The HMAC-SHA512 is checked on the raw bytes before anything parses them, a stale timestamp is
+refused, and the event is stored in the inbox under its (signed) event id, so WAHA's retries
+and replays are stored once. The inbox worker acts on it: `session.status` keeps the salon's
+link state current (core.onboarding); `message` events are stored, not yet acted on, until the
+WhatsApp channel registers its handler for source `whatsapp`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+
+from aiohttp import web
+
+from core import inbox
+from core.models import Company
+from core.onboarding import WHATSAPP as SOURCE
+from core.whatsapp import WebhookRejected
+from web.keys import INBOX_WAKEUP, METRICS, WHATSAPP
+
+log = logging.getLogger(__name__)
+
+MAX_BODY = 512 * 1024
+
+
+async def whatsapp_webhook(request: web.Request) -> web.Response:
+    gateway = request.app[WHATSAPP]
+    if gateway is None:
+        return web.json_response({"ok": False, "error": "WhatsApp is not configured"}, status=503)
+    if request.content_length is not None and request.content_length > MAX_BODY:
+        return web.json_response({"ok": False, "error": "body too large"}, status=413)
+    raw = await request.read()
+    try:
+        event = gateway.verify_webhook(raw, request.headers)
+    except WebhookRejected as exc:
+        log.warning("WhatsApp webhook refused (%s): %s", type(exc).__name__, exc)
+        return web.json_response({"ok": False, "error": str(exc)}, status=exc.status)
+    company = await Company.get_or_none(whatsapp_session=event.session)
+    try:
+        _, created = await inbox.store(
+            SOURCE,
+            f"event:{event.id}"[:255],
+            inbox.storable(json.loads(raw)),
+            company.id if company else None,
+        )
+    except Exception:
+        log.exception("a WhatsApp webhook could not be stored")
+        return web.json_response({"ok": False, "error": "try again later"}, status=503)
+    request.app[METRICS].inbox_received.labels(SOURCE, str(not created).lower()).inc()
+    if created:
+        request.app[INBOX_WAKEUP].set()
+    return web.json_response({"ok": True, "duplicate": not created})
+
+
+def setup_routes(app: web.Application) -> None:
+    app.router.add_post("/webhook/whatsapp", whatsapp_webhook)
