@@ -31,10 +31,11 @@ test-postgres: setup
 setup: $(VENV)/.installed $(MO)
 
 # Debian packages outside the venv: chromium for the browser test of the onboarding page,
-# fonts-dejavu-core for the Cyrillic text on the printable poster. Installed when missing and
-# we are root (as in CI); otherwise the command to run is printed and the tests that need
-# them skip (they fail instead under CI=true).
-SYSTEM_PACKAGES := chromium fonts-dejavu-core
+# fonts-dejavu-core for the Cyrillic text on the printable poster, zbar-tools (zbarimg) to read
+# back the client's QR code in the bot's end-to-end test. Installed when missing and we are
+# root (as in CI); otherwise the command to run is printed and the tests that need them skip
+# (they fail instead under CI=true).
+SYSTEM_PACKAGES := chromium fonts-dejavu-core zbar-tools
 system-deps:
 	@missing=$$(for p in $(SYSTEM_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
 	if [ -z "$$missing" ]; then echo "system packages present: $(SYSTEM_PACKAGES)"; \
@@ -69,6 +70,7 @@ migrations: $(VENV)/.installed
 
 bench: setup
 	$(BIN)/python bench/ledger.py
+	$(BIN)/python bench/bot.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache $(MO)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import httpx
+
 from core import db
 from core.models import Company, IntegrationStatus
 from core.parts import parts
@@ -132,6 +134,38 @@ async def check_whatsapp(settings: Settings) -> CheckResult:
     return CheckResult("whatsapp", "ok", f"gateway at {settings.whatsapp_gateway_url} answers")
 
 
+async def check_telegram(settings: Settings) -> CheckResult:
+    """The Bot API at TELEGRAM_API_URL answers and accepts the token (`getMe`)."""
+    assert settings.telegram_bot_token is not None
+    url = f"{settings.telegram_api_url}/bot{settings.telegram_bot_token.get_secret_value()}/getMe"
+    try:
+        async with httpx.AsyncClient(timeout=5.0) as http:
+            response = await http.get(url)
+        body = response.json()
+    except (httpx.HTTPError, ValueError) as exc:
+        return CheckResult(
+            "telegram",
+            "fail",
+            f"{settings.telegram_api_url}: {type(exc).__name__}",
+            "check TELEGRAM_API_URL and that this host reaches it",
+        )
+    if response.status_code == 401:
+        return CheckResult(
+            "telegram", "fail", "the token is refused", "copy the token again from @BotFather"
+        )
+    result = body.get("result") if isinstance(body, dict) and body.get("ok") else None
+    if not isinstance(result, dict):
+        return CheckResult(
+            "telegram",
+            "fail",
+            f"getMe answered {response.status_code}",
+            "check TELEGRAM_API_URL points at a Bot API server",
+        )
+    return CheckResult(
+        "telegram", "ok", f"@{result.get('username')}, {settings.telegram_mode} mode"
+    )
+
+
 async def run_checks(settings: Settings) -> list[CheckResult]:
     results = [CheckResult("settings", "ok", "read from the environment and .env")]
     results.append(await check_database(settings))
@@ -140,6 +174,8 @@ async def run_checks(settings: Settings) -> list[CheckResult]:
             results.append(await check_yclients(settings))
         elif part.name == "whatsapp" and settings.whatsapp_gateway_url:
             results.append(await check_whatsapp(settings))
+        elif part.name == "telegram" and part.enabled:
+            results.append(await check_telegram(settings))
         elif not part.enabled:
             results.append(CheckResult(part.name, "off", part.reason))
         else:

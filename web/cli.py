@@ -7,15 +7,19 @@ import asyncio
 import logging
 import sys
 from collections.abc import Awaitable, Callable
+from datetime import timedelta
 from typing import Any
 
 from aiohttp import web
 
+from bot import console
 from core import companies, db, onboarding
+from core import staff as staff_service
 from core.bookings import ApplyStats
 from core.checks import run_checks
 from core.logging import setup_logging
-from core.models import Company, IntegrationStatus, MarketplaceEvent, SyncState
+from core.models import Company, IntegrationStatus, MarketplaceEvent, Staff, StaffRole, SyncState
+from core.phones import normalize_phone
 from core.settings import Settings, SettingsError, load_settings
 from core.sync import sync_company
 from core.yclients import YClientsClient, YClientsError
@@ -275,6 +279,125 @@ def cmd_sync(settings: Settings, args: argparse.Namespace) -> int:
     return asyncio.run(_with_db(settings, work))
 
 
+# --- staff and the console chat (the Telegram bot's side) ---
+
+
+async def _salon(yclients_id: int) -> Company:
+    company = await Company.get_or_none(yclients_id=yclients_id)
+    if company is None:
+        raise CommandError(f"no salon with YClients id {yclients_id} (see `salonbot company list`)")
+    return company
+
+
+def _phone(raw: str | None) -> str | None:
+    if raw is None:
+        return None
+    phone = normalize_phone(raw)
+    if phone is None:
+        raise CommandError(f"{raw!r} is not a valid phone number (e.g. +79991234567)")
+    return phone
+
+
+def _role(args: argparse.Namespace) -> StaffRole:
+    return StaffRole.ADMIN if args.role == "admin" else StaffRole.STAFF
+
+
+def cmd_staff_invite(settings: Settings, args: argparse.Namespace) -> int:
+    async def work() -> int:
+        company = await _salon(args.company)
+        username = await onboarding.BotUsername(settings).get()
+        if username is None:
+            raise CommandError(
+                "the bot's username is unknown: set TELEGRAM_BOT_TOKEN (Telegram is asked with "
+                "getMe), or TELEGRAM_BOT_USERNAME"
+            )
+        role = _role(args)
+        token, invite = await staff_service.create_invite(
+            company, role, ttl=timedelta(hours=args.hours)
+        )
+        print(staff_service.invite_link(username, token))
+        print(
+            f"for {company.title or company.yclients_id} as {role}: opens once, "
+            f"until {invite.expires_at:%Y-%m-%d %H:%M} UTC"
+        )
+        return 0
+
+    return asyncio.run(_with_db(settings, work))
+
+
+def cmd_staff_add(settings: Settings, args: argparse.Namespace) -> int:
+    async def work() -> int:
+        company = await _salon(args.company)
+        try:
+            staff, created = await staff_service.add_staff(
+                company,
+                telegram_user_id=args.telegram_id,
+                phone=_phone(args.phone),
+                name=args.name or "",
+                role=_role(args),
+            )
+        except staff_service.StaffError as exc:
+            raise CommandError(str(exc)) from None
+        print(f"{'added' if created else 'updated'}: {_staff_line(staff)}")
+        return 0
+
+    return asyncio.run(_with_db(settings, work))
+
+
+def _staff_line(staff: Staff) -> str:
+    return (
+        f"#{staff.id} {staff.role:<5} {'active' if staff.active else 'removed':<7} "
+        f"telegram {staff.telegram_user_id or '—'}  phone {staff.phone or '—'}  {staff.name}"
+    ).rstrip()
+
+
+def cmd_staff_list(settings: Settings, args: argparse.Namespace) -> int:
+    async def work() -> int:
+        query = Staff.all().prefetch_related("company").order_by("company_id", "id")
+        if args.company is not None:
+            query = query.filter(company_id=(await _salon(args.company)).id)
+        rows = await query
+        if not rows:
+            print("no staff yet: `salonbot staff invite --company ID` or `salonbot staff add`")
+        for staff in rows:
+            print(f"{staff.company.yclients_id:>9}  {_staff_line(staff)}")
+        return 0
+
+    return asyncio.run(_with_db(settings, work))
+
+
+def cmd_staff_remove(settings: Settings, args: argparse.Namespace) -> int:
+    async def work() -> int:
+        company = await _salon(args.company)
+        if args.telegram_id is None and args.phone is None:
+            raise CommandError("say who: --telegram-id N or --phone +7…")
+        removed = await staff_service.remove_staff(
+            company, telegram_user_id=args.telegram_id, phone=_phone(args.phone)
+        )
+        if removed is None:
+            raise CommandError("no such staff member in this salon (see `salonbot staff list`)")
+        print(f"removed: {_staff_line(removed)}")
+        return 0
+
+    return asyncio.run(_with_db(settings, work))
+
+
+def cmd_chat(settings: Settings, args: argparse.Namespace) -> int:
+    async def work() -> int:
+        company = await _salon(args.company)
+        phone = _phone(args.phone)
+        assert phone is not None
+        if args.staff and not await Staff.exists(company_id=company.id, phone=phone, active=True):
+            raise CommandError(
+                "no active staff member of this salon has that phone: "
+                f"`salonbot staff add --company {args.company} --phone {phone}` first"
+            )
+        await console.chat(company, phone, as_staff=args.staff, images=settings.data_dir / "chat")
+        return 0
+
+    return asyncio.run(_with_db(settings, work))
+
+
 Handler = Callable[[Settings, argparse.Namespace], int]
 
 
@@ -312,6 +435,38 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Handler]]:
     sync = command("sync", "sync bookings from YClients now", cmd_sync)
     sync.add_argument("--company", type=int, help="one salon's YClients id (default: all active)")
     sync.add_argument("--full", action="store_true", help="re-read the whole visit-date window")
+
+    staff = sub.add_parser("staff", help="salon staff in the Telegram bot").add_subparsers(
+        dest="staff_command", required=True
+    )
+    invite = command(
+        "staff invite",
+        "print a single-use, expiring link to join as staff",
+        cmd_staff_invite,
+        staff,
+    )
+    invite.add_argument("--company", type=int, required=True, help="the salon's YClients id")
+    invite.add_argument("--role", choices=["staff", "admin"], default="staff")
+    invite.add_argument("--hours", type=float, default=24, help="how long the link is valid")
+    add_staff = command("staff add", "add (or update) a staff member", cmd_staff_add, staff)
+    add_staff.add_argument("--company", type=int, required=True, help="the salon's YClients id")
+    add_staff.add_argument("--telegram-id", type=int, help="their Telegram user id")
+    add_staff.add_argument("--phone", help="their phone (`salonbot chat --staff` finds them by it)")
+    add_staff.add_argument("--name", help="their name")
+    add_staff.add_argument("--role", choices=["staff", "admin"], default="staff")
+    list_staff = command("staff list", "staff members and their roles", cmd_staff_list, staff)
+    list_staff.add_argument("--company", type=int, help="one salon's YClients id (default: all)")
+    remove = command(
+        "staff remove", "deactivate a staff member (their history stays)", cmd_staff_remove, staff
+    )
+    remove.add_argument("--company", type=int, required=True, help="the salon's YClients id")
+    remove.add_argument("--telegram-id", type=int, help="their Telegram user id")
+    remove.add_argument("--phone", help="their phone")
+
+    chat = command("chat", "talk to the bot in this terminal, on the local database", cmd_chat)
+    chat.add_argument("--company", type=int, required=True, help="the salon's YClients id")
+    chat.add_argument("--phone", required=True, help="whose conversation: +7…")
+    chat.add_argument("--staff", action="store_true", help="as the staff member with this phone")
     return parser, handlers
 
 

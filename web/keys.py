@@ -7,6 +7,7 @@ from collections.abc import Mapping
 
 from aiohttp import web
 
+from bot.telegram.dispatcher import TelegramBot
 from core.inbox import Handler, InboxPolicy
 from core.notifications import Notifier
 from core.onboarding import BotUsername
@@ -32,3 +33,5 @@ WHATSAPP: web.AppKey[WhatsAppGateway | None] = web.AppKey("whatsapp")
 BOT_USERNAME = web.AppKey("bot_username", BotUsername)
 # How often the onboarding page asks for the WhatsApp status (tests shorten it).
 ONBOARDING_POLL_MS = web.AppKey("onboarding_poll_ms", int)
+# The running Telegram bot (dispatcher, bot, dialog); None while the part is off.
+TELEGRAM: web.AppKey[TelegramBot | None] = web.AppKey("telegram")

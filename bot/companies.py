@@ -1,0 +1,30 @@
+"""Salons as the bot reads them on every update, kept for a few seconds.
+
+A salon's row changes rarely (a title, the synced catalogue, a freeze) while every update needs
+it: reading it each time was a fifth of an update's cost. An entry lives `ttl` seconds, so a
+change is seen within that.
+"""
+
+from __future__ import annotations
+
+import time
+
+from core.models import Company
+
+
+class CompanyCache:
+    def __init__(self, ttl: float = 30.0) -> None:
+        self.ttl = ttl
+        self._entries: dict[int, tuple[float, Company]] = {}
+
+    async def get(self, company_id: int) -> Company | None:
+        now = time.monotonic()
+        hit = self._entries.get(company_id)
+        if hit is not None and hit[0] > now:
+            return hit[1]
+        company = await Company.get_or_none(id=company_id)
+        if company is None:
+            self._entries.pop(company_id, None)
+        else:
+            self._entries[company_id] = (now + self.ttl, company)
+        return company

@@ -1,0 +1,23 @@
+"""The channel-neutral conversation: `Dialog` takes intents and gives `Reply`s."""
+
+from __future__ import annotations
+
+from bot.dialog.dialog import SALON_PREFIX, STAFF_PREFIX, Dialog
+from bot.dialog.menu import Intent
+from bot.dialog.replies import Button, Image, Reply
+from bot.dialog.session import CONSOLE, TELEGRAM, WHATSAPP, Channel, Session
+
+__all__ = [
+    "CONSOLE",
+    "SALON_PREFIX",
+    "STAFF_PREFIX",
+    "TELEGRAM",
+    "WHATSAPP",
+    "Button",
+    "Channel",
+    "Dialog",
+    "Image",
+    "Intent",
+    "Reply",
+    "Session",
+]

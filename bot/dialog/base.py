@@ -1,0 +1,92 @@
+"""What the client and staff flows share: the menu, the phone gate, notices, the staff check."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+from bot.companies import CompanyCache
+from bot.dialog.menu import Intent, main_menu
+from bot.dialog.replies import Reply
+from bot.dialog.session import Session
+from core import staff as staff_service
+from core.models import Staff, StaffRole
+from core.notifications import BalanceNotice, Notifier
+from core.onboarding import unavailable_reply
+
+log = logging.getLogger(__name__)
+
+
+class Flows:
+    def __init__(self, notifier: Notifier, companies: CompanyCache | None = None) -> None:
+        self.notifier = notifier
+        self.companies = companies or CompanyCache()
+
+    async def notify(self, notices: Sequence[BalanceNotice]) -> None:
+        """Tell clients about balance changes; the ledger has committed by now. A failure to
+        deliver is logged and never undoes or blocks what the staff member did."""
+        if not notices:
+            return
+        try:
+            await self.notifier.notify(notices)
+        except Exception:
+            log.exception("balance notices for %d change(s) not delivered", len(notices))
+
+    async def staff(self, s: Session) -> Staff | None:
+        """The active staff row of this person in the bound salon, read from the database on
+        every staff action: a removal or a role change counts at once."""
+        if s.company is None or not s.staff_identity:
+            return None
+        return await staff_service.active_staff(s.company.id, **s.staff_identity)
+
+    async def menu(self, s: Session) -> tuple[tuple[str, ...], ...]:
+        staff = await self.staff(s)
+        return main_menu(
+            s.locale, staff=staff is not None, admin=staff is not None and is_admin(staff)
+        )
+
+    def no_salon(self, s: Session) -> list[Reply]:
+        return [
+            Reply(
+                s._(
+                    "I don't know your salon yet. Open the bot through the link your salon "
+                    "gave you: on its website, in a message from it, or on the QR poster at "
+                    "the reception."
+                )
+            )
+        ]
+
+    def salon_closed(self, s: Session) -> list[Reply] | None:
+        """The explanation for a salon that left or is paused; None while the bot serves it."""
+        if s.company is None:
+            return None
+        text = unavailable_reply(s.company.integration_status, s.locale)
+        return [Reply(text)] if text else None
+
+    def ask_phone(self, s: Session, then: Intent | None = None) -> list[Reply]:
+        if then is not None:
+            # Once the phone is in, the person gets what they asked for.
+            s.remember(after_phone=then.value)
+        return [
+            Reply(
+                s._(
+                    "To see your bonuses and book, share your phone number with the button "
+                    "below. The salon finds your visits by it."
+                ),
+                ask_contact=s._("📱 Share my phone number"),
+            )
+        ]
+
+    async def unknown(self, s: Session) -> list[Reply]:
+        if s.company is None:
+            return self.no_salon(s)
+        return [
+            Reply(
+                s._("Sorry, I didn't get that. Please use the menu below."),
+                menu=await self.menu(s),
+            )
+        ]
+
+
+def is_admin(staff: Staff) -> bool:
+    return staff.role is StaffRole.ADMIN

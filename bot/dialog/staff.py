@@ -1,0 +1,377 @@
+"""A staff member's side: joining, redeeming a client's bonuses, looking a client up, and (for
+admins) adjusting a balance.
+
+Every step reads the staff row again (core.staff.active_staff). Codes go through
+core.staff.find_client, which counts wrong ones and locks code entry after too many; a
+malformed code, an unknown one and another salon's all get the same "not found".
+
+A redeem asks for confirmation with two buttons carrying a random token. The pending request
+stays in the chat's data, the ledger entry's idempotency key is `redeem:<token>`, so a double
+tap, or two replicas handling both taps, debit once.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+from datetime import datetime
+
+from bot.dialog import formats
+from bot.dialog.base import Flows, is_admin
+from bot.dialog.replies import Button, Reply, rows
+from bot.dialog.session import Session
+from core import codes, ledger
+from core import staff as staff_service
+from core.models import Booking, BookingStatus, Client, LedgerEntry, Staff
+from core.notifications import BalanceNotice
+from core.phones import mask_phone, normalize_phone
+
+_NUMBER = re.compile(r"^[+\-−]?\d{1,7}$")
+
+
+def _amount(text: str) -> int | None:
+    """A signed whole number of points as people type it (`100`, `+100`, `-50`, `−50`)."""
+    text = text.strip().replace(" ", "")
+    if not _NUMBER.match(text):
+        return None
+    return int(text.replace("−", "-"))
+
+
+def split_code(text: str) -> tuple[str, list[str]]:
+    """(the code as typed, the words after it). A code may be typed with spaces
+    (`7KQ M2X 9PA 100`), so the shortest run of words that parses as a code wins."""
+    words = text.split()
+    for end in range(1, min(len(words), 3) + 1):
+        if codes.parse("".join(words[:end])):
+            return "".join(words[:end]), words[end:]
+    return (words[0] if words else ""), words[1:]
+
+
+class StaffFlows(Flows):
+    def _not_found(self, s: Session) -> list[Reply]:
+        return [Reply(s._("No client found. Check the code and try again."))]
+
+    def _locked(self, s: Session, until: datetime) -> list[Reply]:
+        text = s._(
+            "Too many wrong codes. Code entry is locked until {time}; ask the client to show "
+            "the code from the bot."
+        )
+        return [Reply(text.format(time=formats.clock(until, s.company)))]
+
+    def _cancel_button(self, s: Session) -> tuple[tuple[Button, ...], ...]:
+        return rows(Button(s._("✖️ Cancel"), action="stop"))
+
+    def _card(self, s: Session, client: Client) -> str:
+        return s._("{name}, {phone}\nBalance: {balance}").format(
+            name=formats.first_name(client.name),
+            phone=mask_phone(client.phone),
+            balance=client.balance,
+        )
+
+    async def _find(
+        self, s: Session, staff: Staff, text: str, *, by_phone: bool = False
+    ) -> tuple[Client | None, list[Reply] | None]:
+        found = await staff_service.find_client(staff, text, by_phone=by_phone)
+        if found.locked_until is not None:
+            return None, self._locked(s, found.locked_until)
+        if found.client is None:
+            return None, self._not_found(s)
+        return found.client, None
+
+    # --- joining ---
+
+    async def join_staff(self, s: Session, token: str) -> list[Reply]:
+        telegram_id = s.identity.get("telegram_user_id")
+        joined = (
+            await staff_service.accept_invite(token, telegram_user_id=int(telegram_id), name=s.name)
+            if telegram_id is not None
+            else None
+        )
+        if joined is None:
+            return [
+                Reply(
+                    s._(
+                        "This staff invite is not valid: it was used already or has expired. "
+                        "Ask the salon owner for a new one."
+                    )
+                )
+            ]
+        s.bind(joined.company)
+        s.go(None)
+        role = s._("an admin") if is_admin(joined.staff) else s._("staff")
+        text = s._(
+            "You joined {salon} as {role}. Send a client's code to redeem bonuses; "
+            "/help lists what you can do."
+        ).format(salon=joined.company.title or s._("the salon"), role=role)
+        return [Reply(text, menu=await self.menu(s))]
+
+    # --- redeem ---
+
+    async def redeem(self, s: Session, args: str = "") -> list[Reply] | None:
+        """None when this person is not staff (the caller answers as to any unknown text)."""
+        staff = await self.staff(s)
+        if staff is None:
+            return None
+        code, rest = split_code(args)
+        if not code:
+            s.go("redeem:code")
+            return [
+                Reply(
+                    s._("Send the client's code (or scan their QR code)."),
+                    buttons=self._cancel_button(s),
+                )
+            ]
+        client, refused = await self._find(s, staff, code)
+        if refused is not None or client is None:
+            s.go(None)
+            return refused
+        if rest:
+            return await self._ask_confirmation(s, client, " ".join(rest))
+        s.go("redeem:amount", client_id=client.id)
+        return [
+            Reply(
+                f"{self._card(s, client)}\n\n" + s._("How many points to redeem?"),
+                buttons=self._cancel_button(s),
+            )
+        ]
+
+    async def redeem_amount(self, s: Session, text: str) -> list[Reply] | None:
+        staff = await self.staff(s)
+        if staff is None:
+            s.go(None)
+            return None
+        client = await Client.get_or_none(id=s.data.get("client_id"), company_id=staff.company_id)
+        if client is None:
+            s.go(None)
+            return self._not_found(s)
+        return await self._ask_confirmation(s, client, text)
+
+    async def _ask_confirmation(self, s: Session, client: Client, text: str) -> list[Reply]:
+        amount = _amount(text)
+        if amount is None or amount <= 0:
+            s.go("redeem:amount", client_id=client.id)
+            return [Reply(s._("Send a whole number of points, for example 100."))]
+        if amount > client.balance:
+            s.go("redeem:amount", client_id=client.id)
+            text = s._("Not enough points: the balance is {balance}. Send a smaller amount.")
+            return [Reply(text.format(balance=client.balance), buttons=self._cancel_button(s))]
+        token = secrets.token_urlsafe(9)
+        s.go(
+            None,
+            redeem={
+                "token": token,
+                "company_id": client.company_id,
+                "client_id": client.id,
+                "amount": amount,
+                "name": formats.first_name(client.name),
+            },
+        )
+        text = s._("Redeem {amount} points for {name}, {phone}?\nBalance {balance} → {after}.")
+        return [
+            Reply(
+                text.format(
+                    amount=amount,
+                    name=formats.first_name(client.name),
+                    phone=mask_phone(client.phone),
+                    balance=client.balance,
+                    after=client.balance - amount,
+                ),
+                buttons=(
+                    (
+                        Button(s._("✅ Confirm"), action=f"rc:{token}"),
+                        Button(s._("✖️ Cancel"), action=f"rx:{token}"),
+                    ),
+                ),
+            )
+        ]
+
+    async def confirm_redeem(self, s: Session, token: str) -> list[Reply]:
+        staff = await self.staff(s)
+        if staff is None:
+            return [Reply(s._("This button is no longer active."), edit=True)]
+        key = f"redeem:{token}"
+        pending = s.data.get("redeem")
+        if not isinstance(pending, dict) or pending.get("token") != token:
+            entry = await LedgerEntry.get_or_none(idempotency_key=key, staff_id=staff.id)
+            if entry is not None:
+                text = s._("Already redeemed: {amount} points. Balance: {balance}.")
+                return [
+                    Reply(text.format(amount=-entry.amount, balance=entry.balance_after), edit=True)
+                ]
+            return [Reply(s._("This request is no longer valid. Please start again."), edit=True)]
+        if pending.get("company_id") != staff.company_id:
+            # Not a request of this staff member's salon (a chat that changed salons).
+            s.go(None, redeem=None)
+            return [Reply(self._not_found(s)[0].text, edit=True)]
+        # The client was found in this salon when the request was made, server-side; the
+        # button carries only the token.
+        client_id, amount = int(pending["client_id"]), int(pending["amount"])
+        try:
+            result = await ledger.redeem(
+                client_id,
+                amount,
+                key,
+                staff_id=staff.id,
+                reason=f"redeemed by staff {staff.id}",
+            )
+        except ledger.InsufficientBalance as short:
+            s.go(None, redeem=None)
+            text = s._("Not enough points: the balance is {balance} now. Nothing was redeemed.")
+            return [Reply(text.format(balance=short.balance), edit=True)]
+        s.go(None, redeem=None)
+        if not result.created:
+            text = s._("Already redeemed: {amount} points. Balance: {balance}.")
+            return [Reply(text.format(amount=amount, balance=result.balance), edit=True)]
+        await self.notify([BalanceNotice.from_result(result)])
+        text = s._("Done: {amount} points redeemed for {name}. New balance: {balance}.")
+        name = str(pending.get("name") or "—")
+        return [Reply(text.format(amount=amount, name=name, balance=result.balance), edit=True)]
+
+    async def cancel_redeem(self, s: Session, token: str) -> list[Reply]:
+        pending = s.data.get("redeem")
+        if isinstance(pending, dict) and pending.get("token") == token:
+            s.go(None, redeem=None)
+            return [Reply(s._("Cancelled. Nothing was redeemed."), edit=True)]
+        return [Reply(s._("This request is no longer valid. Please start again."), edit=True)]
+
+    # --- lookup ---
+
+    async def lookup(self, s: Session, args: str = "") -> list[Reply] | None:
+        staff = await self.staff(s)
+        if staff is None:
+            return None
+        query = args.strip()
+        if not query:
+            s.go("lookup")
+            return [
+                Reply(
+                    s._("Send the client's code or phone number."),
+                    buttons=self._cancel_button(s),
+                )
+            ]
+        s.go(None)
+        by_phone = codes.parse(query) is None and normalize_phone(query) is not None
+        client, refused = await self._find(s, staff, query, by_phone=by_phone)
+        if refused is not None or client is None:
+            return refused
+        visits = await Booking.filter(client_id=client.id, status=BookingStatus.COMPLETED).count()
+        text = self._card(s, client) + "\n" + s._("Visits: {n}").format(n=visits)
+        buttons: tuple[tuple[Button, ...], ...] = ()
+        if is_admin(staff):
+            buttons = rows(Button(s._("✏️ Adjust the balance"), action=f"aj:{client.id}"))
+        # No redeem button and no code here: a redeem needs the code the client shows.
+        return [Reply(text, buttons=buttons)]
+
+    # --- adjust (admins) ---
+
+    async def adjust(self, s: Session, args: str = "") -> list[Reply] | None:
+        staff = await self.staff(s)
+        if staff is None:
+            return None
+        if not is_admin(staff):
+            s.go(None)
+            return [Reply(s._("Only the salon's admins can adjust balances."))]
+        code, rest = split_code(args)
+        if not code:
+            s.go("adjust:code")
+            return [
+                Reply(
+                    s._("Send the client's code or phone number."),
+                    buttons=self._cancel_button(s),
+                )
+            ]
+        by_phone = codes.parse(code) is None and normalize_phone(args) is not None
+        client, refused = await self._find(s, staff, args if by_phone else code, by_phone=by_phone)
+        if refused is not None or client is None:
+            s.go(None)
+            return refused
+        if by_phone or not rest:
+            return self._ask_delta(s, client)
+        delta = _amount(rest[0])
+        if delta is None or delta == 0:
+            return self._ask_delta(s, client)
+        reason = " ".join(rest[1:]).strip()
+        if not reason:
+            return self._ask_reason(s, client, delta)
+        return await self._apply_adjustment(
+            s, staff, client.id, delta, reason, secrets.token_urlsafe(9)
+        )
+
+    async def adjust_client(self, s: Session, client_id: int) -> list[Reply] | None:
+        staff = await self.staff(s)
+        if staff is None:
+            return None
+        if not is_admin(staff):
+            return [Reply(s._("Only the salon's admins can adjust balances."))]
+        client = await Client.get_or_none(id=client_id, company_id=staff.company_id)
+        if client is None:
+            return self._not_found(s)
+        return self._ask_delta(s, client)
+
+    def _ask_delta(self, s: Session, client: Client) -> list[Reply]:
+        s.go("adjust:amount", client_id=client.id)
+        text = (
+            self._card(s, client)
+            + "\n\n"
+            + s._("How many points to add (+100) or take away (-100)?")
+        )
+        return [Reply(text, buttons=self._cancel_button(s))]
+
+    def _ask_reason(self, s: Session, client: Client, delta: int) -> list[Reply]:
+        s.go("adjust:reason", client_id=client.id, delta=delta, token=secrets.token_urlsafe(9))
+        return [
+            Reply(s._("Why? The reason is kept with the change."), buttons=self._cancel_button(s))
+        ]
+
+    async def adjust_step(self, s: Session, text: str) -> list[Reply] | None:
+        staff = await self.staff(s)
+        if staff is None or not is_admin(staff):
+            s.go(None)
+            return (
+                None
+                if staff is None
+                else [Reply(s._("Only the salon's admins can adjust balances."))]
+            )
+        if s.state == "adjust:code":
+            return await self.adjust(s, text)
+        client = await Client.get_or_none(id=s.data.get("client_id"), company_id=staff.company_id)
+        if client is None:
+            s.go(None)
+            return self._not_found(s)
+        if s.state == "adjust:amount":
+            delta = _amount(text)
+            if delta is None or delta == 0:
+                return [Reply(s._("Send a whole number of points, for example +100 or -100."))]
+            return self._ask_reason(s, client, delta)
+        reason = text.strip()
+        if not reason:
+            return [Reply(s._("Why? The reason is kept with the change."))]
+        return await self._apply_adjustment(
+            s, staff, client.id, int(s.data["delta"]), reason, str(s.data["token"])
+        )
+
+    async def _apply_adjustment(
+        self, s: Session, staff: Staff, client_id: int, delta: int, reason: str, token: str
+    ) -> list[Reply]:
+        s.go(None)
+        try:
+            result = await ledger.adjust(
+                client_id, delta, f"adjust:{token}", staff_id=staff.id, reason=reason[:500]
+            )
+        except ledger.InsufficientBalance as short:
+            text = s._("The balance is only {balance}: it cannot go below zero.")
+            return [Reply(text.format(balance=short.balance))]
+        if result.created:
+            await self.notify([BalanceNotice.from_result(result)])
+        client = await Client.get(id=client_id)
+        text = s._("Balance of {name} changed by {delta} ({reason}). {balance}")
+        return [
+            Reply(
+                text.format(
+                    name=formats.first_name(client.name),
+                    delta=formats.signed(delta),
+                    reason=reason,
+                    balance=s._("New balance: {n}.").format(n=result.balance),
+                )
+            )
+        ]

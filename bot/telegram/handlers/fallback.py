@@ -1,0 +1,30 @@
+"""The catch-all, included last on purpose: text that no command or label took (flow input
+such as a code or an amount, or something the bot does not understand), buttons no other
+router knows, and anything that is not text."""
+
+from __future__ import annotations
+
+from aiogram import Bot, Router
+from aiogram.types import Message
+
+from bot.dialog import Dialog, Session
+from bot.telegram.filters import HasText
+from bot.telegram.handlers.buttons import button_handler
+from bot.telegram.render import send_replies
+
+
+async def text_handler(message: Message, session: Session, dialog: Dialog, bot: Bot) -> None:
+    replies = await dialog.text(session, message.text or "")
+    await send_replies(bot, message.chat.id, replies)
+
+
+async def anything_handler(message: Message, session: Session, dialog: Dialog, bot: Bot) -> None:
+    await send_replies(bot, message.chat.id, await dialog.unknown(session))
+
+
+def get_router() -> Router:
+    router = Router(name="fallback")
+    router.message.register(text_handler, HasText())
+    router.message.register(anything_handler)
+    router.callback_query.register(button_handler)
+    return router

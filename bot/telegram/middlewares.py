@@ -1,0 +1,63 @@
+"""Per-update concerns: the dialog Session around each handler, and its language for aiogram's
+I18n (the client's stored language, else Telegram's language_code, else ru)."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiogram import BaseMiddleware
+from aiogram.fsm.context import FSMContext
+from aiogram.types import Chat, TelegramObject, User
+from aiogram.utils.i18n import I18nMiddleware
+
+from bot.dialog import TELEGRAM, Dialog, Session
+from core.i18n import pick_locale
+from core.models import Client
+
+Handler = Callable[[TelegramObject, dict[str, Any]], Awaitable[Any]]
+
+
+class SessionMiddleware(BaseMiddleware):
+    """Builds the person's Session from the update and the FSM storage, lets the dialog load
+    the salon and the client, and stores the flow state back when the turn changed it."""
+
+    def __init__(self, dialog: Dialog) -> None:
+        self.dialog = dialog
+
+    async def __call__(self, handler: Handler, event: TelegramObject, data: dict[str, Any]) -> Any:
+        user: User | None = data.get("event_from_user")
+        chat: Chat | None = data.get("event_chat")
+        if user is None or user.is_bot or (chat is not None and chat.type != "private"):
+            # The bot talks to people one to one; groups and channels get nothing.
+            return None
+        state: FSMContext = data["state"]
+        session = Session(
+            TELEGRAM,
+            identity={"telegram_user_id": user.id},
+            name=user.first_name or "",
+            language_hint=user.language_code,
+            state=await state.get_state(),
+            data=await state.get_data(),
+        )
+        await self.dialog.prepare(session)
+        client = session.client
+        if client is not None and client.telegram_unreachable_at is not None:
+            # They write again, so they unblocked the bot: notices may go to them again.
+            client.telegram_unreachable_at = None
+            await Client.filter(id=client.id).update(telegram_unreachable_at=None)
+        data["session"] = session
+        result = await handler(event, data)
+        if session.changed:
+            await state.set_state(session.state)
+            await state.set_data(session.data)
+        return result
+
+
+class SessionI18nMiddleware(I18nMiddleware):
+    async def get_locale(self, event: TelegramObject, data: dict[str, Any]) -> str:
+        session: Session | None = data.get("session")
+        if session is not None:
+            return session.locale
+        user: User | None = data.get("event_from_user")
+        return pick_locale(user.language_code if user else None)
