@@ -2,7 +2,8 @@
 
 A salon's row changes rarely (a title, the synced catalogue, a freeze) while every update needs
 it: reading it each time was a fifth of an update's cost. An entry lives `ttl` seconds, so a
-change is seen within that.
+change is seen within that. `SessionCompanies` does the same for the WhatsApp webhook's
+question "whose gateway session is this".
 """
 
 from __future__ import annotations
@@ -28,3 +29,25 @@ class CompanyCache:
         else:
             self._entries[company_id] = (now + self.ttl, company)
         return company
+
+
+class SessionCompanies:
+    """Which salon a gateway session belongs to, remembered for a while: every event asks, and
+    a salon's session name never changes (`salon-<yclients id>`). Unknown sessions are asked
+    again each time (the salon may be registering right now)."""
+
+    def __init__(self, ttl: float = 60.0) -> None:
+        self.ttl = ttl
+        self._known: dict[str, tuple[float, int]] = {}
+
+    async def company_id(self, session: str) -> int | None:
+        now = time.monotonic()
+        hit = self._known.get(session)
+        if hit is not None and hit[0] > now:
+            return hit[1]
+        company = await Company.get_or_none(whatsapp_session=session)
+        if company is None:
+            self._known.pop(session, None)
+            return None
+        self._known[session] = (now + self.ttl, company.id)
+        return company.id

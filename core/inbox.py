@@ -4,8 +4,10 @@ Storing is one INSERT guarded by the unique (source, dedupe_key) constraint, so 
 delivery answers "seen" without a race. A worker claims due events under a lease (PostgreSQL:
 `FOR UPDATE SKIP LOCKED`, so several replicas drain one inbox; SQLite has a single writer),
 runs the source's handler, and marks the event done, or failed with exponential backoff, or
-dead after `max_attempts`. A worker that dies mid-event leaves only a lease, which expires,
-and the event is tried again; handlers are idempotent, so a retry changes nothing twice.
+dead after `max_attempts`. `process_all` does that for a claimed batch, applying the YClients
+record events of one salon together through one `bookings.apply_records`. A worker that dies
+mid-event leaves only a lease, which expires, and the event is tried again; handlers are
+idempotent, so a retry changes nothing twice.
 
 Handlers return the ledger results their work produced; the caller notifies clients about
 them after the handler's transactions have committed.
@@ -16,11 +18,13 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from tortoise import connections
+from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.exceptions import IntegrityError
 from tortoise.expressions import F
 from tortoise.functions import Count
@@ -36,6 +40,7 @@ log = logging.getLogger(__name__)
 
 YCLIENTS = "yclients"
 _KEY_MAX = 255
+_SOURCE_MAX = 16  # InboxEvent.source
 _ERROR_MAX = 2000
 
 Handler = Callable[[InboxEvent], Awaitable[Sequence[LedgerResult]]]
@@ -50,7 +55,10 @@ class InboxPolicy:
     max_attempts: int = 8
     retry_base: timedelta = timedelta(seconds=15)
     retry_max: timedelta = timedelta(minutes=30)
-    batch_size: int = 20
+    # Record events of one salon in a batch are applied together (process_all): a bigger
+    # batch drains a burst about twice as fast as 20 did, and is still done in well under
+    # a second, far inside the lease.
+    batch_size: int = 100
     # Seconds the worker sleeps when nothing is due and nothing woke it.
     poll_interval: float = 2.0
 
@@ -72,7 +80,32 @@ def _now() -> datetime:
 
 def storable(value: Any) -> Any:
     """The JSON value with what PostgreSQL cannot keep (NUL characters, lone surrogates)
-    replaced by U+FFFD: an odd character must not cost the whole event."""
+    replaced by U+FFFD: an odd character must not cost the whole event. A value with nothing
+    to replace (nearly every one) comes back as it is."""
+    return value if _keepable(_as_json(value)) else _repaired(value)
+
+
+def _as_json(value: Any) -> str | None:
+    try:
+        return json.dumps(value, ensure_ascii=False)
+    except (TypeError, ValueError):
+        return None
+
+
+def _keepable(text: str | None) -> bool:
+    """Whether the JSON text has no NUL and no lone surrogate. json.dumps writes a NUL as
+    `\\u0000`; a string that merely spells that out is taken the slow way, which finds it
+    harmless."""
+    if text is None or "\\u0000" in text:
+        return False
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _repaired(value: Any) -> Any:
     if isinstance(value, str):
         if "\x00" in value or any("\ud800" <= ch <= "\udfff" for ch in value):
             return "".join(
@@ -80,9 +113,9 @@ def storable(value: Any) -> Any:
             )
         return value
     if isinstance(value, dict):
-        return {storable(k): storable(v) for k, v in value.items()}
+        return {_repaired(k): _repaired(v) for k, v in value.items()}
     if isinstance(value, list):
-        return [storable(v) for v in value]
+        return [_repaired(v) for v in value]
     return value
 
 
@@ -137,6 +170,13 @@ async def store(
     source: str, dedupe_key: str, payload: dict[str, Any], company_id: int | None
 ) -> tuple[InboxEvent, bool]:
     """Store an inbound event once; `(event, False)` when this key was already stored."""
+    conn = connections.get("default")
+    if (
+        conn.capabilities.dialect == "postgres"
+        and len(source) <= _SOURCE_MAX
+        and len(dedupe_key) <= _KEY_MAX
+    ):
+        return await _store_pg(conn, source, dedupe_key, payload, company_id)
     try:
         event = await InboxEvent.create(
             source=source,
@@ -154,6 +194,51 @@ async def store(
     return event, True
 
 
+# What InboxEvent.create writes, as one statement that a duplicate key leaves alone.
+_STORE = (
+    "INSERT INTO inbox_event (source, dedupe_key, company_id, payload, status, received_at, "
+    "next_attempt_at, processed_at, attempts, last_error) "
+    "VALUES ($1, $2, $3, $4::text::jsonb, $5, $6, $6, NULL, 0, NULL) "
+    "ON CONFLICT (source, dedupe_key) DO NOTHING RETURNING id"
+)
+
+
+async def _store_pg(
+    conn: BaseDBAsyncClient,
+    source: str,
+    dedupe_key: str,
+    payload: dict[str, Any],
+    company_id: int | None,
+) -> tuple[InboxEvent, bool]:
+    """PostgreSQL: the INSERT without the ORM's per-row work, the payload serialised once."""
+    text = _as_json(payload)
+    if not _keepable(text):
+        payload = _repaired(payload)
+        text = json.dumps(payload, ensure_ascii=False)
+    now = _now()
+    values = [source, dedupe_key, company_id, text, InboxStatus.PENDING.value, now]
+    rows = await conn.execute_query_dict(_STORE, values)
+    if not rows:
+        # The unique constraint decided: another delivery of this event came first.
+        existing = await InboxEvent.get_or_none(source=source, dedupe_key=dedupe_key)
+        if existing is None:
+            raise IntegrityError(f"inbox event {source}:{dedupe_key} conflicted and vanished")
+        return existing, False
+    event = InboxEvent(
+        id=rows[0]["id"],
+        source=source,
+        dedupe_key=dedupe_key,
+        company_id=company_id,
+        payload=payload,
+        status=InboxStatus.PENDING,
+        received_at=now,
+        next_attempt_at=now,
+        attempts=0,
+    )
+    event._saved_in_db = True
+    return event, True
+
+
 async def claim(policy: InboxPolicy, *, now: datetime | None = None) -> list[InboxEvent]:
     """Take up to `batch_size` due pending events and lease them for `policy.lease`.
 
@@ -163,14 +248,17 @@ async def claim(policy: InboxPolicy, *, now: datetime | None = None) -> list[Inb
     now = now or _now()
     until = now + policy.lease
     async with in_transaction() as conn:
+        # In the index's own order, so the scan stops after `batch_size` rows however many
+        # are due (ordering by id too made PostgreSQL read and sort every due row whenever
+        # its statistics still said the inbox was empty); ties are put in id order below.
         query = (
             InboxEvent.filter(status=InboxStatus.PENDING, next_attempt_at__lte=now)
-            .order_by("next_attempt_at", "id")
+            .order_by("next_attempt_at")
             .limit(policy.batch_size)
         )
         if conn.capabilities.dialect == "postgres":
             query = query.select_for_update(skip_locked=True)
-        events = await query.using_db(conn)
+        events = sorted(await query.using_db(conn), key=lambda e: (e.next_attempt_at, e.id))
         if not events:
             return []
         await (
@@ -246,6 +334,130 @@ async def process(
         return Outcome(event, status, error=error)
     await mark_done(event)
     return Outcome(event, InboxStatus.DONE, changes)
+
+
+async def process_all(
+    events: Sequence[InboxEvent],
+    handlers: Mapping[str, Handler],
+    policy: InboxPolicy,
+    *,
+    stop: Callable[[], bool] = lambda: False,
+) -> AsyncGenerator[Outcome, None]:
+    """Claimed events, in order, with the same outcomes as `process` one by one — but the
+    record events of the default YClients handler are taken together.
+
+    A run of such events (nothing else between them) goes, salon by salon, through one
+    `bookings.apply_records` per wave and is marked done with one UPDATE. A wave ends before
+    a record it already holds, so a record's events still apply one after another and the
+    ledger sees every change in the order the events came. Every other event goes through
+    `process`; so does every event of a wave whose batch raised (and those after it), which
+    keeps failures, retries and dead events exactly per event. A wave's ledger results come
+    with the outcome of its last event; outcomes are yielded as soon as they are committed.
+    Once `stop()` is true nothing more is started: the events left keep their lease.
+    """
+    batchable = handlers.get(YCLIENTS) is handle_yclients
+    run: list[InboxEvent] = []
+    for event in events:
+        if batchable and _is_record_event(event, policy):
+            run.append(event)
+            continue
+        async for outcome in _process_records(run, handlers, policy, stop):
+            yield outcome
+        run = []
+        if stop():
+            return
+        yield await process(event, handlers, policy)
+    async for outcome in _process_records(run, handlers, policy, stop):
+        yield outcome
+
+
+def _is_record_event(event: InboxEvent, policy: InboxPolicy) -> bool:
+    payload = event.payload
+    if event.source != YCLIENTS or event.company_id is None or not isinstance(payload, dict):
+        return False
+    data = payload.get("data")
+    return (
+        event.attempts <= policy.max_attempts
+        and payload.get("resource") == "record"
+        and isinstance(data, dict)
+        and isinstance(data.get("id"), int)
+        and not isinstance(data.get("id"), bool)
+    )
+
+
+def _waves(events: Sequence[InboxEvent]) -> list[list[InboxEvent]]:
+    """Consecutive slices in which no record comes twice."""
+    waves: list[list[InboxEvent]] = []
+    held: set[int] = set()
+    for event in events:
+        record_id = event.payload["data"]["id"]
+        if not waves or record_id in held:
+            waves.append([])
+            held = set()
+        waves[-1].append(event)
+        held.add(record_id)
+    return waves
+
+
+async def _process_records(
+    events: Sequence[InboxEvent],
+    handlers: Mapping[str, Handler],
+    policy: InboxPolicy,
+    stop: Callable[[], bool],
+) -> AsyncGenerator[Outcome, None]:
+    by_company: dict[int, list[InboxEvent]] = {}
+    for event in events:
+        assert event.company_id is not None
+        by_company.setdefault(event.company_id, []).append(event)
+    for company_id, group in by_company.items():
+        if stop():
+            return
+        company = await Company.get_or_none(id=company_id)
+        if company is None or company.integration_status is IntegrationStatus.UNINSTALLED:
+            log.info("inbox: %d event(s) of a salon gone or uninstalled, nothing to do", len(group))
+            await _mark_all_done(group)
+            for event in group:
+                yield Outcome(event, InboxStatus.DONE)
+            continue
+        waves = _waves(group)
+        for index, wave in enumerate(waves):
+            if stop():
+                return
+            records = [
+                {**e.payload["data"], "deleted": True}
+                if e.payload.get("status") == "delete"
+                else e.payload["data"]
+                for e in wave
+            ]
+            try:
+                stats = await bookings.apply_records(company, records)
+            except Exception as exc:
+                log.warning(
+                    "inbox: a batch of %d record event(s) failed (%s: %s); each goes alone",
+                    len(wave),
+                    type(exc).__name__,
+                    exc,
+                )
+                for event in (e for rest in waves[index:] for e in rest):
+                    if stop():
+                        return
+                    yield await process(event, handlers, policy)
+                break
+            await _mark_all_done(wave)
+            for event in wave[:-1]:
+                yield Outcome(event, InboxStatus.DONE)
+            yield Outcome(wave[-1], InboxStatus.DONE, stats.changes)
+
+
+async def _mark_all_done(events: Sequence[InboxEvent]) -> None:
+    now = _now()
+    await InboxEvent.filter(id__in=[e.id for e in events]).update(
+        status=InboxStatus.DONE, processed_at=now, next_attempt_at=None
+    )
+    for event in events:
+        event.status = InboxStatus.DONE
+        event.processed_at = now
+        event.next_attempt_at = None
 
 
 async def handle_yclients(event: InboxEvent) -> list[LedgerResult]:

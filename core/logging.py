@@ -60,4 +60,8 @@ def setup_logging(level: str = "INFO", fmt: str = "console", secrets: Iterable[s
     root.setLevel(level)
     # Per-request access lines belong to /metrics, not the log.
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    # httpx logs every outgoing request at INFO: two or three lines per WhatsApp answer. Our
+    # clients log what failed themselves; DEBUG still shows every request.
+    quiet = logging.getLevelName(level) > logging.DEBUG
+    logging.getLogger("httpx").setLevel(logging.WARNING if quiet else logging.DEBUG)
     logging.getLogger("tortoise").setLevel(max(logging.WARNING, logging.getLevelName(level)))

@@ -73,6 +73,11 @@ class Company(Model):
     welcome_bonus = fields.IntField(default=0)
     max_redeem_percent = fields.SmallIntField(default=30)
     default_locale = fields.CharField(max_length=8, default="ru")
+    # The WhatsApp watchdog (core.watchdog): when it restarted the session lately (epoch
+    # seconds; WhatsApp refuses links for hours after too many attempts, so restarts are
+    # capped), and when it told the salon's admins the session is down (None while it works).
+    whatsapp_restarts: fields.JSONField[list[float]] = fields.JSONField(default=list)
+    whatsapp_alerted_at = fields.DatetimeField(null=True)
     created_at = fields.DatetimeField(auto_now_add=True)
     updated_at = fields.DatetimeField(auto_now=True)
 
@@ -134,6 +139,36 @@ class Staff(Model):
     class Meta:
         table = "staff"
         unique_together = (("company", "telegram_user_id"), ("company", "phone"))
+
+
+class WhatsAppChat(Model):
+    """One person's WhatsApp chat with one salon's number: where their conversation stands
+    (the dialog's flow state and data, what the last answer offered) and the phone WhatsApp
+    vouches for, when it shows one (a `…@c.us` sender, or a hidden `…@lid` one it maps)."""
+
+    id = fields.IntField(primary_key=True)
+    company: fields.ForeignKeyRelation[Company] = fields.ForeignKeyField(
+        "models.Company", related_name="whatsapp_chats", on_delete=fields.CASCADE
+    )
+    company_id: int
+    # Exactly as WhatsApp gave it (`79001234567@c.us` or `…@lid`): answers go to this id.
+    chat_id = fields.CharField(max_length=64)
+    phone = fields.CharField(max_length=16, null=True)
+    state = fields.CharField(max_length=64, null=True)
+    data: fields.JSONField[dict[str, Any]] = fields.JSONField(default=dict)
+    # The numbered choices and the confirmation the last answer offered (bot.whatsapp).
+    offered: fields.JSONField[dict[str, Any]] = fields.JSONField(default=dict)
+    # When the gateway was last asked for the phone behind a hidden `@lid` id.
+    lid_checked_at = fields.DatetimeField(null=True)
+    # The last send that failed (never retried blindly: kept here and in the log and metrics).
+    send_failed_at = fields.DatetimeField(null=True)
+    send_error = fields.TextField(null=True)
+    created_at = fields.DatetimeField(auto_now_add=True)
+    updated_at = fields.DatetimeField(auto_now=True)
+
+    class Meta:
+        table = "whatsapp_chat"
+        unique_together = (("company", "chat_id"),)
 
 
 class StaffInvite(Model):

@@ -54,6 +54,11 @@ class Settings(BaseSettings):
     whatsapp_gateway_url: str | None = None
     whatsapp_gateway_api_key: SecretStr | None = None
     whatsapp_webhook_hmac_key: SecretStr | None = None
+    # Good manners that keep a salon's number from being banned (bot.whatsapp.outbox): a
+    # random pause of up to this many seconds, "typing…" meanwhile, before each answer (0: at
+    # once), and at most this many messages a minute from one salon's number (0: no limit).
+    whatsapp_reply_pause: float = Field(default=2.0, ge=0, le=30)
+    whatsapp_send_rate: float = Field(default=20.0, ge=0)
 
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["console", "json"] = "console"

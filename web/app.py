@@ -20,8 +20,8 @@ from core.parts import parts
 from core.settings import Settings
 from core.whatsapp import GatewayNotConfigured, WahaGateway
 from core.yclients import YClientsClient
-from web import api, health, marketplace, telegram, whatsapp_webhook, yclients
-from web.cron import sync_cron_ctx
+from web import api, health, marketplace, telegram, whatsapp_channel, whatsapp_webhook, yclients
+from web.cron import sync_cron_ctx, whatsapp_watchdog_ctx
 from web.inbox_worker import inbox_worker_ctx
 from web.keys import (
     BOT_USERNAME,
@@ -52,7 +52,12 @@ def create_app(settings: Settings) -> web.Application:
     app[NOTIFIER] = LoggingNotifier()
     app[INBOX_WAKEUP] = asyncio.Event()
     app[INBOX_POLICY] = inbox.InboxPolicy()
-    app[INBOX_HANDLERS] = {**inbox.default_handlers(), **marketplace.inbox_handlers(app)}
+    app[INBOX_HANDLERS] = {
+        **inbox.default_handlers(),
+        **marketplace.inbox_handlers(app),
+        # Takes source `whatsapp` over: messages to the channel, session.status as before.
+        **whatsapp_channel.inbox_handlers(app),
+    }
     app[WHATSAPP] = None
     app[BOT_USERNAME] = BotUsername(settings)
     app[ONBOARDING_POLL_MS] = 3000
@@ -63,9 +68,12 @@ def create_app(settings: Settings) -> web.Application:
     app.cleanup_ctx.append(whatsapp_ctx)
     # Replaces the notifier with one that routes notices to the client's chat channel.
     app.cleanup_ctx.append(telegram_ctx)
+    # Adds WhatsApp to that router (or starts one) and answers WhatsApp messages.
+    app.cleanup_ctx.append(whatsapp_channel.whatsapp_channel_ctx)
     # Last: whatever notifier the contexts before it set up is in place when it starts.
     app.cleanup_ctx.append(inbox_worker_ctx)
     app.cleanup_ctx.append(sync_cron_ctx)
+    app.cleanup_ctx.append(whatsapp_watchdog_ctx)
     app.cleanup_ctx.append(freeze_gc_ctx)
 
     health.setup_routes(app)

@@ -166,6 +166,16 @@ def cmd_company_list(settings: Settings, args: argparse.Namespace) -> int:
             elif company.integration_status is IntegrationStatus.PENDING_WHATSAPP:
                 step = "activate" if company.whatsapp_connected else "link WhatsApp"
                 print(f"{'':>9}  onboarding: waiting for the owner to {step}")
+            if (
+                company.integration_status is IntegrationStatus.ACTIVE
+                and company.whatsapp_session
+                and not company.whatsapp_connected
+            ):
+                # The watchdog restarts a failed session (capped); an unlinked one needs the owner.
+                print(
+                    f"{'':>9}  whatsapp down: clients get no answers there; the owner links it"
+                    " again on the onboarding page (open the app in YClients)"
+                )
         return 0
 
     return asyncio.run(_with_db(settings, work))
@@ -436,7 +446,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Handler]]:
     sync.add_argument("--company", type=int, help="one salon's YClients id (default: all active)")
     sync.add_argument("--full", action="store_true", help="re-read the whole visit-date window")
 
-    staff = sub.add_parser("staff", help="salon staff in the Telegram bot").add_subparsers(
+    staff = sub.add_parser("staff", help="salon staff (Telegram and WhatsApp)").add_subparsers(
         dest="staff_command", required=True
     )
     invite = command(
@@ -451,7 +461,9 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Handler]]:
     add_staff = command("staff add", "add (or update) a staff member", cmd_staff_add, staff)
     add_staff.add_argument("--company", type=int, required=True, help="the salon's YClients id")
     add_staff.add_argument("--telegram-id", type=int, help="their Telegram user id")
-    add_staff.add_argument("--phone", help="their phone (`salonbot chat --staff` finds them by it)")
+    add_staff.add_argument(
+        "--phone", help="their phone (WhatsApp and `salonbot chat --staff` know them by it)"
+    )
     add_staff.add_argument("--name", help="their name")
     add_staff.add_argument("--role", choices=["staff", "admin"], default="staff")
     list_staff = command("staff list", "staff members and their roles", cmd_staff_list, staff)

@@ -10,10 +10,13 @@ import aiocron
 from aiohttp import web
 from prometheus_client import Counter
 
+from core import watchdog
+from core.i18n import pick_locale
 from core.locks import run_exclusive
+from core.models import Company
 from core.notifications import BalanceNotice
 from core.sync import SyncReport, sync_all
-from web.keys import METRICS, NOTIFIER, SETTINGS, YCLIENTS
+from web.keys import METRICS, NOTIFIER, SETTINGS, TELEGRAM, WHATSAPP, YCLIENTS
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +61,66 @@ async def sync_cron_ctx(app: web.Application) -> AsyncIterator[None]:
             failures.inc(len(report.failed))
 
     job = aiocron.crontab(app[SETTINGS].yclients_sync_cron, func=tick, start=False)
+    job.start()
+    yield
+    job.stop()
+
+
+# Every five minutes: often enough that clients are not left unanswered for long, rarely
+# enough that capped restarts (core.watchdog) spread over hours.
+WATCHDOG_CRON = "*/5 * * * *"
+
+
+async def watchdog_tick(app: web.Application) -> watchdog.WatchdogReport | None:
+    """One look at every active salon's WhatsApp session, once across replicas; the salon's
+    admins hear of an outage in Telegram (when the bot is on; it is logged and audited anyway)."""
+    gateway = app[WHATSAPP]
+    if gateway is None:
+        return None
+    ran, report = await run_exclusive(
+        "whatsapp-watchdog", lambda: watchdog.check_sessions(gateway, now=datetime.now(UTC))
+    )
+    if not ran or report is None:
+        return None
+    for alert in report.alerts:
+        await _tell_admins(app, alert)
+    log.info(
+        "whatsapp watchdog: %d session(s) checked, %d restarted, %d alert(s)",
+        report.checked,
+        len(report.restarted),
+        len(report.alerts),
+    )
+    return report
+
+
+async def _tell_admins(app: web.Application, alert: watchdog.Alert) -> None:
+    running = app[TELEGRAM]
+    company = await Company.get_or_none(id=alert.company_id)
+    if running is None or company is None:
+        return
+    text = watchdog.alert_text(
+        alert, pick_locale(company.default_locale), company.title or str(company.yclients_id)
+    )
+    for chat_id in await watchdog.alert_recipients(company.id):
+        try:
+            await running.bot.send_message(chat_id=chat_id, text=text)
+        except Exception as exc:
+            # One unreachable admin must not keep the others from hearing of it.
+            log.warning("whatsapp watchdog: telling %s failed: %s", chat_id, exc)
+
+
+async def whatsapp_watchdog_ctx(app: web.Application) -> AsyncIterator[None]:
+    if app[WHATSAPP] is None:
+        yield
+        return
+
+    async def tick() -> None:
+        try:
+            await watchdog_tick(app)
+        except Exception:  # the schedule must survive a bad tick
+            log.exception("whatsapp watchdog tick crashed")
+
+    job = aiocron.crontab(WATCHDOG_CRON, func=tick, start=False)
     job.start()
     yield
     job.stop()

@@ -1,7 +1,8 @@
 """The inbox worker: a task that drains the inbox for the life of the app.
 
-It claims due events, hands each to its source's handler (core.inbox), and tells clients about
-balance changes only after the handler's work has committed. It wakes at once when a webhook
+It claims due events, hands each to its source's handler (core.inbox; YClients record events
+of one salon are applied together, see `inbox.process_all`), and tells clients about balance
+changes only after the handler's work has committed. It wakes at once when a webhook
 stores an event (INBOX_WAKEUP) and otherwise polls, which also picks up retries whose backoff
 has passed and events whose lease ran out. At shutdown the task is cancelled: an event in hand
 keeps its lease, which expires, and it is tried again after the restart.
@@ -38,19 +39,28 @@ class InboxWorker:
         self.policy = policy
         self.handlers = handlers
         self.wakeup = app[INBOX_WAKEUP]
+        self.stopping = False
 
     async def run_once(self) -> int:
         """One claimed batch, processed in order; the number of events claimed."""
         events = await inbox.claim(self.policy)
         metrics = self.app[METRICS]
-        for event in events:
-            outcome = await inbox.process(event, self.handlers, self.policy)
-            metrics.inbox_processed.labels(event.source, _OUTCOMES[outcome.status]).inc()
-            if outcome.error is not None:
-                metrics.inbox_failures.labels(event.source).inc()
-            if outcome.changes:
-                await self._notify([BalanceNotice.from_result(r) for r in outcome.changes])
+        # Record events of one salon are applied together (core.inbox.process_all); each
+        # outcome comes once its work has committed.
+        outcomes = inbox.process_all(events, self.handlers, self.policy, stop=self._stopping)
+        async with contextlib.aclosing(outcomes):
+            async for outcome in outcomes:
+                source = outcome.event.source
+                metrics.inbox_processed.labels(source, _OUTCOMES[outcome.status]).inc()
+                if outcome.error is not None:
+                    metrics.inbox_failures.labels(source).inc()
+                if outcome.changes:
+                    await self._notify([BalanceNotice.from_result(r) for r in outcome.changes])
         return len(events)
+
+    def _stopping(self) -> bool:
+        # The rest of the batch keeps its lease and is taken again after it runs out.
+        return self.stopping
 
     async def _notify(self, notices: list[BalanceNotice]) -> None:
         try:
@@ -60,7 +70,7 @@ class InboxWorker:
             log.exception("balance notices for %d change(s) not delivered", len(notices))
 
     async def run(self) -> None:
-        while True:
+        while not self.stopping:
             # Cleared before the claim, so an event stored while a batch runs wakes the next.
             self.wakeup.clear()
             try:
@@ -73,7 +83,8 @@ class InboxWorker:
             if claimed >= self.policy.batch_size:
                 continue
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.wakeup.wait(), self.policy.poll_interval)
+                async with asyncio.timeout(self.policy.poll_interval):
+                    await self.wakeup.wait()
 
 
 async def inbox_worker_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -81,6 +92,10 @@ async def inbox_worker_ctx(app: web.Application) -> AsyncIterator[None]:
     worker = InboxWorker(app, app[INBOX_POLICY], app[INBOX_HANDLERS])
     task = asyncio.create_task(worker.run(), name="inbox-worker")
     yield
+    # The flag as well as the cancel: Python 3.11's asyncio.wait_for drops a cancellation that
+    # lands as its future completes (it hung shutdown here), and a library may do the same.
+    worker.stopping = True
     task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
+    await asyncio.wait({task})
+    if not task.cancelled() and task.exception() is not None:
+        log.error("the inbox worker ended with an error", exc_info=task.exception())

@@ -7,7 +7,9 @@ from collections.abc import Mapping
 
 from aiohttp import web
 
+from bot.companies import SessionCompanies
 from bot.telegram.dispatcher import TelegramBot
+from bot.whatsapp.channel import WhatsAppBot
 from core.inbox import Handler, InboxPolicy
 from core.notifications import Notifier
 from core.onboarding import BotUsername
@@ -35,3 +37,8 @@ BOT_USERNAME = web.AppKey("bot_username", BotUsername)
 ONBOARDING_POLL_MS = web.AppKey("onboarding_poll_ms", int)
 # The running Telegram bot (dispatcher, bot, dialog); None while the part is off.
 TELEGRAM: web.AppKey[TelegramBot | None] = web.AppKey("telegram")
+# The WhatsApp channel (answers and notices over each salon's number); None while the gateway
+# is not configured.
+WHATSAPP_BOT: web.AppKey[WhatsAppBot | None] = web.AppKey("whatsapp_bot")
+# Which salon each WhatsApp gateway session belongs to, as the webhook looks it up.
+WHATSAPP_SESSIONS = web.AppKey("whatsapp_sessions", SessionCompanies)

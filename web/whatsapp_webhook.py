@@ -1,10 +1,11 @@
 """POST /webhook/whatsapp: WAHA events for every salon's session.
 
 The HMAC-SHA512 is checked on the raw bytes before anything parses them, a stale timestamp is
-refused, and the event is stored in the inbox under its (signed) event id, so WAHA's retries
-and replays are stored once. The inbox worker acts on it: `session.status` keeps the salon's
-link state current (core.onboarding); `message` events are stored, not yet acted on, until the
-WhatsApp channel registers its handler for source `whatsapp`.
+refused, and the event is stored in the inbox under its (signed) event id — a `message` event
+under its message id instead, so a message WAHA reports twice under two event ids is still
+answered once — and WAHA's retries and replays are stored once. The inbox worker acts on it
+(web.whatsapp_channel): `session.status` keeps the salon's link state current
+(core.onboarding), `message` goes to the WhatsApp channel (bot.whatsapp).
 """
 
 from __future__ import annotations
@@ -14,11 +15,11 @@ import logging
 
 from aiohttp import web
 
+from bot.companies import SessionCompanies
 from core import inbox
-from core.models import Company
 from core.onboarding import WHATSAPP as SOURCE
-from core.whatsapp import WebhookRejected
-from web.keys import INBOX_WAKEUP, METRICS, WHATSAPP
+from core.whatsapp import WebhookEvent, WebhookRejected
+from web.keys import INBOX_WAKEUP, METRICS, WHATSAPP, WHATSAPP_SESSIONS
 
 log = logging.getLogger(__name__)
 
@@ -37,13 +38,10 @@ async def whatsapp_webhook(request: web.Request) -> web.Response:
     except WebhookRejected as exc:
         log.warning("WhatsApp webhook refused (%s): %s", type(exc).__name__, exc)
         return web.json_response({"ok": False, "error": str(exc)}, status=exc.status)
-    company = await Company.get_or_none(whatsapp_session=event.session)
+    company_id = await request.app[WHATSAPP_SESSIONS].company_id(event.session)
     try:
         _, created = await inbox.store(
-            SOURCE,
-            f"event:{event.id}"[:255],
-            inbox.storable(json.loads(raw)),
-            company.id if company else None,
+            SOURCE, dedupe_key(event)[:255], inbox.storable(json.loads(raw)), company_id
         )
     except Exception:
         log.exception("a WhatsApp webhook could not be stored")
@@ -54,5 +52,13 @@ async def whatsapp_webhook(request: web.Request) -> web.Response:
     return web.json_response({"ok": True, "duplicate": not created})
 
 
+def dedupe_key(event: WebhookEvent) -> str:
+    message_id = event.payload.get("id")
+    if event.event == "message" and isinstance(message_id, str) and message_id:
+        return f"message:{event.session}:{message_id}"
+    return f"event:{event.id}"
+
+
 def setup_routes(app: web.Application) -> None:
+    app[WHATSAPP_SESSIONS] = SessionCompanies()
     app.router.add_post("/webhook/whatsapp", whatsapp_webhook)

@@ -2,8 +2,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from core import codes, ledger
-from core.bookings import apply_record_by_id, apply_records, booking_status, visit_value
+import pytest
+from tortoise import connections
+
+from core import bookings, codes, ledger
+from core.bookings import (
+    ApplyStats,
+    apply_record_by_id,
+    apply_records,
+    booking_status,
+    visit_value,
+)
 from core.clients import create_client
 from core.models import Booking, BookingStatus, Client, Company, LedgerEntry, MarketplaceEvent
 
@@ -163,3 +172,107 @@ def test_status_and_value_mapping() -> None:
     assert booking_status({"attendance": None, "visit_attendance": 1}) is BookingStatus.COMPLETED
     assert booking_status({"attendance": 1, "deleted": True}) is BookingStatus.CANCELLED
     assert visit_value({"services": [{"cost": "100.4"}, {"cost": None}, {"cost": 50}]}) == 150
+
+
+# --- whole pages at once ---
+
+
+async def test_a_page_creates_its_new_clients_together_and_settles_in_record_order(
+    orm: str,
+) -> None:
+    company = await salon()
+    known = (await create_client(company, phone="+79990000009", email="e@x.ru")).client
+    anna = {"id": 900, "name": "Анна", "phone": "79991234567"}
+    page = [
+        record(1, attendance=1, client=anna),
+        record(2, attendance=1, client={"id": 901, "name": "Ира", "phone": "79990000003"}),
+        # Anna again: her phone, new with record 1, wins over the e-mail of another client.
+        record(3, attendance=1, client={**anna, "email": "E@x.ru"}, services=[{"cost": 500}]),
+        record(4, attendance=1, client={"id": 902, "email": "e@X.ru"}),
+    ]
+    stats = await apply_records(company, page)
+    assert (stats.created, stats.matched, stats.awarded) == (4, 4, 4)
+    clients = {c.phone: c for c in await Client.filter(company_id=company.id)}
+    assert set(clients) == {"+79990000009", "+79991234567", "+79990000003"}
+    new = clients["+79991234567"]
+    assert (new.name, new.yclients_client_id, new.email) == ("Анна", 900, None)
+    assert codes.parse(new.code) == new.code and new.balance == 250
+    ira = clients["+79990000003"].id
+    owners = {
+        b.yclients_record_id: b.client_id for b in await Booking.filter(company_id=company.id)
+    }
+    assert owners == {1: new.id, 2: ira, 3: new.id, 4: known.id}
+    # One entry per visit, in record order, each with the balance one by one would leave.
+    entries = await LedgerEntry.all().order_by("id")
+    assert [(e.client_id, e.amount, e.balance_after) for e in entries] == [
+        (new.id, 200, 200),
+        (ira, 200, 200),
+        (new.id, 50, 250),
+        (known.id, 200, 200),
+    ]
+    assert [(c.entry_id, c.client_id, c.amount, c.balance) for c in stats.changes] == [
+        (e.id, e.client_id, e.amount, e.balance_after) for e in entries
+    ]
+    assert await ledger.reconcile() == []
+    # The page again changes nothing.
+    again = await apply_records(company, page)
+    assert (again.updated, again.awarded, again.reversed) == (4, 0, 0)
+    assert await LedgerEntry.all().count() == 4
+
+
+async def test_accruals_whose_key_was_taken_meanwhile_replay_one_by_one(orm: str) -> None:
+    company = await salon()
+    await apply_records(company, [record(1), record(2, client={"id": 2, "phone": "79990000002"})])
+    one, two = await Booking.all().order_by("yclients_record_id")
+    assert one.client_id is not None and two.client_id is not None
+    # A webhook for record 1 won the race and accrued with the key this page would use.
+    raced = await ledger.accrue(one.client_id, 200, f"booking:{one.id}:0:accrual")
+    stats = ApplyStats()
+    await bookings._accrue_all(
+        [
+            bookings._Accrual(one.client_id, 200, f"booking:{one.id}:0:accrual", one.id, "r1"),
+            bookings._Accrual(two.client_id, 200, f"booking:{two.id}:0:accrual", two.id, "r2"),
+        ],
+        stats,
+    )
+    assert stats.awarded == 1 and [c.client_id for c in stats.changes] == [two.client_id]
+    assert await ledger.balance(one.client_id) == raced.balance == 200
+    assert await ledger.balance(two.client_id) == 200
+    assert await LedgerEntry.all().count() == 2
+
+
+# The migrations leave SQLite's client table without its unique (company, phone).
+@pytest.mark.postgres
+async def test_a_phone_taken_meanwhile_falls_back_to_one_by_one(orm: str) -> None:
+    company = await salon()
+    taken = (await create_client(company, phone="+79990000001")).client
+    created = await bookings._clients_for_phones(
+        company,
+        {
+            "+79990000001": record(1, client={"id": 1, "phone": "79990000001"}),
+            "+79990000002": record(2, client={"id": 2, "phone": "79990000002", "name": "Ира"}),
+        },
+    )
+    assert created["+79990000001"] == taken.id
+    fresh = await Client.get(id=created["+79990000002"])
+    assert (fresh.phone, fresh.name, fresh.yclients_client_id) == ("+79990000002", "Ира", 2)
+    assert await Client.filter(company_id=company.id).count() == 2
+
+
+@pytest.mark.postgres
+async def test_statistics_are_refreshed_once_a_load_outgrows_them(
+    orm: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(bookings, "_growth", bookings._Growth())
+    monkeypatch.setattr(bookings, "_ANALYZE_AFTER", 50)
+    company = await salon()
+    analyzed = "SELECT reltuples FROM pg_class WHERE oid = 'booking'::regclass"
+    conn = connections.get("default")
+    await apply_records(company, [record(i) for i in range(1, 41)])
+    assert bookings._growth.created == 40
+    await apply_records(company, [record(i) for i in range(41, 81)])
+    assert bookings._growth.created == 0
+    assert (await conn.execute_query_dict(analyzed))[0]["reltuples"] == 80
+    # Grown by less than the statistics know of: nothing to do yet.
+    await apply_records(company, [record(i) for i in range(81, 141)])
+    assert bookings._growth.created == 60

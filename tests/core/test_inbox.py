@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -275,3 +276,134 @@ async def test_counts_report_every_status(orm: str, status: str) -> None:
     await stored.save()
     counts = await inbox.counts()
     assert counts == {s: int(s == status) for s in ("pending", "done", "dead")}
+
+
+# --- taking record events together ---
+
+
+async def run_together(policy: InboxPolicy = POLICY) -> list[inbox.Outcome]:
+    """Claim and process like the worker does, through process_all."""
+    outcomes: list[inbox.Outcome] = []
+    while events := await inbox.claim(policy):
+        async for outcome in inbox.process_all(events, inbox.default_handlers(), policy):
+            outcomes.append(outcome)
+    return outcomes
+
+
+async def test_a_run_of_record_events_is_one_batch_per_wave_with_one_by_one_results(
+    orm: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    company = await salon()
+    calls: list[list[int]] = []
+    apply = inbox.bookings.apply_records
+
+    async def counting(company: Company, records: Sequence[dict[str, Any]]) -> Any:
+        calls.append([r["id"] for r in records])
+        return await apply(company, records)
+
+    monkeypatch.setattr(inbox.bookings, "apply_records", counting)
+    stamp = "2026-11-20T1{}:00:00+0300"
+    await put(company, event(record(1, last_change_date=stamp.format(1)), "create"))
+    await put(company, event(record(2, attendance=1, last_change_date=stamp.format(1))))
+    # Record 1 again: its second event starts a new wave, after the first.
+    await put(company, event(record(1, attendance=1, last_change_date=stamp.format(2))))
+    await put(company, event({"id": 2}, "delete"))
+    outcomes = await run_together()
+    assert calls == [[1, 2], [1, 2]]
+    assert [o.status for o in outcomes] == [InboxStatus.DONE] * 4
+    assert [[c.amount for c in o.changes] for o in outcomes] == [[], [200], [], [200, -200]]
+    assert await inbox.counts() == {"pending": 0, "done": 4, "dead": 0}
+    rows = await InboxEvent.all().order_by("id")
+    assert all(r.processed_at is not None and r.next_attempt_at is None for r in rows)
+    assert [e.amount for e in await LedgerEntry.all().order_by("id")] == [200, 200, -200]
+    one = await Booking.get(yclients_record_id=1)
+    assert one.status is BookingStatus.COMPLETED and one.client_id is not None
+    assert await ledger.balance(one.client_id) == 200
+
+
+async def test_a_failing_batch_goes_event_by_event_and_only_the_bad_one_fails(
+    orm: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    company = await salon()
+    await put(company, event(record(1, attendance=1)))
+    await put(company, event(record(2, attendance=1, datetime="not a date at all")))
+    await put(company, event(record(3, attendance=1)))
+    apply = inbox.bookings.apply_records
+
+    async def picky(company: Company, records: Sequence[dict[str, Any]]) -> Any:
+        if any(r["id"] == 2 for r in records):
+            raise ValueError("record 2 is broken")
+        return await apply(company, records)
+
+    monkeypatch.setattr(inbox.bookings, "apply_records", picky)
+    outcomes = await run_together()
+    assert [(o.event.payload["data"]["id"], o.status) for o in outcomes] == [
+        (1, InboxStatus.DONE),
+        (2, InboxStatus.PENDING),
+        (3, InboxStatus.DONE),
+    ]
+    assert outcomes[1].error == "ValueError: record 2 is broken"
+    assert [c.amount for o in outcomes for c in o.changes] == [200, 200]
+    assert await Booking.filter(yclients_record_id__in=[1, 3]).count() == 2
+
+
+async def test_other_events_keep_their_place_and_custom_handlers_go_one_by_one(
+    orm: str,
+) -> None:
+    company = await salon()
+    anna = (await create_client(company, phone="+79991234567", yclients_client_id=900)).client
+    await put(company, event({"id": 900, "name": "Анна К."}, resource="client"))
+    await put(company, event(record(1, attendance=1)))
+    outcomes = await run_together()
+    assert [o.event.payload["resource"] for o in outcomes] == ["client", "record"]
+    assert (await Client.get(id=anna.id)).name == "Анна К."
+    assert (await Booking.get(yclients_record_id=1)).client_id == anna.id
+
+    seen: list[int] = []
+
+    async def mine(stored: InboxEvent) -> Sequence[LedgerResult]:
+        seen.append(stored.payload["data"]["id"])
+        return []
+
+    await put(company, event(record(5)))
+    await put(company, event(record(6)))
+    events = await inbox.claim(POLICY)
+    done = [o async for o in inbox.process_all(events, {inbox.YCLIENTS: mine}, POLICY)]
+    assert seen == [5, 6] and [o.status for o in done] == [InboxStatus.DONE] * 2
+    assert not await Booking.filter(yclients_record_id__in=[5, 6]).exists()
+
+
+async def test_process_all_starts_nothing_once_told_to_stop(orm: str) -> None:
+    company = await salon()
+    for i in (1, 2):
+        await put(company, event(record(i)))
+    events = await inbox.claim(POLICY)
+    assert [
+        o
+        async for o in inbox.process_all(
+            events, inbox.default_handlers(), POLICY, stop=lambda: True
+        )
+    ] == []
+    assert await inbox.counts() == {"pending": 2, "done": 0, "dead": 0}
+    assert not await Booking.exists()
+
+
+async def test_claim_takes_the_earliest_due_first_and_ties_in_id_order(orm: str) -> None:
+    company = await salon()
+    stored = [await put(company, event(record(i))) for i in range(1, 5)]
+    same = datetime(2026, 1, 1, tzinfo=UTC)
+    await InboxEvent.filter(id__in=[stored[2].id, stored[3].id]).update(next_attempt_at=same)
+    await InboxEvent.filter(id=stored[0].id).update(next_attempt_at=same - timedelta(seconds=1))
+    claimed = await inbox.claim(replace(POLICY, batch_size=3))
+    assert [e.id for e in claimed] == [stored[0].id, stored[2].id, stored[3].id]
+
+
+def test_storable_returns_a_clean_value_as_it_is_and_reads_escapes_right() -> None:
+    clean = {"name": "Анна 😀", "n": [1, 2.5, None]}
+    assert inbox.storable(clean) is clean
+    # Text that spells out the escape looks like a NUL to the quick check; the slow one knows.
+    spelled = {"note": "a \\u0000 spelled out"}
+    assert inbox.storable(spelled) == {"note": "a \\u0000 spelled out"}
+    assert inbox.storable({"k": ["\x00"]}) == {"k": ["\ufffd"]}
+    assert inbox.storable({"\ud800": 1}) == {"\ufffd": 1}
+    assert inbox.storable({"n": {1, 2}}) == {"n": {1, 2}}  # not JSON: left to the caller

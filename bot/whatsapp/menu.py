@@ -1,0 +1,109 @@
+"""What a WhatsApp message means: WhatsApp has no buttons a bot can rely on, so the menu is
+numbered text, and common words in both languages stand for the same choices.
+
+Words are compared whole, after dropping emoji and punctuation and ignoring case (`Баланс!`
+is `баланс`), so a sentence that merely contains one is not taken for it.
+"""
+
+from __future__ import annotations
+
+from bot.dialog import Intent
+from bot.dialog.menu import label
+from core.i18n import _, gettext
+
+# The numbered menu, in the order it is shown; 0 is always "the menu" (and ends a flow).
+NUMBERS: dict[str, Intent] = {
+    "1": Intent.BOOK,
+    "2": Intent.BALANCE,
+    "3": Intent.MY_CODE,
+    "4": Intent.VISITS,
+    "5": Intent.LANGUAGE,
+}
+MENU = "0"
+MENU_LABEL = _("☰ Menu")
+
+WORDS: dict[str, Intent] = {
+    **dict.fromkeys(
+        ("записаться", "запись", "записать", "записаться на приём", "book", "booking"),
+        Intent.BOOK,
+    ),
+    **dict.fromkeys(
+        (
+            "баланс",
+            "бонусы",
+            "бонус",
+            "баллы",
+            "мои бонусы",
+            "balance",
+            "bonuses",
+            "bonus",
+            "points",
+            "my bonuses",
+        ),
+        Intent.BALANCE,
+    ),
+    **dict.fromkeys(("код", "мой код", "qr", "code", "my code"), Intent.MY_CODE),
+    **dict.fromkeys(("визиты", "мои визиты", "визит", "visits", "my visits"), Intent.VISITS),
+    **dict.fromkeys(("язык", "language", "lang"), Intent.LANGUAGE),
+}
+MENU_WORDS = frozenset({"меню", "menu", "помощь", "help", "старт", "start", "начать"})
+GREETINGS = frozenset(
+    {
+        "привет",
+        "здравствуйте",
+        "здравствуй",
+        "добрый день",
+        "добрый вечер",
+        "доброе утро",
+        "hi",
+        "hello",
+        "hey",
+        "good morning",
+        "good afternoon",
+        "good evening",
+    }
+)
+LANGUAGES = {
+    "русский": "ru",
+    "ru": "ru",
+    "по русски": "ru",
+    "english": "en",
+    "en": "en",
+    "английский": "en",
+}
+YES = frozenset({"да", "д", "yes", "y", "ок", "ok", "подтверждаю", "confirm"})
+NO = frozenset({"нет", "н", "no", "n", "отмена", "cancel", "стоп", "stop"})
+# Staff commands: the verb, then the client's code (and the amount for a redeem).
+STAFF_VERBS: dict[str, Intent] = {
+    "списать": Intent.REDEEM,
+    "redeem": Intent.REDEEM,
+    "найти": Intent.LOOKUP,
+    "lookup": Intent.LOOKUP,
+    "find": Intent.LOOKUP,
+}
+
+
+def key(text: str) -> str:
+    """Lower case, words only: emoji and punctuation dropped, `ё` read as `е` for matching."""
+    words = "".join(ch if ch.isalnum() else " " for ch in text).split()
+    return " ".join(words).casefold().replace("ё", "е")
+
+
+# Keys are compared after `key()`: spell the stored words the same way.
+WORDS = {key(word): intent for word, intent in WORDS.items()}
+
+
+def menu_lines(locale: str, *, staff: bool) -> str:
+    """`1 — 📅 Book` … `0 — ☰ Menu`, and the staff commands for staff."""
+    lines = [f"{number} — {label(intent, locale)}" for number, intent in NUMBERS.items()]
+    lines.append(f"{MENU} — {gettext(locale, MENU_LABEL)}")
+    if staff:
+        lines += [
+            "",
+            gettext(
+                locale,
+                "For staff: “списать CODE AMOUNT” (or “redeem CODE AMOUNT”) redeems bonuses, "
+                "“найти CODE” (“lookup CODE”) finds a client.",
+            ),
+        ]
+    return "\n".join(lines)
