@@ -253,7 +253,7 @@ class LedgerEntry(Model):
 
     class Meta:
         table = "ledger_entry"
-        indexes = (("client_id", "id"),)
+        indexes = (("client_id", "id"), ("booking_id",))
 
 
 class InboxEvent(Model):
