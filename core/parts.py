@@ -28,7 +28,7 @@ def parts(settings: Settings) -> list[Part]:
         part(
             "yclients",
             [] if settings.yclients_partner_token else ["YCLIENTS_PARTNER_TOKEN"],
-            "booking sync, webhooks and marketplace onboarding",
+            "booking sync and marketplace onboarding; record webhooks still work",
         ),
         part(
             "whatsapp",
