@@ -35,13 +35,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import os
 import secrets
 import shutil
-import signal
-import socket
 import sys
 import tempfile
 import time
@@ -59,13 +56,16 @@ from _support import (
     DEFAULT_DSN,
     TZ,
     BenchError,
+    Child,
     create_database,
     drop_database,
     expected_bonuses,
+    free_port,
     load_text,
     make_records,
     median,
     percentile,
+    process_cpu,
     require_local,
     server_version,
     stop_on_signals,
@@ -127,12 +127,6 @@ def cpu_text(run: Ingest) -> str:
     return f"server {us(server)}, postgres {us(postgres)}, client {us(client)}"
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def payloads(first_id: int, count: int, seed: int) -> list[bytes]:
     records = make_records(
         COMPANY, count, phones=PHONES, seed=seed, now=datetime.now(UTC), first_id=first_id
@@ -150,76 +144,6 @@ def payloads(first_id: int, count: int, seed: int) -> list[bytes]:
         ).encode()
         for r in records
     ]
-
-
-class Server:
-    """A child process on 127.0.0.1: started, waited for, and always stopped."""
-
-    def __init__(self, name: str, argv: list[str], env: dict[str, str], log: Path) -> None:
-        self.name = name
-        self.argv = argv
-        self.env = env
-        self.log_path = log
-        self.proc: asyncio.subprocess.Process | None = None
-
-    async def start(self, ready_url: str, *, within: float = 60.0) -> None:
-        log = self.log_path.open("wb")
-        try:
-            self.proc = await asyncio.create_subprocess_exec(
-                *self.argv,
-                cwd=self.log_path.parent,
-                env=self.env,
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=log,
-                stderr=log,
-                start_new_session=True,
-            )
-        finally:
-            log.close()
-        deadline = time.monotonic() + within
-        async with aiohttp.ClientSession() as http:
-            while time.monotonic() < deadline:
-                if self.proc.returncode is not None:
-                    break
-                try:
-                    async with http.get(ready_url, timeout=aiohttp.ClientTimeout(total=2)) as r:
-                        if r.status < 500:
-                            return
-                except (aiohttp.ClientError, TimeoutError):
-                    pass
-                await asyncio.sleep(0.2)
-        raise BenchError(f"{self.name} did not come up; its log:\n{self.tail()}")
-
-    def tail(self, lines: int = 30) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return "(no log)"
-
-    async def stop(self) -> None:
-        proc = self.proc
-        if proc is None or proc.returncode is not None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            proc.send_signal(signal.SIGTERM)
-        try:
-            await asyncio.wait_for(proc.wait(), 20)
-        except TimeoutError:
-            with contextlib.suppress(ProcessLookupError):
-                proc.kill()
-            await proc.wait()
-
-
-_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
-
-
-def process_cpu(pid: int) -> float | None:
-    """User + system CPU seconds of a process, from /proc (Linux); None elsewhere."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except (OSError, IndexError):
-        return None
-    return (int(fields[11]) + int(fields[12])) / _TICKS
 
 
 def backends_cpu(database: str) -> float | None:
@@ -412,7 +336,7 @@ def serve_env(url: str, port: int, data_dir: Path, yclients_url: str | None) -> 
 async def check_without_yclients(url: str, pool: asyncpg.Pool, work: Path, first_id: int) -> int:
     """A `salonbot serve` with no YClients settings stores and processes webhooks too."""
     port = free_port()
-    server = Server(
+    server = Child(
         "salonbot serve (no YClients)",
         [str(SALONBOT), "serve"],
         serve_env(url, port, work / "data-plain", None),
@@ -439,7 +363,7 @@ async def main(args: argparse.Namespace) -> int:
         url = await create_database(args.dsn)
     except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
         raise BenchError(f"cannot create the bench database on {args.dsn}: {exc}") from None
-    servers: list[Server] = []
+    servers: list[Child] = []
     pool: asyncpg.Pool | None = None
     emulator: YClientsEmulator | None = None
     ours: list[tuple[Ingest, Drain]] = []
@@ -473,14 +397,14 @@ async def main(args: argparse.Namespace) -> int:
         print(f"{checked} webhooks stored and processed OK")
 
         serve_port, base_port = free_port(), free_port()
-        serve = Server(
+        serve = Child(
             "salonbot serve",
             [str(SALONBOT), "serve"],
             serve_env(url, serve_port, work / "data", emulator.url),
             work / "serve.log",
         )
         servers.append(serve)
-        baseline = Server(
+        baseline = Child(
             "baseline server",
             [sys.executable, str(BASELINE), "--dsn", url, "--port", str(base_port)],
             serve_env(url, base_port, work / "data", None),

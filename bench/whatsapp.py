@@ -41,7 +41,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import hashlib
 import hmac
 import json
@@ -50,7 +49,6 @@ import random
 import re
 import secrets
 import signal
-import socket
 import sys
 import tempfile
 import time
@@ -70,11 +68,14 @@ from _support import (
     FIRST_NAMES,
     TZ,
     BenchError,
+    Child,
     create_database,
     drop_database,
+    free_port,
     load_text,
     percentile,
     phone_for,
+    process_cpu,
     require_local,
     server_version,
 )
@@ -166,66 +167,6 @@ async def run_emulator(port_file: Path) -> None:
 
 
 # --- the processes -------------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-class Child:
-    """A child process: started, waited for, and always stopped."""
-
-    def __init__(self, name: str, argv: list[str], env: dict[str, str], log: Path) -> None:
-        self.name, self.argv, self.env, self.log_path = name, argv, env, log
-        self.proc: asyncio.subprocess.Process | None = None
-
-    async def start(self) -> None:
-        with self.log_path.open("wb") as log:
-            self.proc = await asyncio.create_subprocess_exec(
-                *self.argv,
-                cwd=ROOT,
-                env=self.env,
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=log,
-                stderr=log,
-                start_new_session=True,
-            )
-
-    async def wait_http(self, url: str, within: float = 60.0) -> None:
-        deadline = time.monotonic() + within
-        async with aiohttp.ClientSession() as http:
-            while time.monotonic() < deadline:
-                if self.proc is not None and self.proc.returncode is not None:
-                    break
-                try:
-                    async with http.get(url, timeout=aiohttp.ClientTimeout(total=2)) as r:
-                        if r.status < 500:
-                            return
-                except (aiohttp.ClientError, TimeoutError):
-                    pass
-                await asyncio.sleep(0.2)
-        raise BenchError(f"{self.name} did not come up; its log:\n{self.tail()}")
-
-    def tail(self, lines: int = 30) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return "(no log)"
-
-    async def stop(self) -> None:
-        proc = self.proc
-        if proc is None or proc.returncode is not None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            proc.send_signal(signal.SIGTERM)
-        try:
-            await asyncio.wait_for(proc.wait(), 20)
-        except TimeoutError:
-            with contextlib.suppress(ProcessLookupError):
-                proc.kill()
-            await proc.wait()
 
 
 def clean_env() -> dict[str, str]:
@@ -341,17 +282,6 @@ def events(count: int, seed_: int, tag: str) -> list[bytes]:
 
 
 # --- measuring -----------------------------------------------------------------------------------
-
-_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
-
-
-def process_cpu(pid: int | None) -> float | None:
-    """User + system CPU seconds of a process, from /proc (Linux); None elsewhere."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except (OSError, IndexError):
-        return None
-    return (int(fields[11]) + int(fields[12])) / _TICKS
 
 
 @dataclass(frozen=True, slots=True)
@@ -504,6 +434,7 @@ async def main(args: argparse.Namespace) -> int:
             [sys.executable, str(THIS), "--emulator", str(ports)],
             clean_env() | {"BENCH_WAHA_API_KEY": API_KEY},
             work / "emulator.log",
+            cwd=ROOT,
         )
         children.append(emulator)
         await emulator.start()
@@ -520,6 +451,7 @@ async def main(args: argparse.Namespace) -> int:
             [str(SALONBOT), "serve"],
             serve_env(url, port, work / "data", waha_url),
             work / "serve.log",
+            cwd=ROOT,
         )
         children.append(serve)
         await serve.start()
