@@ -6,7 +6,8 @@ A bare aiohttp application in one process whose only route, POST /webhook/{token
 body and stores it with one asyncpg INSERT (autocommit, like the inbox's) into
 `bench_baseline (id bigserial, body jsonb, received_at timestamptz)`, created if missing, then
 answers `{"ok": true}`. No routing table of salons, no validation, no ORM, no metrics: what
-`salonbot serve` is compared against. Started and stopped (SIGTERM) by bench/webhooks.py.
+`salonbot serve` is compared against. It runs on the same event loop as
+`salonbot serve` (web.loop.new_event_loop). Started and stopped (SIGTERM) by bench/webhooks.py.
 """
 
 from __future__ import annotations
@@ -16,10 +17,15 @@ import asyncio
 import contextlib
 import signal
 import sys
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import asyncpg
 from aiohttp import web
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from web.loop import new_event_loop
 
 LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1"}
 POOL_SIZE = 20  # what `salonbot serve` opens (web/app.py: pool_size=20)
@@ -67,7 +73,13 @@ def main() -> int:
     if host not in LOCAL_HOSTS:
         print(f"refusing a non-local PostgreSQL host: {host!r}", file=sys.stderr)
         return 2
-    asyncio.run(serve(args.dsn, args.port))
+    # The loop `salonbot serve` runs on (uvloop where installed), so the two differ only in
+    # what they do with a webhook.
+    loop = new_event_loop()
+    try:
+        loop.run_until_complete(serve(args.dsn, args.port))
+    finally:
+        loop.close()
     return 0
 
 

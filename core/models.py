@@ -262,8 +262,16 @@ class InboxEvent(Model):
     id = fields.BigIntField(primary_key=True)
     source = fields.CharField(max_length=16)
     dedupe_key = fields.CharField(max_length=255)
+    # No foreign key in the database: every stored webhook would take a KEY SHARE lock on its
+    # salon's row, and with many concurrent webhooks of one salon those locks (multixacts)
+    # cost more than the rest of the INSERT (bench/README.md). The inbox is a log of what
+    # came in; handlers look the salon up and cope with one that is gone.
     company: fields.ForeignKeyNullableRelation[Company] = fields.ForeignKeyField(
-        "models.Company", related_name="inbox", null=True, on_delete=fields.SET_NULL
+        "models.Company",
+        related_name="inbox",
+        null=True,
+        on_delete=fields.NO_ACTION,
+        db_constraint=False,
     )
     company_id: int | None
     payload: fields.JSONField[dict[str, Any]] = fields.JSONField()

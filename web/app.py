@@ -6,7 +6,6 @@ order of the list is the order of startup; teardown runs in reverse.
 
 from __future__ import annotations
 
-import asyncio
 import gc
 import logging
 from collections.abc import AsyncIterator
@@ -34,6 +33,7 @@ from web.keys import (
     SETTINGS,
     WHATSAPP,
     YCLIENTS,
+    InboxWakeup,
 )
 from web.metrics import Metrics, metrics_handler, metrics_middleware
 from web.telegram import telegram_ctx
@@ -50,7 +50,7 @@ def create_app(settings: Settings) -> web.Application:
     app[METRICS] = metrics
 
     app[NOTIFIER] = LoggingNotifier()
-    app[INBOX_WAKEUP] = asyncio.Event()
+    app[INBOX_WAKEUP] = InboxWakeup()
     app[INBOX_POLICY] = inbox.InboxPolicy()
     app[INBOX_HANDLERS] = {
         **inbox.default_handlers(),

@@ -50,6 +50,7 @@ async def _migrate(settings: Settings) -> list[str]:
 
 def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     from web.app import create_app
+    from web.loop import new_event_loop
 
     applied = asyncio.run(_migrate(settings))
     if applied:
@@ -71,6 +72,7 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
         print=None,
         access_log=None,
         handle_signals=True,
+        loop=new_event_loop(),
     )
     log.info("stopped")
     return 0

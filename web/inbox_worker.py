@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
+import time
 from collections.abc import AsyncIterator, Mapping
 
 from aiohttp import web
@@ -41,9 +43,9 @@ class InboxWorker:
         self.wakeup = app[INBOX_WAKEUP]
         self.stopping = False
 
-    async def run_once(self) -> int:
+    async def run_once(self, policy: InboxPolicy | None = None) -> int:
         """One claimed batch, processed in order; the number of events claimed."""
-        events = await inbox.claim(self.policy)
+        events = await inbox.claim(policy or self.policy)
         metrics = self.app[METRICS]
         # Record events of one salon are applied together (core.inbox.process_all); each
         # outcome comes once its work has committed.
@@ -69,12 +71,29 @@ class InboxWorker:
         except Exception:
             log.exception("balance notices for %d change(s) not delivered", len(notices))
 
+    async def _gather(self) -> InboxPolicy:
+        """While a burst of bulk events is arriving, wait for a pause (InboxPolicy.gather_*);
+        the policy for the next batch: as it is after a pause, or with the small burst batch
+        when `gather_max` ran out first. Outside a burst this returns at once."""
+        policy = self.policy
+        deadline = time.monotonic() + policy.gather_max
+        while not self.stopping:
+            now = time.monotonic()
+            quiet_for = now - self.wakeup.last_bulk
+            if quiet_for >= policy.gather_quiet:
+                return policy
+            if now >= deadline:
+                return dataclasses.replace(policy, batch_size=policy.burst_batch_size)
+            await asyncio.sleep(min(policy.gather_quiet - quiet_for, deadline - now))
+        return policy
+
     async def run(self) -> None:
         while not self.stopping:
+            policy = await self._gather()
             # Cleared before the claim, so an event stored while a batch runs wakes the next.
             self.wakeup.clear()
             try:
-                claimed = await self.run_once()
+                claimed = await self.run_once(policy)
             except Exception:
                 log.exception(
                     "inbox worker pass failed; next try in %ss", self.policy.poll_interval

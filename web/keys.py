@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import math
+import time
 from collections.abc import Mapping
 
 from aiohttp import web
@@ -18,6 +20,20 @@ from core.whatsapp import WhatsAppGateway
 from core.yclients import YClientsClient
 from web.metrics import Metrics
 
+
+class InboxWakeup(asyncio.Event):
+    """Set when an inbound event is stored, so the inbox worker wakes at once. `set(bulk=True)`
+    also notes when: bulk events (YClients changes, which come in bursts) let the worker
+    gather a burst before it starts (InboxPolicy.gather_quiet)."""
+
+    last_bulk: float = -math.inf  # time.monotonic()
+
+    def set(self, *, bulk: bool = False) -> None:
+        if bulk:
+            self.last_bulk = time.monotonic()
+        super().set()
+
+
 SETTINGS = web.AppKey("settings", Settings)
 METRICS = web.AppKey("metrics", Metrics)
 # None while YCLIENTS_PARTNER_TOKEN is unset.
@@ -25,7 +41,9 @@ YCLIENTS: web.AppKey[YClientsClient | None] = web.AppKey("yclients")
 # Delivers balance notices after commit; the chat channels replace the logging one.
 NOTIFIER = web.AppKey("notifier", Notifier)
 # Set when an inbound event is stored, so the inbox worker wakes at once.
-INBOX_WAKEUP = web.AppKey("inbox_wakeup", asyncio.Event)
+INBOX_WAKEUP = web.AppKey("inbox_wakeup", InboxWakeup)
+# Admits YClients webhooks to the store in arrival order (web.yclients.STORES_IN_FLIGHT).
+YCLIENTS_STORES = web.AppKey("yclients_stores", asyncio.Semaphore)
 # How the inbox worker drains the inbox, and the handler for each event source.
 INBOX_POLICY = web.AppKey("inbox_policy", InboxPolicy)
 INBOX_HANDLERS: web.AppKey[Mapping[str, Handler]] = web.AppKey("inbox_handlers")

@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, event, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
-from core import ledger
+from core import inbox, ledger
 from core.inbox import Handler, InboxPolicy
 from core.ledger import LedgerResult
 from core.models import (
@@ -34,6 +34,7 @@ from core.models import (
 from core.notifications import BalanceNotice
 from core.settings import Settings
 from tests.fakes.yclients import YClientsEmulator
+from web import yclients as yclients_webhook
 from web.app import create_app
 from web.keys import INBOX_HANDLERS, INBOX_POLICY, NOTIFIER
 
@@ -489,3 +490,70 @@ async def test_random_bodies_never_get_a_500(salon_app: Salon, data: st.DataObje
     event(f"{kind}: {response.status}")  # the spread shows with --hypothesis-show-statistics
     assert response.status < 500, (response.status, await response.text())
     assert response.status in {200, 400, 403}
+
+
+async def test_a_malformed_body_to_an_unknown_url_is_404_and_to_a_salons_url_400(
+    aiohttp_client: ClientFactory, settings: Settings
+) -> None:
+    salon = await open_salon(await start(aiohttp_client, settings))
+    headers = {"Content-Type": "application/json"}
+    unknown = "/webhook/yclients/" + secrets.token_urlsafe(24)
+    assert (await salon.client.post(unknown, data=b"{not json", headers=headers)).status == 404
+    assert (await salon.client.post(salon.path, data=b"{not json", headers=headers)).status == 400
+
+
+@pytest.mark.parametrize(
+    ("data", "stored"),
+    [
+        # Raw UTF-8 and odd spacing: PostgreSQL keeps the body as it came.
+        (
+            b'{"title":  "\xd0\xa1\xd1\x82\xd1\x80\xd0\xb8\xd0\xb6\xd0\xba\xd0\xb0", "n": 1.50}',
+            {"title": "Стрижка", "n": 1.5},
+        ),
+        # Escapes: the parsed value is serialised instead (a NUL repaired).
+        (b'{"title": "\\u0421\\u0442\\u0000"}', {"title": "Ст\ufffd"}),
+        # A number jsonb's numeric cannot hold (Python reads it as 0.0): serialised instead.
+        (b'{"tiny": 1e-20000}', {"tiny": 0.0}),
+    ],
+)
+async def test_an_event_is_stored_as_parsed_whatever_its_spelling(
+    aiohttp_client: ClientFactory, settings: Settings, data: bytes, stored: dict[str, Any]
+) -> None:
+    salon = await open_salon(await start(aiohttp_client, settings))
+    body = (
+        b'{"company_id": %d, "resource": "service", "resource_id": 7, "status": "update",'
+        b' "data": %s}' % (salon.yclients_id, data)
+    )
+    response = await salon.client.post(
+        salon.path, data=body, headers={"Content-Type": "application/json"}
+    )
+    assert response.status == 200, await response.text()
+    event = await InboxEvent.get(source="yclients")
+    assert event.payload["data"] == stored and event.payload["resource_id"] == 7
+
+
+async def test_stores_are_admitted_a_few_at_a_time_in_arrival_order(
+    aiohttp_client: ClientFactory, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    salon = await open_salon(await start(aiohttp_client, settings))
+    real_store = inbox.store_for_hook
+    in_flight, most, order = 0, 0, []
+
+    async def slow_store(token: str, event: dict[str, Any], body: bytes | None = None) -> Any:
+        nonlocal in_flight, most
+        in_flight += 1
+        most = max(most, in_flight)
+        order.append(event["resource_id"])
+        await asyncio.sleep(0.02)
+        in_flight -= 1
+        return await real_store(token, event, body)
+
+    monkeypatch.setattr(inbox, "store_for_hook", slow_store)
+    payloads = [salon.yc.webhook_for_record(salon.add_record(attendance=0)) for _ in range(12)]
+    answers = []
+    for payload in payloads:  # started in this order; each task reaches the gate in turn
+        answers.append(asyncio.ensure_future(salon.post(payload)))
+        await asyncio.sleep(0.002)
+    assert [status for status, _ in await asyncio.gather(*answers)] == [200] * 12
+    assert most == yclients_webhook.STORES_IN_FLIGHT
+    assert order == [p["resource_id"] for p in payloads]
