@@ -44,4 +44,10 @@ async def run_exclusive(name: str, job: Callable[[], Awaitable[T]]) -> tuple[boo
         try:
             return True, await job()
         finally:
-            await conn.execute("SELECT pg_advisory_unlock($1)", key)
+            try:
+                await conn.execute("SELECT pg_advisory_unlock($1)", key)
+            except BaseException:
+                # The pool does not reset sessions (core.db.keep_session): a lock that could
+                # not be released must not go back to it. Closed, the session takes it along.
+                conn.terminate()
+                raise

@@ -73,6 +73,11 @@ def _route_of(request: web.Request) -> str:
 
 
 def metrics_middleware(metrics: Metrics) -> Middleware:
+    # The labelled children, looked up once per (method, route, status) rather than through
+    # prometheus_client's locked lookup on every request.
+    counted: dict[tuple[str, str, int], Callable[[], None]] = {}
+    timed: dict[tuple[str, str], Callable[[float], None]] = {}
+
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
         started = time.perf_counter()
@@ -86,8 +91,15 @@ def metrics_middleware(metrics: Metrics) -> Middleware:
             raise
         finally:
             route = _route_of(request)
-            metrics.requests.labels(request.method, route, str(status)).inc()
-            metrics.latency.labels(request.method, route).observe(time.perf_counter() - started)
+            key = (request.method, route, status)
+            count = counted.get(key)
+            if count is None:
+                count = counted[key] = metrics.requests.labels(*key[:2], str(status)).inc
+            count()
+            observe = timed.get(key[:2])
+            if observe is None:
+                observe = timed[key[:2]] = metrics.latency.labels(*key[:2]).observe
+            observe(time.perf_counter() - started)
 
     return middleware
 

@@ -3,11 +3,13 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
+import asyncpg
 import pytest
 
-from core import ledger
-from core.locks import run_exclusive
+from core import db, ledger
+from core.locks import lock_key, run_exclusive
 from core.models import Booking, BookingStatus, Company, IntegrationStatus, SyncState
 from core.sync import PAGE_SIZE, sync_all, sync_company
 from core.yclients import YClientsClient
@@ -113,3 +115,37 @@ async def test_the_sync_job_runs_once_at_a_time(orm: str) -> None:
     assert await run_exclusive("test-job", job) == (False, None)
     release.set()
     assert await first == (True, "done")
+    # Released by its holder, since the pool does not reset sessions (core.db.keep_session):
+    # every pooled connection can take the lock again, one after another.
+    for _ in range(3):
+        assert await run_exclusive("test-job", job) == (True, "done")
+
+
+async def test_a_lock_whose_release_fails_leaves_with_its_connection(
+    orm: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if db.dialect() != "postgres":
+        pytest.skip("the advisory lock is PostgreSQL's; SQLite uses a process lock")
+    real_execute = asyncpg.connection.Connection.execute
+
+    async def failing_unlock(self: Any, query: str, *args: Any, **kwargs: Any) -> Any:
+        if "pg_advisory_unlock" in query:
+            raise ConnectionError("the release was lost")
+        return await real_execute(self, query, *args, **kwargs)
+
+    async def job() -> str:
+        return "done"
+
+    monkeypatch.setattr(asyncpg.connection.Connection, "execute", failing_unlock)
+    with pytest.raises(ConnectionError):
+        await run_exclusive("test-job", job)
+    monkeypatch.undo()
+    # The session that held the lock is gone, and the lock with it: another session gets it.
+    other = await asyncpg.connect(orm)
+    try:
+        key = lock_key("test-job")
+        assert await other.fetchval("SELECT pg_try_advisory_lock($1)", key) is True
+        await other.execute("SELECT pg_advisory_unlock($1)", key)
+    finally:
+        await other.close()
+    assert await run_exclusive("test-job", job) == (True, "done")
