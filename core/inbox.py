@@ -297,33 +297,31 @@ async def store_for_hook(
             return HookDelivery(None, None, False)
         if company_id != company.yclients_id:
             return HookDelivery(company.pk, company.yclients_id, False)
-        key = dedupe_key_for_yclients(event)
-        _, created = await store(YCLIENTS, key, storable(event), company.pk)
+        event = storable(event)
+        _, created = await store(YCLIENTS, dedupe_key_for_yclients(event), event, company.pk)
         return HookDelivery(company.pk, company.yclients_id, created)
-    key = dedupe_key_for_yclients(event)
     # An id no bigint holds is no salon's: compared as NULL, nothing is stored.
     yclients_id = company_id if isinstance(company_id, int) and company_id in _BIGINT else None
     text = _verbatim(body)
+    if text is None:
+        # The key too is made from the repaired value: a NUL in it would fail the INSERT.
+        event = storable(event)
+    key = dedupe_key_for_yclients(event)
+    args = [hook_token, YCLIENTS, key, text, _PENDING, _now(), yclients_id]
     db: Any
     async with conn.acquire_connection() as db:
         # asyncpg itself, without the ORM's per-query wrapping (exception translation,
         # logging, rows as dicts).
         if text is not None:
             try:
-                row = await db.fetchrow(
-                    _STORE_FOR_HOOK, hook_token, YCLIENTS, key, text, _PENDING, _now(), yclients_id
-                )
+                row = await db.fetchrow(_STORE_FOR_HOOK, *args)
             except asyncpg.DataError:
                 # jsonb refused the body as it came (a number beyond numeric's range, say);
                 # the parsed value, serialised, is taken below.
                 text = None
         if text is None:
-            text = _as_json(event)
-            if not _keepable(text):
-                text = json.dumps(_repaired(event), ensure_ascii=False)
-            row = await db.fetchrow(
-                _STORE_FOR_HOOK, hook_token, YCLIENTS, key, text, _PENDING, _now(), yclients_id
-            )
+            args[3] = json.dumps(event, ensure_ascii=False)
+            row = await db.fetchrow(_STORE_FOR_HOOK, *args)
     if row is None:
         return HookDelivery(None, None, False)
     if not _same_token(row["hook_token"], hook_token):

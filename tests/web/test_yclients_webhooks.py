@@ -557,3 +557,22 @@ async def test_stores_are_admitted_a_few_at_a_time_in_arrival_order(
     assert [status for status, _ in await asyncio.gather(*answers)] == [200] * 12
     assert most == yclients_webhook.STORES_IN_FLIGHT
     assert order == [p["resource_id"] for p in payloads]
+
+
+async def test_odd_characters_outside_data_are_stored_and_deduplicated(
+    aiohttp_client: ClientFactory, settings: Settings
+) -> None:
+    salon = await open_salon(await start(aiohttp_client, settings))
+    body = (
+        b'{"company_id": %d, "resource": "serv\\u0000ice", "resource_id": "\\ud800",'
+        b' "status": "update", "data": {"last_change_date": "\\u0000"}}' % salon.yclients_id
+    )
+    headers = {"Content-Type": "application/json"}
+    for duplicate in (False, True):
+        response = await salon.client.post(salon.path, data=body, headers=headers)
+        assert response.status == 200, await response.text()
+        assert (await response.json())["duplicate"] is duplicate
+    event = await InboxEvent.get(source="yclients")
+    assert event.payload["resource"] == "serv\ufffdice"
+    assert event.payload["resource_id"] == "\ufffd"
+    assert "\x00" not in event.dedupe_key
