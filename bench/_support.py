@@ -16,11 +16,12 @@ import secrets
 import signal
 import socket
 import statistics
+import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
@@ -47,6 +48,19 @@ FIRST_NAMES = ("Анна", "Мария", "Елена", "Ольга", "Натал
 
 class BenchError(Exception):
     """The benchmark itself went wrong (a request failed, the data does not add up)."""
+
+
+def run_main(main: Coroutine[Any, Any, int], cleaned_up: str) -> NoReturn:
+    """Run a benchmark's `main` and exit with its code: 2 when the run itself failed, 130 when
+    it was stopped; `cleaned_up` says what its `finally` has undone by then."""
+    try:
+        sys.exit(asyncio.run(main))
+    except BenchError as exc:
+        print(f"benchmark failed: {exc}", file=sys.stderr)
+        sys.exit(2)
+    except (asyncio.CancelledError, KeyboardInterrupt):
+        print(f"benchmark stopped; {cleaned_up}", file=sys.stderr)
+        sys.exit(130)
 
 
 def require_local(dsn: str) -> None:

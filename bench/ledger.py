@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import math
 import os
 import random
 import secrets
@@ -34,18 +33,26 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import asyncpg
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from _support import (
+    DEFAULT_DSN,
+    BenchError,
+    create_database,
+    drop_database,
+    percentile,
+    require_local,
+    run_main,
+    server_version,
+)
+
 from core import db, ledger
 from core.clients import create_client
 from core.models import Company
 
-DEFAULT_DSN = "postgres://postgres@127.0.0.1:5432/test"
-LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1"}
 CLIENTS = 1_000
 SPREAD_OPS = 10_000
 HOT_OPS = 2_000
@@ -74,16 +81,6 @@ class Summary:
     @property
     def ratio(self) -> float:
         return self.ledger.ops_per_s / self.baseline.ops_per_s
-
-
-class BenchError(Exception):
-    """The benchmark itself went wrong (an operation failed, the ledger does not reconcile)."""
-
-
-def percentile(sorted_values: Sequence[float], q: float) -> float:
-    """Nearest-rank percentile of an ascending sequence."""
-    rank = max(1, math.ceil(q * len(sorted_values)))
-    return sorted_values[rank - 1]
 
 
 async def measure(
@@ -236,25 +233,6 @@ class Bench:
         await self.run_ledger(ops)
 
 
-async def create_database(admin_dsn: str) -> str:
-    name = f"salonbot_bench_{os.getpid()}_{secrets.token_hex(4)}"
-    conn = await asyncpg.connect(admin_dsn, timeout=5)
-    try:
-        await conn.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await conn.close()
-    return f"{admin_dsn.rsplit('/', 1)[0]}/{name}"
-
-
-async def drop_database(admin_dsn: str, url: str) -> None:
-    name = url.rsplit("/", 1)[1]
-    conn = await asyncpg.connect(admin_dsn, timeout=5)
-    try:
-        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await conn.close()
-
-
 async def seed_clients(count: int) -> list[int]:
     company = await Company.create(yclients_id=1, hook_token=secrets.token_hex(8), title="bench")
     ids: list[int] = []
@@ -262,14 +240,6 @@ async def seed_clients(count: int) -> list[int]:
         new = await create_client(company, phone=f"+7999{i:07d}", name=f"bench {i}")
         ids.append(new.client.id)
     return ids
-
-
-async def server_version(url: str) -> str:
-    conn = await asyncpg.connect(url, timeout=5)
-    try:
-        return str(await conn.fetchval("SHOW server_version"))
-    finally:
-        await conn.close()
 
 
 def print_table(summaries: Sequence[Summary], rounds: int) -> None:
@@ -290,9 +260,7 @@ def print_table(summaries: Sequence[Summary], rounds: int) -> None:
 
 
 async def main(args: argparse.Namespace) -> int:
-    host = urlsplit(args.dsn).hostname or ""
-    if host not in LOCAL_HOSTS:
-        raise SystemExit(f"refusing a non-local PostgreSQL host: {host!r}")
+    require_local(args.dsn)
     try:
         url = await create_database(args.dsn)
     except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
@@ -340,8 +308,4 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(asyncio.run(main(parse_args())))
-    except BenchError as exc:
-        print(f"benchmark failed: {exc}", file=sys.stderr)
-        sys.exit(2)
+    run_main(main(parse_args()), "database dropped")

@@ -51,6 +51,7 @@ from _support import (
     make_records,
     median,
     require_local,
+    run_main,
     server_version,
     stop_on_signals,
 )
@@ -398,11 +399,4 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(asyncio.run(main(parse_args())))
-    except BenchError as exc:
-        print(f"benchmark failed: {exc}", file=sys.stderr)
-        sys.exit(2)
-    except (asyncio.CancelledError, KeyboardInterrupt):
-        print("benchmark stopped; database dropped", file=sys.stderr)
-        sys.exit(130)
+    run_main(main(parse_args()), "database dropped")

@@ -67,6 +67,7 @@ from _support import (
     percentile,
     process_cpu,
     require_local,
+    run_main,
     server_version,
     stop_on_signals,
 )
@@ -538,11 +539,4 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(asyncio.run(main(parse_args())))
-    except BenchError as exc:
-        print(f"benchmark failed: {exc}", file=sys.stderr)
-        sys.exit(2)
-    except (asyncio.CancelledError, KeyboardInterrupt):
-        print("benchmark stopped; servers stopped and database dropped", file=sys.stderr)
-        sys.exit(130)
+    run_main(main(parse_args()), "servers stopped and database dropped")

@@ -77,6 +77,7 @@ from _support import (
     phone_for,
     process_cpu,
     require_local,
+    run_main,
     server_version,
 )
 
@@ -546,11 +547,4 @@ if __name__ == "__main__":
     if arguments.emulator is not None:
         asyncio.run(run_emulator(arguments.emulator))
         sys.exit(0)
-    try:
-        sys.exit(asyncio.run(main(arguments)))
-    except BenchError as exc:
-        print(f"benchmark failed: {exc}", file=sys.stderr)
-        sys.exit(2)
-    except (asyncio.CancelledError, KeyboardInterrupt):
-        print("benchmark stopped; processes stopped and database dropped", file=sys.stderr)
-        sys.exit(130)
+    run_main(main(arguments), "processes stopped and database dropped")
