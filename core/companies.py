@@ -14,6 +14,19 @@ def new_hook_token() -> str:
     return secrets.token_urlsafe(32)
 
 
+def same_hook_token(stored: str, given: str) -> bool:
+    """Constant-time: a lookup by the token already matched it, and this keeps a collation
+    or a future lookup by prefix from ever accepting a near miss."""
+    return hmac.compare_digest(stored.encode(), given.encode())
+
+
+async def by_hook_token(token: str) -> Company | None:
+    company = await Company.get_or_none(hook_token=token)
+    if company is None or not same_hook_token(company.hook_token, token):
+        return None
+    return company
+
+
 def webhook_url(base_url: str, company: Company) -> str:
     return f"{base_url}/webhook/yclients/{company.hook_token}"
 

@@ -16,7 +16,6 @@ them after the handler's transactions have committed.
 from __future__ import annotations
 
 import hashlib
-import hmac
 import json
 import logging
 from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping, Sequence
@@ -32,7 +31,7 @@ from tortoise.expressions import F
 from tortoise.functions import Count
 from tortoise.transactions import in_transaction
 
-from core import bookings
+from core import bookings, companies
 from core.ledger import LedgerResult
 from core.models import Client, Company, InboxEvent, InboxStatus, IntegrationStatus
 from core.phones import normalize_phone
@@ -293,8 +292,8 @@ async def store_for_hook(
     company_id = event.get("company_id")
     conn = connections.get("default")
     if conn.capabilities.dialect != "postgres":
-        company = await Company.get_or_none(hook_token=hook_token)
-        if company is None or not _same_token(company.hook_token, hook_token):
+        company = await companies.by_hook_token(hook_token)
+        if company is None:
             return HookDelivery(None, None, False)
         if company_id != company.yclients_id:
             return HookDelivery(company.pk, company.yclients_id, False)
@@ -325,7 +324,7 @@ async def store_for_hook(
             row = await db.fetchrow(_STORE_FOR_HOOK, *args)
     if row is None:
         return HookDelivery(None, None, False)
-    if not _same_token(row["hook_token"], hook_token):
+    if not companies.same_hook_token(row["hook_token"], hook_token):
         # Only a non-deterministic collation could match a near miss; the INSERT's byte
         # comparison kept its event out.
         log.error("the hook token lookup matched a different token; check the collation")
@@ -344,10 +343,6 @@ def _verbatim(body: bytes | None) -> str | None:
         return body.decode("utf-8")
     except UnicodeDecodeError:
         return None
-
-
-def _same_token(stored: str, given: str) -> bool:
-    return hmac.compare_digest(stored.encode(), given.encode())
 
 
 async def claim(policy: InboxPolicy, *, now: datetime | None = None) -> list[InboxEvent]:
