@@ -251,6 +251,9 @@ BIG = json.dumps({"company_id": 555, "pad": "x" * (256 * 1024)}).encode()
         (b'{"company_id": NaN}', 400, "invalid JSON"),
         (b'{"company_id": 555, "x": 1e400}', 400, "invalid JSON"),
         (b"[" * 50 + b"]" * 50, 400, "nested deeper"),
+        # 32 levels of objects and arrays are read (and then found wanting); 33 are not.
+        (b'{"company_id": 555, "x": ' + b"[" * 31 + b"]" * 31 + b"}", 400, "resource"),
+        (b'{"company_id": 555, "x": ' + b"[" * 32 + b"]" * 32 + b"}", 400, "nested deeper"),
         (b"[" * 100_000, 400, "JSON"),
         (b"[]", 400, "JSON object"),
         (b"{}", 400, "company_id"),
