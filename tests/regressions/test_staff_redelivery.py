@@ -8,10 +8,13 @@ Through the real dispatcher against the recording Bot API session; both database
 from __future__ import annotations
 
 import asyncio
+import io
+from pathlib import Path
 from typing import Any
 
 from aiogram.methods import SendMessage
 
+from bot.console import Console
 from core import staff as staff_service
 from core.models import Client, Company, LedgerEntry, LedgerKind, Staff, StaffInvite, StaffRole
 from tests.bot import conftest as bot_fixtures
@@ -234,3 +237,17 @@ async def test_a_used_invite_opens_nothing_for_a_removed_member_or_anyone_else(
     assert "недействительно" in said(await tg.say(OLGA, f"/start staff-{token}"))
     assert not (await Staff.get(telegram_user_id=OLGA.id)).active
     assert await Staff.all().count() == 1
+
+
+# --- the console ----------------------------------------------------------------------------
+
+
+async def test_the_console_has_no_redelivery_each_line_is_an_action(
+    salon: Company, tmp_path: Path
+) -> None:
+    client = await client_with_balance(salon, "+79991234567", 300)
+    await Staff.create(company=salon, phone="+79995550000", name="Ольга", role=StaffRole.ADMIN)
+    console = Console(salon, "+79995550000", as_staff=True, out=io.StringIO(), images=tmp_path)
+    await console.say(f"/adjust {client.code} +10 бонус")
+    await console.say(f"/adjust {client.code} +10 бонус")
+    assert await entries(client, LedgerKind.MANUAL) == [10, 10]
