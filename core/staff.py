@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.exceptions import IntegrityError
 from tortoise.transactions import in_transaction
 
@@ -69,7 +70,9 @@ async def accept_invite(
     now: datetime | None = None,
 ) -> Joined | None:
     """Use an invite once: the person becomes (or again becomes) staff of its salon with its
-    role. None for an unknown, used or expired token — one answer for all three."""
+    role. None for an unknown, used or expired token — one answer for all three — except for
+    the person who used it, still staff by it: the same link opened again (Telegram delivering
+    the `/start` once more) is answered as the first time, and changes nothing."""
     now = now or _now()
     if not token or len(token) > 64:
         return None
@@ -82,7 +85,7 @@ async def accept_invite(
             .update(used_at=now)
         )
         if not taken:
-            return None
+            return await _joined_by(digest, telegram_user_id, conn)
         invite = await StaffInvite.get(token_hash=digest, using_db=conn)
         staff = await Staff.get_or_none(
             company_id=invite.company_id, telegram_user_id=telegram_user_id, using_db=conn
@@ -104,6 +107,25 @@ async def accept_invite(
         await invite.save(using_db=conn, update_fields=["used_by_id"])
         company = await Company.get(id=invite.company_id, using_db=conn)
     return Joined(staff, company)
+
+
+async def _joined_by(digest: str, telegram_user_id: int, conn: BaseDBAsyncClient) -> Joined | None:
+    """The staff membership a used invite gave this very person, while it lasts."""
+    invite = await StaffInvite.get_or_none(
+        token_hash=digest, used_at__isnull=False, used_by_id__isnull=False, using_db=conn
+    )
+    if invite is None:
+        return None
+    staff = await Staff.get_or_none(
+        id=invite.used_by_id,
+        company_id=invite.company_id,
+        telegram_user_id=telegram_user_id,
+        active=True,
+        using_db=conn,
+    )
+    if staff is None:
+        return None
+    return Joined(staff, await Company.get(id=invite.company_id, using_db=conn))
 
 
 class StaffError(Exception):

@@ -6,6 +6,9 @@ and data) before a turn and stores `state`/`data` back after it when `changed`.
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import secrets
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -44,6 +47,12 @@ class Session:
     company: Company | None = None
     client: Client | None = None
     changed: bool = False
+    # What the channel knows this turn by, the same when it delivers the message (or the button
+    # press) again: Telegram redelivers an update whose answer was lost, the inbox retries a
+    # WhatsApp event. The idempotency keys of what a turn writes derive from it, so a repeat
+    # writes nothing twice, across replicas and restarts. None where nothing is ever delivered
+    # twice (the console): each turn is then a new one.
+    message_ref: str | None = None
 
     def __post_init__(self) -> None:
         if self.staff_identity is None:
@@ -75,6 +84,14 @@ class Session:
             self.data = new
             self.state = state
             self.changed = True
+
+    def turn_token(self, purpose: str) -> str:
+        """A short token (16 URL-safe characters: it fits in Telegram's callback data) for
+        what this turn does for `purpose`: derived from `message_ref`, random without one."""
+        if self.message_ref is None:
+            return secrets.token_urlsafe(12)
+        digest = hashlib.sha256(f"{purpose}\n{self.message_ref}".encode()).digest()
+        return base64.urlsafe_b64encode(digest[:12]).decode()
 
     def remember(self, **data: Any) -> None:
         self.data.update(data)

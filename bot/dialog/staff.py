@@ -5,15 +5,17 @@ Every step reads the staff row again (core.staff.active_staff). Codes go through
 core.staff.find_client, which counts wrong ones and locks code entry after too many; a
 malformed code, an unknown one and another salon's all get the same "not found".
 
-A redeem asks for confirmation with two buttons carrying a random token. The pending request
-stays in the chat's data, the ledger entry's idempotency key is `redeem:<token>`, so a double
-tap, or two replicas handling both taps, debit once.
+A redeem asks for confirmation with two buttons carrying a token derived from the message that
+asked for it (Session.turn_token): the pending request stays in the chat's data, the ledger
+entry's idempotency key is `redeem:<token>`, so a double tap, two replicas handling both taps,
+or the request and its tap delivered again, debit once. An adjustment's key is
+`adjust:<token>` of the message that completes it, so a redelivered `/adjust` changes nothing
+twice.
 """
 
 from __future__ import annotations
 
 import re
-import secrets
 from datetime import datetime
 
 from bot.dialog import formats
@@ -147,6 +149,14 @@ class StaffFlows(Flows):
         return await self._ask_confirmation(s, client, text)
 
     async def _ask_confirmation(self, s: Session, client: Client, text: str) -> list[Reply]:
+        token = s.turn_token("redeem")
+        done = await LedgerEntry.get_or_none(idempotency_key=f"redeem:{token}")
+        if done is not None:
+            # This very message again (a redelivery), and its redeem was confirmed meanwhile:
+            # asking once more would invite a second debit.
+            s.go(None)
+            already = s._("Already redeemed: {amount} points. Balance: {balance}.")
+            return [Reply(already.format(amount=-done.amount, balance=done.balance_after))]
         amount = _amount(text)
         if amount is None or amount <= 0:
             s.go("redeem:amount", client_id=client.id)
@@ -155,7 +165,6 @@ class StaffFlows(Flows):
             s.go("redeem:amount", client_id=client.id)
             text = s._("Not enough points: the balance is {balance}. Send a smaller amount.")
             return [Reply(text.format(balance=client.balance), buttons=self._cancel_button(s))]
-        token = secrets.token_urlsafe(9)
         s.go(
             None,
             redeem={
@@ -293,9 +302,7 @@ class StaffFlows(Flows):
         reason = " ".join(rest[1:]).strip()
         if not reason:
             return self._ask_reason(s, client, delta)
-        return await self._apply_adjustment(
-            s, staff, client.id, delta, reason, secrets.token_urlsafe(9)
-        )
+        return await self._apply_adjustment(s, staff, client.id, delta, reason)
 
     async def adjust_client(self, s: Session, client_id: int) -> list[Reply] | None:
         staff = await self.staff(s)
@@ -318,7 +325,7 @@ class StaffFlows(Flows):
         return [Reply(text, buttons=self._cancel_button(s))]
 
     def _ask_reason(self, s: Session, client: Client, delta: int) -> list[Reply]:
-        s.go("adjust:reason", client_id=client.id, delta=delta, token=secrets.token_urlsafe(9))
+        s.go("adjust:reason", client_id=client.id, delta=delta)
         return [
             Reply(s._("Why? The reason is kept with the change."), buttons=self._cancel_button(s))
         ]
@@ -346,17 +353,17 @@ class StaffFlows(Flows):
         reason = text.strip()
         if not reason:
             return [Reply(s._("Why? The reason is kept with the change."))]
-        return await self._apply_adjustment(
-            s, staff, client.id, int(s.data["delta"]), reason, str(s.data["token"])
-        )
+        return await self._apply_adjustment(s, staff, client.id, int(s.data["delta"]), reason)
 
     async def _apply_adjustment(
-        self, s: Session, staff: Staff, client_id: int, delta: int, reason: str, token: str
+        self, s: Session, staff: Staff, client_id: int, delta: int, reason: str
     ) -> list[Reply]:
         s.go(None)
+        # Keyed by the message that completes the adjustment: delivered again, it is a replay.
+        key = f"adjust:{s.turn_token('adjust')}"
         try:
             result = await ledger.adjust(
-                client_id, delta, f"adjust:{token}", staff_id=staff.id, reason=reason[:500]
+                client_id, delta, key, staff_id=staff.id, reason=reason[:500]
             )
         except ledger.InsufficientBalance as short:
             text = s._("The balance is only {balance}: it cannot go below zero.")

@@ -6,9 +6,9 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from aiogram import BaseMiddleware
+from aiogram import BaseMiddleware, Bot
 from aiogram.fsm.context import FSMContext
-from aiogram.types import Chat, TelegramObject, User
+from aiogram.types import Chat, TelegramObject, Update, User
 from aiogram.utils.i18n import I18nMiddleware
 
 from bot.dialog import TELEGRAM, Dialog, Session
@@ -39,6 +39,7 @@ class SessionMiddleware(BaseMiddleware):
             language_hint=user.language_code,
             state=await state.get_state(),
             data=await state.get_data(),
+            message_ref=message_ref(data["bot"], event) if isinstance(event, Update) else None,
         )
         await self.dialog.prepare(session)
         client = session.client
@@ -52,6 +53,22 @@ class SessionMiddleware(BaseMiddleware):
             await state.set_state(session.state)
             await state.set_data(session.data)
         return result
+
+
+def message_ref(bot: Bot, update: Update) -> str | None:
+    """What stays the same when Telegram delivers this update again (its answer was lost, or
+    polling restarted before confirming it): the chat and the message; for a button press, the
+    message the button is on and the button's data, so that pressing it twice is one press."""
+    if update.message is not None:
+        return f"tg:{bot.id}:{update.message.chat.id}:{update.message.message_id}"
+    press = update.callback_query
+    if press is not None:
+        if press.message is not None:
+            where = f"{press.message.chat.id}:{press.message.message_id}"
+            return f"tg:{bot.id}:{where}:{press.data or ''}"
+        # A button on an inline-mode message: the press itself, which a redelivery keeps.
+        return f"tg:{bot.id}:press:{press.id}"
+    return None
 
 
 class SessionI18nMiddleware(I18nMiddleware):

@@ -148,6 +148,9 @@ class WhatsAppBot:
             name=message.name,
             language_hint=company.default_locale,
             data={"company_id": company.id},
+            # The inbox may hand the same message over again (a retry after a failure or a
+            # crash): what the turn writes is keyed by it.
+            message_ref=f"wa:{message.session}:{message.message_id}",
         )
         s.company = company
         # The inbox hands over one message at a time, so a round trip saved is throughput: the
