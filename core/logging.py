@@ -51,7 +51,7 @@ _PATTERNS: list[tuple[re.Pattern[str], str | Callable[[re.Match[str]], str]]] = 
     (re.compile(r"(?<![\w+])\+\d(?:[\s()-]{0,2}\d){9,14}\b"), lambda m: _mask_phone_text(m[0])),
     (
         re.compile(
-            r"\b([\w.%+-])[\w.%+-]*@(?!(?:c\.us|s\.whatsapp\.net|g\.us|lid)\b)([\w-]+\.[\w.-]+)"
+            r"\b([\w.%+-])[\w.%+-]{0,63}@(?!(?:c\.us|s\.whatsapp\.net|g\.us|lid)\b)([\w-]+\.[\w.-]+)"
         ),
         r"\1" + _MASK + r"@\2",
     ),
