@@ -35,3 +35,13 @@ def mask_phone(e164: str | None) -> str:
     if not e164:
         return "—"
     return f"{e164[:-10]} *** ***-{e164[-4:-2]}-{e164[-2:]}" if len(e164) >= 11 else "***"
+
+
+def mask_chat_id(chat_id: str | None) -> str:
+    """`79001234567@c.us` -> `***4567@c.us`: a WhatsApp chat id names a phone (or a person,
+    for `@lid`), so logs keep only enough to tell two chats apart."""
+    if not chat_id:
+        return "—"
+    user, at, server = chat_id.partition("@")
+    user = user.partition(":")[0]  # a device suffix (`…:12@c.us`) names no one
+    return f"***{user[-4:] if len(user) > 6 else ''}{at}{server}"

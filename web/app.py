@@ -36,6 +36,7 @@ from web.keys import (
     InboxWakeup,
 )
 from web.metrics import Metrics, metrics_handler, metrics_middleware
+from web.server_log import ServerLog
 from web.telegram import telegram_ctx
 
 log = logging.getLogger(__name__)
@@ -45,7 +46,11 @@ MAX_BODY = 1024 * 1024
 
 def create_app(settings: Settings) -> web.Application:
     metrics = Metrics()
-    app = web.Application(middlewares=[metrics_middleware(metrics)], client_max_size=MAX_BODY)
+    app = web.Application(
+        middlewares=[metrics_middleware(metrics)],
+        client_max_size=MAX_BODY,
+        handler_args={"logger": ServerLog()},
+    )
     app[SETTINGS] = settings
     app[METRICS] = metrics
 

@@ -191,7 +191,9 @@ async def registration_redirect(request: web.Request) -> web.StreamResponse:
             exc,
         )
     if user is not None and user.salon_ids and not set(salon_ids) <= set(user.salon_ids):
-        log.warning("registration redirect: salons %s not in the signed %s", salon_ids, user)
+        log.warning(
+            "registration redirect: salons %s not in user %s's signed list", salon_ids, user.id
+        )
         return _message(request, _UNSIGNED_TITLE, _MISMATCH_TEXT, 403)
     try:
         # Every branch is read before any is written: a failure leaves nothing half-done.

@@ -42,7 +42,7 @@ from core.models import Client, Company, IntegrationStatus, LedgerEntry, WhatsAp
 from core.notifications import BalanceNotice
 from core.notifications import render as render_notice
 from core.onboarding import unavailable_reply
-from core.phones import normalize_phone
+from core.phones import mask_chat_id, mask_phone, normalize_phone
 from core.whatsapp import GatewayError, WhatsAppGateway, phone_from_chat_id
 
 log = logging.getLogger(__name__)
@@ -218,7 +218,11 @@ class WhatsAppBot:
         try:
             found = await self.gateway.lid_to_phone(message.session, message.chat_id)
         except GatewayError as exc:
-            log.info("WhatsApp: the phone behind %s is unknown for now: %s", message.chat_id, exc)
+            log.info(
+                "WhatsApp: the phone behind %s is unknown for now: %s",
+                mask_chat_id(message.chat_id),
+                exc,
+            )
             return None
         chat.phone = normalize_phone(found)
         return chat.phone
@@ -278,9 +282,9 @@ class WhatsAppBot:
             log.warning(
                 "WhatsApp chat %s: client %s has history and %s is another client's; "
                 "the salon should merge them",
-                chat_id,
+                mask_chat_id(chat_id),
                 mine.id,
-                phone,
+                mask_phone(phone),
             )
             return None
         await Client.filter(id=mine.id).update(whatsapp_chat_id=None)
@@ -343,7 +347,7 @@ class WhatsAppBot:
                 await chat.save()
             except IntegrityError:
                 # A second message of a brand-new chat, handled by another replica meanwhile.
-                log.info("WhatsApp chat %s was created concurrently", chat.chat_id)
+                log.info("WhatsApp chat %s was created concurrently", mask_chat_id(chat.chat_id))
             return
         after = (chat.phone, chat.lid_checked_at, chat.state, chat.data, chat.offered)
         if after != before:

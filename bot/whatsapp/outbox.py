@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from core.models import WhatsAppChat
+from core.phones import mask_chat_id
 from core.whatsapp import GatewayError, WhatsAppGateway
 
 log = logging.getLogger(__name__)
@@ -131,7 +132,9 @@ class Outbox:
 
     def _submit(self, job: _Job) -> None:
         if self.closed:
-            log.warning("WhatsApp %s to %s dropped: shutting down", job.kind, job.chat_id)
+            log.warning(
+                "WhatsApp %s to %s dropped: shutting down", job.kind, mask_chat_id(job.chat_id)
+            )
             return
         if not job.messages and job.seen_id is None:
             return
@@ -151,7 +154,9 @@ class Outbox:
                 except asyncio.CancelledError:
                     raise
                 except Exception:
-                    log.exception("WhatsApp %s to %s failed unexpectedly", job.kind, job.chat_id)
+                    log.exception(
+                        "WhatsApp %s to %s failed unexpectedly", job.kind, mask_chat_id(job.chat_id)
+                    )
         finally:
             del self._queues[key]
             del self._tasks[key]
@@ -165,7 +170,7 @@ class Outbox:
                     await self.gateway.send_seen(job.session, job.chat_id, job.seen_id)
             except GatewayError as exc:
                 # A courtesy: the answer still goes out.
-                log.info("WhatsApp: marking %s seen failed: %s", job.chat_id, exc)
+                log.info("WhatsApp: marking %s seen failed: %s", mask_chat_id(job.chat_id), exc)
         typing = self.manners.pause > 0 and bool(job.messages)
         if typing:
             typing = await self._quietly(self.gateway.start_typing(job.session, job.chat_id))
@@ -208,7 +213,7 @@ class Outbox:
         log.warning(
             "WhatsApp %s to %s via %s not sent (%d message(s) dropped, not retried): %s",
             job.kind,
-            job.chat_id,
+            mask_chat_id(job.chat_id),
             job.session,
             lost,
             exc,
@@ -221,7 +226,9 @@ class Outbox:
                 send_failed_at=datetime.now(UTC), send_error=f"{type(exc).__name__}: {exc}"[:2000]
             )
         except Exception:
-            log.exception("WhatsApp: recording a failed send to %s failed", job.chat_id)
+            log.exception(
+                "WhatsApp: recording a failed send to %s failed", mask_chat_id(job.chat_id)
+            )
 
     async def idle(self) -> None:
         """Until everything handed over so far has been sent or given up on."""
