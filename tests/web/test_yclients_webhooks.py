@@ -36,7 +36,7 @@ from core.settings import Settings
 from tests.fakes.yclients import YClientsEmulator
 from web import yclients as yclients_webhook
 from web.app import create_app
-from web.keys import INBOX_HANDLERS, INBOX_POLICY, NOTIFIER
+from web.keys import INBOX_HANDLERS, INBOX_POLICY, NOTIFIER, YCLIENTS_STORES
 
 ClientFactory = Callable[..., Awaitable[TestClient[Any, Any]]]
 MSK = ZoneInfo("Europe/Moscow")
@@ -539,24 +539,39 @@ async def test_stores_are_admitted_a_few_at_a_time_in_arrival_order(
     aiohttp_client: ClientFactory, settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     salon = await open_salon(await start(aiohttp_client, settings))
-    real_store = inbox.store_for_hook
-    in_flight, most, order = 0, 0, []
+    gate = salon.client.app[YCLIENTS_STORES]
+    real_store, real_acquire = inbox.store_for_hook, gate.acquire
+    in_flight, most, arrived, order = 0, 0, 0, []
+    arrival, release = asyncio.Event(), asyncio.Event()
 
-    async def slow_store(token: str, event: dict[str, Any], body: bytes | None = None) -> Any:
+    async def counting_acquire() -> bool:
+        nonlocal arrived
+        arrived += 1
+        arrival.set()
+        return await real_acquire()
+
+    async def held_store(token: str, event: dict[str, Any], body: bytes | None = None) -> Any:
         nonlocal in_flight, most
         in_flight += 1
         most = max(most, in_flight)
         order.append(event["resource_id"])
-        await asyncio.sleep(0.02)
+        await release.wait()
         in_flight -= 1
         return await real_store(token, event, body)
 
-    monkeypatch.setattr(inbox, "store_for_hook", slow_store)
+    monkeypatch.setattr(gate, "acquire", counting_acquire)
+    monkeypatch.setattr(inbox, "store_for_hook", held_store)
     payloads = [salon.yc.webhook_for_record(salon.add_record(attendance=0)) for _ in range(12)]
     answers = []
-    for payload in payloads:  # started in this order; each task reaches the gate in turn
+    for sent, payload in enumerate(payloads, start=1):
+        # The next request starts only once this one has reached the gate: arrival order is
+        # the order sent, whatever the machine's load.
         answers.append(asyncio.ensure_future(salon.post(payload)))
-        await asyncio.sleep(0.002)
+        while arrived < sent:
+            arrival.clear()
+            await asyncio.wait_for(arrival.wait(), timeout=30)
+    assert in_flight == yclients_webhook.STORES_IN_FLIGHT
+    release.set()
     assert [status for status, _ in await asyncio.gather(*answers)] == [200] * 12
     assert most == yclients_webhook.STORES_IN_FLIGHT
     assert order == [p["resource_id"] for p in payloads]
