@@ -10,6 +10,8 @@ import itertools
 
 import httpx
 
+from core.models import Company, IntegrationStatus
+from core.sync import sync_all
 from core.yclients import Priority, RateLimiter, YClientsClient
 
 
@@ -154,3 +156,22 @@ async def test_a_client_passes_its_class_to_the_shared_limiter() -> None:
         await client.with_priority(Priority.CRON).with_user_token("u").company(1)
         assert client.with_user_token("u").with_priority(Priority.BULK).priority is Priority.BULK
     assert seen == [Priority.INTERACTIVE, Priority.BULK, Priority.CRON]
+
+
+async def test_the_cron_sweep_counts_as_cron(orm: str) -> None:
+    seen: list[Priority] = []
+
+    class Recording(RateLimiter):
+        async def acquire(self, priority: Priority = Priority.INTERACTIVE) -> None:
+            seen.append(priority)
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, json={"success": True, "data": [], "meta": []})
+
+    await Company.create(yclients_id=1, hook_token="h", integration_status=IntegrationStatus.ACTIVE)
+    client = YClientsClient(
+        "http://yc", "p", "u", limiter=Recording(5.0), transport=httpx.MockTransport(handler)
+    )
+    async with client:
+        report = await sync_all(client)
+    assert report.synced and seen and set(seen) == {Priority.CRON}
