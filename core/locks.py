@@ -51,3 +51,22 @@ async def run_exclusive(name: str, job: Callable[[], Awaitable[T]]) -> tuple[boo
                 # not be released must not go back to it. Closed, the session takes it along.
                 conn.terminate()
                 raise
+
+
+async def is_held(name: str) -> bool:
+    """Whether some process (this one included) is running `name` under run_exclusive now."""
+    client = connections.get("default")
+    if client.capabilities.dialect != "postgres":
+        lock = _process_locks.get(name)
+        return lock is not None and lock.locked()
+    key = lock_key(name)
+    conn: Any
+    async with client.acquire_connection() as conn:
+        if not await conn.fetchval("SELECT pg_try_advisory_lock($1)", key):
+            return True
+        try:
+            await conn.execute("SELECT pg_advisory_unlock($1)", key)
+        except BaseException:
+            conn.terminate()  # as in run_exclusive: never pool a session holding the lock
+            raise
+        return False

@@ -14,9 +14,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from core.bookings import ApplyStats, apply_records
+from core.locks import is_held, run_exclusive
 from core.models import Company, IntegrationStatus, SyncState
 from core.onboarding import lift_all_frozen
-from core.yclients import YClientsClient, YClientsError
+from core.yclients import Priority, YClientsClient, YClientsError
 
 log = logging.getLogger(__name__)
 
@@ -112,6 +113,43 @@ async def sync_company(
     return stats
 
 
+def company_lock(company_id: int) -> str:
+    return f"yclients-sync-company-{company_id}"
+
+
+async def sync_company_once(
+    client: YClientsClient,
+    company: Company,
+    *,
+    full: bool = False,
+    now: datetime | None = None,
+    progress: Progress | None = None,
+    on_start: Callable[[], None] | None = None,
+) -> tuple[bool, ApplyStats | None]:
+    """`sync_company`, unless this salon's sync is already running (in this process or on
+    another replica): (True, stats) when it ran here, (False, None) when one was running.
+
+    While it runs the salon's SyncState says `running` from `now`, so any replica can tell.
+    """
+    started = now or datetime.now(UTC)
+
+    async def run() -> ApplyStats:
+        if on_start is not None:
+            on_start()
+        state, _ = await SyncState.get_or_create(company=company)
+        state.last_status = "running"
+        state.last_run_at = started
+        await state.save(update_fields=["last_status", "last_run_at"])
+        return await sync_company(client, company, full=full, now=started, progress=progress)
+
+    return await run_exclusive(company_lock(company.id), run)
+
+
+async def is_running(company_id: int) -> bool:
+    """Whether `sync_company_once` runs for this salon now, on any replica."""
+    return await is_held(company_lock(company_id))
+
+
 @dataclass
 class SyncReport:
     """One tick of the job over every active salon."""
@@ -131,7 +169,10 @@ async def sync_all(
 
     With the marketplace `application_id`, frozen salons whose subscription YClients reports
     active again are unfrozen first (there is no "unfreeze" event), and synced in this tick.
+    Its calls count as the cron's in the rate limiter: a share stays free for pages a browser
+    is waiting on, and sync requests over the API cannot take the cron's.
     """
+    client = client.with_priority(Priority.CRON)
     report = SyncReport()
     if application_id:
         try:

@@ -1,22 +1,24 @@
 """YClients REST client: one `httpx.AsyncClient` and one rate limiter per process.
 
 Every salon goes through the same `YClientsClient`, so the limit YClients puts on our IP
-(5 requests a second, 200 a minute) is kept by the process as a whole. GETs are retried with
-backoff on 429, 5xx and transport failures; a POST/PUT never is, because YClients may have
-acted on it already. Tokens travel only in the Authorization header and are never logged:
-a log line carries the method, path, status and duration.
+(5 requests a second, 200 a minute) is kept by the process as a whole; each call has a class
+(`Priority`) so that background syncs leave a share of it to pages a browser waits on. GETs
+are retried with backoff on 429, 5xx and transport failures; a POST/PUT never is, because
+YClients may have acted on it already. Tokens travel only in the Authorization header and
+are never logged: a log line carries the method, path, status and duration.
 """
 
 from __future__ import annotations
 
 import asyncio
 import email.utils
+import enum
 import json
 import logging
 import random
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, tzinfo
 from types import TracebackType
@@ -208,11 +210,53 @@ def _format_day(day: date | str) -> str:
 # --- rate limiting ----------------------------------------------------------------------------
 
 
-class RateLimiter:
-    """Spaces calls `1/per_second` apart and keeps at most `per_minute` in any 60 s.
+class Priority(enum.StrEnum):
+    """Who waits on a YClients call; decides how much of the shared limit it may take."""
 
-    Slots are reserved under a lock and waited for outside it, so concurrent callers queue in
-    order without holding each other up longer than the spacing.
+    # A browser is waiting: the registration redirect, onboarding, activation. The default.
+    INTERACTIVE = "interactive"
+    # The scheduled sync (and what runs in its tick).
+    CRON = "cron"
+    # A sync somebody asked for over the API: may be repeated at will, so it gets least.
+    BULK = "bulk"
+
+
+# The most of the limit (per second and per minute) each background class may use. Bulk calls
+# also count against the cron share, so cron and bulk together never take more than it: the
+# rest is always left to interactive calls, and the difference to the cron.
+SHARES: Mapping[Priority, float] = {Priority.CRON: 0.8, Priority.BULK: 0.5}
+
+
+class _Window:
+    """Spaces slots `1/per_second` apart and keeps at most `per_minute` in any 60 s."""
+
+    def __init__(self, per_second: float, per_minute: int | None) -> None:
+        self.per_second = per_second
+        self.per_minute = per_minute
+        self._interval = 1.0 / per_second
+        self._next = 0.0
+        self._recent: deque[float] = deque()
+
+    def reserve(self, now: float) -> float:
+        slot = max(now, self._next)
+        if self.per_minute and len(self._recent) >= self.per_minute:
+            slot = max(slot, self._recent[0] + 60.0)
+        self._next = slot + self._interval
+        if self.per_minute:
+            self._recent.append(slot)
+            while len(self._recent) > self.per_minute:
+                self._recent.popleft()
+        return slot
+
+
+class RateLimiter:
+    """The process's share of YClients' limit: `per_second` spacing, `per_minute` in any 60 s.
+
+    A call passes its class's windows in turn (bulk: the bulk share, then the cron share, then
+    the whole limit; cron: the cron share, then the whole; interactive: the whole), so a flood
+    of bulk calls queues at its own share and never reserves the slots interactive calls need.
+    Each slot is reserved synchronously (one event loop: no lock needed) and waited for outside,
+    so callers of one class queue in order.
     """
 
     def __init__(
@@ -220,31 +264,34 @@ class RateLimiter:
         per_second: float,
         per_minute: int | None = None,
         *,
+        shares: Mapping[Priority, float] = SHARES,
         clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] | None = None,
     ) -> None:
         if per_second <= 0:
             raise ValueError("per_second must be positive; pass no limiter to disable it")
         self.per_second = per_second
         self.per_minute = per_minute
-        self._interval = 1.0 / per_second
         self._clock = clock
-        self._next = 0.0
-        self._recent: deque[float] = deque()
-        self._lock = asyncio.Lock()
+        self._sleep = sleep
+        total = _Window(per_second, per_minute)
+        chains: dict[Priority, list[_Window]] = {Priority.INTERACTIVE: [total]}
+        outer = [total]
+        for priority in (Priority.CRON, Priority.BULK):
+            share = shares.get(priority, 1.0)
+            if not 0 < share <= 1:
+                raise ValueError(f"the {priority} share must be above 0 and at most 1")
+            minute = max(1, int(per_minute * share)) if per_minute else None
+            outer = [_Window(per_second * share, minute), *outer]
+            chains[priority] = outer
+        self._chains = chains
 
-    async def acquire(self) -> None:
-        async with self._lock:
+    async def acquire(self, priority: Priority = Priority.INTERACTIVE) -> None:
+        for window in self._chains[priority]:
             now = self._clock()
-            slot = max(now, self._next)
-            if self.per_minute and len(self._recent) >= self.per_minute:
-                slot = max(slot, self._recent[0] + 60.0)
-            self._next = slot + self._interval
-            if self.per_minute:
-                self._recent.append(slot)
-                while len(self._recent) > self.per_minute:
-                    self._recent.popleft()
-        if slot > now:
-            await asyncio.sleep(slot - now)
+            slot = window.reserve(now)
+            if slot > now:
+                await (self._sleep or asyncio.sleep)(slot - now)
 
 
 # --- the client ---------------------------------------------------------------------------------
@@ -276,6 +323,7 @@ class YClientsClient:
         backoff_max: float = 10.0,
         http_client: httpx.AsyncClient | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
+        priority: Priority = Priority.INTERACTIVE,
     ) -> None:
         if not partner_token:
             raise ValueError("YCLIENTS_PARTNER_TOKEN is empty")
@@ -291,6 +339,8 @@ class YClientsClient:
         if limiter is None and rate_limit:
             limiter = RateLimiter(rate_limit, per_minute)
         self.limiter = limiter
+        # The class this client's calls take in the limiter (`with_priority`).
+        self.priority = priority
         self.timeout = timeout
         self.max_retries = max_retries
         self.backoff_base = backoff_base
@@ -321,6 +371,16 @@ class YClientsClient:
         """The same connection pool and limiter, acting with one salon's own user token."""
         if not user_token or user_token == self._user_token:
             return self
+        return self._sharing(user_token, self.priority)
+
+    def with_priority(self, priority: Priority) -> YClientsClient:
+        """The same connection pool and limiter, its calls counted as `priority`: background
+        work (the cron, a sync asked for over the API) says so, interactive pages need not."""
+        if priority is self.priority:
+            return self
+        return self._sharing(self._user_token, priority)
+
+    def _sharing(self, user_token: str | None, priority: Priority) -> YClientsClient:
         return YClientsClient(
             self.base_url,
             self._partner_token,
@@ -332,10 +392,14 @@ class YClientsClient:
             backoff_base=self.backoff_base,
             backoff_max=self.backoff_max,
             http_client=self._http,
+            priority=priority,
         )
 
     def __repr__(self) -> str:
-        return f"YClientsClient({self.base_url!r}, user_token={self._user_token is not None})"
+        return (
+            f"YClientsClient({self.base_url!r}, user_token={self._user_token is not None}, "
+            f"priority={self.priority.value!r})"
+        )
 
     async def aclose(self) -> None:
         if self._owns_http:
@@ -542,7 +606,7 @@ class YClientsClient:
         url = self.base_url + path
         for attempt in range(1, attempts + 1):
             if self.limiter is not None:
-                await self.limiter.acquire()
+                await self.limiter.acquire(self.priority)
             started = time.monotonic()
             try:
                 response = await self._http.request(
@@ -702,11 +766,13 @@ def _says_already_installed(message: str | None) -> bool:
 
 __all__ = [
     "ACCEPT",
+    "SHARES",
     "AlreadyInstalled",
     "BadResponse",
     "CallbackResult",
     "Forbidden",
     "NotFound",
+    "Priority",
     "RateLimited",
     "RateLimiter",
     "Unauthorized",

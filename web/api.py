@@ -8,12 +8,12 @@ from aiohttp import web
 
 from core import companies
 from core.models import Company, IntegrationStatus
-from core.notifications import BalanceNotice
-from core.sync import sync_company
-from core.yclients import YClientsError
-from web.keys import NOTIFIER, YCLIENTS
+from web.keys import SYNC_JOBS, YCLIENTS
+from web.sync_jobs import stored_answer
 
 log = logging.getLogger(__name__)
+
+SYNC_PATH = "/api/v1/yclients/sync-bookings"
 
 
 async def _company_from_bearer(request: web.Request) -> Company:
@@ -29,7 +29,8 @@ async def _company_from_bearer(request: web.Request) -> Company:
 
 
 async def sync_bookings_handler(request: web.Request) -> web.Response:
-    """Sync this salon now; `?full=1` re-reads the whole visit-date window."""
+    """Start syncing this salon (`?full=1`: the whole visit-date window) and answer 202 at once
+    with the job's state; while the salon's sync runs, a second request reports that one."""
     company = await _company_from_bearer(request)
     client = request.app[YCLIENTS]
     if client is None:
@@ -39,21 +40,31 @@ async def sync_bookings_handler(request: web.Request) -> web.Response:
             {"error": f"the salon is {company.integration_status}, not active"}, status=409
         )
     full = request.query.get("full", "").lower() in {"1", "true", "yes"}
-    try:
-        stats = await sync_company(client, company, full=full)
-    except YClientsError as exc:
-        log.warning("manual sync of company %s failed: %s", company.id, exc)
-        return web.json_response({"error": str(exc)}, status=502)
-    if stats.changes:
-        await request.app[NOTIFIER].notify([BalanceNotice.from_result(c) for c in stats.changes])
-    return web.json_response(
-        {
-            "company": company.yclients_id,
-            **stats.summary(),
-            "unmatched_records": stats.unmatched_records,
-        }
-    )
+    job, started = await request.app[SYNC_JOBS].start(client, company, full=full)
+    answer = job.answer()
+    if job.status == "elsewhere":
+        # Another replica holds the salon's sync: report that one.
+        answer = await stored_answer(company) or {"status": "running"}
+    answer["joined"] = not started or job.status == "elsewhere"
+    return web.json_response(answer, status=202, headers={"Location": SYNC_PATH})
+
+
+async def sync_status_handler(request: web.Request) -> web.Response:
+    """The state of this salon's latest sync: `running` (with progress), `done` (the stats),
+    or `failed` (a sentence saying why)."""
+    company = await _company_from_bearer(request)
+    job = request.app[SYNC_JOBS].get(company.id)
+    answer = job.answer() if job is not None and job.status != "elsewhere" else None
+    if answer is None:
+        answer = await stored_answer(company)
+    if answer is None:
+        return web.json_response(
+            {"status": "none", "error": "this salon has not been synced yet; POST to start"},
+            status=404,
+        )
+    return web.json_response(answer)
 
 
 def setup_routes(app: web.Application) -> None:
-    app.router.add_post("/api/v1/yclients/sync-bookings", sync_bookings_handler)
+    app.router.add_post(SYNC_PATH, sync_bookings_handler)
+    app.router.add_get(SYNC_PATH, sync_status_handler)

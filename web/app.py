@@ -37,6 +37,7 @@ from web.keys import (
 )
 from web.metrics import Metrics, metrics_handler, metrics_middleware
 from web.server_log import ServerLog
+from web.sync_jobs import sync_jobs_ctx
 from web.telegram import telegram_ctx
 
 log = logging.getLogger(__name__)
@@ -78,6 +79,8 @@ def create_app(settings: Settings) -> web.Application:
     # Last: whatever notifier the contexts before it set up is in place when it starts.
     app.cleanup_ctx.append(inbox_worker_ctx)
     app.cleanup_ctx.append(sync_cron_ctx)
+    # Syncs asked for over the API; cancelled on shutdown before the clients they use close.
+    app.cleanup_ctx.append(sync_jobs_ctx)
     app.cleanup_ctx.append(whatsapp_watchdog_ctx)
     app.cleanup_ctx.append(freeze_gc_ctx)
 

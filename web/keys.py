@@ -6,6 +6,7 @@ import asyncio
 import math
 import time
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 
@@ -19,6 +20,9 @@ from core.settings import Settings
 from core.whatsapp import WhatsAppGateway
 from core.yclients import YClientsClient
 from web.metrics import Metrics
+
+if TYPE_CHECKING:
+    from web.sync_jobs import SyncJobs
 
 
 class InboxWakeup(asyncio.Event):
@@ -60,3 +64,5 @@ TELEGRAM: web.AppKey[TelegramBot | None] = web.AppKey("telegram")
 WHATSAPP_BOT: web.AppKey[WhatsAppBot | None] = web.AppKey("whatsapp_bot")
 # Which salon each WhatsApp gateway session belongs to, as the webhook looks it up.
 WHATSAPP_SESSIONS = web.AppKey("whatsapp_sessions", SessionCompanies)
+# The syncs asked for over the API, one job per salon (web.sync_jobs.sync_jobs_ctx).
+SYNC_JOBS: web.AppKey[SyncJobs] = web.AppKey("sync_jobs")

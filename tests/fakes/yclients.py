@@ -111,6 +111,9 @@ class YClientsEmulator:
         self._faults: list[_Fault] = []
         self._malformed = 0
         self._slowness: _Slowness | None = None
+        # While set and not yet released, every request waits for it (a test's "slow YClients"
+        # that needs no sleeping): `gate = asyncio.Event()`, later `gate.set()`.
+        self.gate: asyncio.Event | None = None
         self._callback_failure: tuple[int, str] | None = None
         self._rate_limit: int | None = None
         self._recent: deque[float] = deque()
@@ -444,6 +447,8 @@ class YClientsEmulator:
         self.calls[request.path] += 1
         request[BODY] = body
 
+        if self.gate is not None:
+            await self.gate.wait()
         if self._slowness is not None:
             delay = self._slowness.seconds
             if self._slowness.remaining is not None:

@@ -16,6 +16,7 @@ from core.settings import Settings
 from tests.fakes.yclients import PARTNER_TOKEN, USER_TOKEN, YClientsEmulator
 from web import cli
 from web.app import create_app
+from web.keys import SYNC_JOBS
 
 ClientFactory = Callable[..., Awaitable[TestClient[Any, Any]]]
 
@@ -44,20 +45,42 @@ async def test_manual_sync_endpoint_needs_the_salons_api_key(
     emulator.add_record(555, attendance=1)
     client = await aiohttp_client(create_app(with_yclients(settings, emulator)))
     key, digest = companies.new_api_key()
-    await Company.create(
+    company = await Company.create(
         yclients_id=555,
         hook_token="h",
         api_key_hash=digest,
         integration_status=IntegrationStatus.ACTIVE,
     )
     url = "/api/v1/yclients/sync-bookings"
+    auth = {"Authorization": f"Bearer {key}"}
     assert (await client.post(url)).status == 401
     assert (await client.post(url, headers={"Authorization": "Bearer sb_wrong"})).status == 401
-    response = await client.post(url, headers={"Authorization": f"Bearer {key}"})
+    assert (await client.get(url)).status == 401
+    response = await client.get(url, headers=auth)
+    assert response.status == 404 and (await response.json())["status"] == "none"
+
+    response = await client.post(url, headers=auth)
+    assert response.status == 202
+    assert response.headers["Location"] == url
+    body = await response.json()
+    assert body["status"] in {"running", "done"} and body["joined"] is False
+    assert body["company"] == 555 and body["full"] is False and body["started_at"]
+    await finished(client, company.id)
+
+    response = await client.get(url, headers=auth)
     assert response.status == 200
     body = await response.json()
+    assert body["status"] == "done" and body["finished_at"]
     assert body["fetched"] == 1 and body["created"] == 1 and body["awarded"] == 1
+    assert body["unmatched_records"] == []
     assert await Booking.filter(company__yclients_id=555).count() == 1
+
+
+async def finished(client: TestClient[Any, Any], company_id: int) -> None:
+    """Until the salon's sync job has ended (awaits the job itself, no polling)."""
+    job = client.app[SYNC_JOBS].get(company_id)
+    assert job is not None and job.task is not None
+    await job.task
 
 
 def run_cli(args: list[str], env: dict[str, str], cwd: Path) -> tuple[int, str, str]:
