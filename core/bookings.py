@@ -11,6 +11,7 @@ same record twice, or a sync and a webhook racing, changes nothing twice; attend
 from __future__ import annotations
 
 import functools
+import json
 import logging
 import re
 from collections.abc import Iterable, Sequence
@@ -19,7 +20,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from tortoise import connections, timezone
-from tortoise.backends.base.client import TransactionalDBClient
+from tortoise.backends.base.client import BaseDBAsyncClient, TransactionalDBClient
 from tortoise.exceptions import IntegrityError
 from tortoise.transactions import in_transaction
 
@@ -134,9 +135,62 @@ def _record_client(record: dict[str, Any]) -> dict[str, Any] | None:
     return client if isinstance(client, dict) and client else None
 
 
+def _well_formed(record: dict[str, Any]) -> dict[str, Any]:
+    """The record with what has the wrong shape taken out, so that one odd field is not an
+    error the inbox would retry to death: a service line that is not an object is skipped
+    (logged), `services` that is not a list, a `staff` or `client` that is not an object and
+    a `comment` that is not text count as absent; so do a client's `email` that is not text
+    and `id` that is not an integer. A well-formed record (nearly all) comes back as it is."""
+    fixed: dict[str, Any] | None = None
+
+    def put(key: str, value: Any) -> None:
+        nonlocal fixed
+        fixed = fixed if fixed is not None else dict(record)
+        if value is _ABSENT:
+            fixed.pop(key, None)
+        else:
+            fixed[key] = value
+
+    services = record.get("services")
+    if services is not None:
+        if not isinstance(services, list):
+            log.warning("record %s: services that are not a list ignored", record.get("id"))
+            put("services", _ABSENT)
+        elif not all(isinstance(line, dict) for line in services):
+            log.warning("record %s: service lines that are not objects skipped", record.get("id"))
+            put("services", [line for line in services if isinstance(line, dict)])
+    for key in ("staff", "client"):
+        value = record.get(key)
+        if value is not None and not isinstance(value, dict):
+            put(key, None)
+    comment = record.get("comment")
+    if comment is not None and not isinstance(comment, str):
+        put("comment", None)
+    client = record.get("client")
+    if isinstance(client, dict):
+        email, client_id = client.get("email"), client.get("id")
+        bad_email = email is not None and not isinstance(email, str)
+        bad_id = client_id is not None and (
+            not isinstance(client_id, int) or isinstance(client_id, bool)
+        )
+        if bad_email or bad_id:
+            put(
+                "client",
+                {
+                    **client,
+                    **({"email": None} if bad_email else {}),
+                    **({"id": None} if bad_id else {}),
+                },
+            )
+    return fixed if fixed is not None else record
+
+
+_ABSENT = object()
+
+
 def _newest_per_id(records: Iterable[dict[str, Any]]) -> dict[int, dict[str, Any]]:
     newest: dict[int, dict[str, Any]] = {}
-    for record in records:
+    for record in map(_well_formed, records):
         record_id = int(record["id"])
         previous = newest.get(record_id)
         if previous is None or _changed_at(record) >= _changed_at(previous):
@@ -321,7 +375,15 @@ def _with_stored(record: dict[str, Any], booking: Booking) -> dict[str, Any]:
 
 
 async def apply_records(company: Company, records: Sequence[dict[str, Any]]) -> ApplyStats:
-    """Upsert a batch of records (one company) and settle their bonuses.
+    """Upsert a batch of records (one company) and settle their bonuses, in one transaction.
+
+    The bookings' rows stay locked from the upsert to the commit, bonuses included, so two
+    appliers of one record (two replicas' workers, the sync beside a webhook) take turns: the
+    bonus always follows the newest committed state of the booking, never an older state that
+    settled after it. On PostgreSQL the rows are created or locked by one
+    `INSERT … ON CONFLICT DO UPDATE` in record-id order (no deadlock between appliers of
+    overlapping batches, no IntegrityError between concurrent inserts), and the clients whose
+    balances move are locked in id order before the first entry; SQLite has one writer.
 
     A record that carries no `client` (deletes often do not) keeps the stored booking's client,
     so a reversal never needs `data.client`. Notify `stats.changes` after this returns.
@@ -331,63 +393,164 @@ async def apply_records(company: Company, records: Sequence[dict[str, Any]]) -> 
     if not newest:
         return stats
     matched = await _match_clients(company, list(newest.values()))
-    touched: list[Booking] = []
     async with in_transaction() as conn:
-        query = Booking.filter(company_id=company.id, yclients_record_id__in=list(newest))
         if conn.capabilities.dialect == "postgres":
-            query = query.select_for_update()
-        existing = {b.yclients_record_id: b for b in await query.using_db(conn)}
-        to_create: list[Booking] = []
-        to_update: list[Booking] = []
-        for record_id, record in newest.items():
-            booking = existing.get(record_id)
-            if booking is None:
-                values = _booking_values(record, matched[record_id])
-                booking = Booking(company_id=company.id, yclients_record_id=record_id, **values)
-                to_create.append(booking)
+            touched, created = await _upsert_locked(conn, company, newest, matched, stats)
+        else:
+            touched, created = await _upsert(conn, company, newest, matched, stats)
+        stats.created, stats.updated = created, len(touched) - created
+        # Bonuses are settled in the order the records came, so a batch leaves the ledger as
+        # the same records applied one by one would.
+        position = {record_id: i for i, record_id in enumerate(newest)}
+        touched.sort(key=lambda b: position[b.yclients_record_id])
+        for booking in touched:
+            if booking.client_id is None:
+                stats.unmatched += 1
+                stats.unmatched_records.append(booking.yclients_record_id)
             else:
-                values = _booking_values(_with_stored(record, booking), matched[record_id])
-                incoming = values["last_change_at"]
-                if booking.last_change_at and incoming and incoming < booking.last_change_at:
-                    stats.stale += 1
-                    continue
-                for name, value in values.items():
-                    setattr(booking, name, value)
-                to_update.append(booking)
-        if to_create:
-            await Booking.bulk_create(to_create, using_db=conn)
-        if to_update:
-            await Booking.bulk_update(to_update, fields=list(_BOOKING_FIELDS), using_db=conn)
-    stats.created, stats.updated = len(to_create), len(to_update)
-    await _keep_statistics_fresh(len(to_create))
+                stats.matched += 1
+        await _settle_bonuses(conn, company, [b for b in touched if b.client_id is not None], stats)
+    await _keep_statistics_fresh(created)
+    return stats
+
+
+def _updated(
+    booking: Booking, record: dict[str, Any], client_id: int | None, stats: ApplyStats
+) -> bool:
+    """Bring a stored booking to the record; False (and counted stale) when the record is
+    older than what is stored."""
+    values = _booking_values(_with_stored(record, booking), client_id)
+    incoming = values["last_change_at"]
+    if booking.last_change_at and incoming and incoming < booking.last_change_at:
+        stats.stale += 1
+        return False
+    for name, value in values.items():
+        setattr(booking, name, value)
+    return True
+
+
+async def _upsert(
+    conn: BaseDBAsyncClient,
+    company: Company,
+    newest: dict[int, dict[str, Any]],
+    matched: dict[int, int | None],
+    stats: ApplyStats,
+) -> tuple[list[Booking], int]:
+    """SQLite (one writer, the transaction holds it): read, create, update with the ORM.
+    The bookings brought up to date (stale ones left out) and how many were created."""
+    query = Booking.filter(company_id=company.id, yclients_record_id__in=list(newest))
+    existing = {b.yclients_record_id: b for b in await query.using_db(conn)}
+    to_create: list[Booking] = []
+    to_update: list[Booking] = []
+    for record_id, record in newest.items():
+        booking = existing.get(record_id)
+        if booking is None:
+            values = _booking_values(record, matched[record_id])
+            to_create.append(Booking(company_id=company.id, yclients_record_id=record_id, **values))
+        elif _updated(booking, record, matched[record_id], stats):
+            to_update.append(booking)
     if to_create:
-        # bulk_create does not return ids on every backend: read them back, with what the
-        # bonus depends on as it is stored now (a concurrent webhook may have moved it on).
-        stored = {
-            row[0]: row[1:]
-            for row in await Booking.filter(
+        await Booking.bulk_create(to_create, using_db=conn)
+        # bulk_create does not return ids on every backend: read them back.
+        ids = dict(
+            await Booking.filter(
                 company_id=company.id,
                 yclients_record_id__in=[b.yclients_record_id for b in to_create],
-            ).values_list("yclients_record_id", "id", "client_id", "status", "cost")
-        }
+            )
+            .using_db(conn)
+            .values_list("yclients_record_id", "id")
+        )
         for booking in to_create:
-            booking.id, booking.client_id, booking.status, booking.cost = stored[
-                booking.yclients_record_id
-            ]
-        touched.extend(to_create)
-    touched.extend(to_update)
-    # Bonuses are settled in the order the records came (the read-back has no order of its
-    # own), so a batch leaves the ledger as the same records applied one by one would.
-    position = {record_id: i for i, record_id in enumerate(newest)}
-    touched.sort(key=lambda b: position[b.yclients_record_id])
-    for booking in touched:
-        if booking.client_id is None:
-            stats.unmatched += 1
-            stats.unmatched_records.append(booking.yclients_record_id)
-        else:
-            stats.matched += 1
-    await _settle_bonuses(company, [b for b in touched if b.client_id is not None], stats)
-    return stats
+            booking.id = ids[booking.yclients_record_id]
+    if to_update:
+        await Booking.bulk_update(to_update, fields=list(_BOOKING_FIELDS), using_db=conn)
+    return to_create + to_update, len(to_create)
+
+
+# Every record of the batch inserted, or its stored row locked and returned as it is (the
+# no-op DO UPDATE), one row after another in record-id order: concurrent appliers of
+# overlapping batches take the rows in the same order, and one that inserts a record another
+# has just inserted waits for it and gets its row instead of an IntegrityError. `xmax = 0`
+# only on a row this statement inserted.
+_UPSERT = (
+    "INSERT INTO booking (company_id, yclients_record_id, client_id, visit_at, services, "
+    "staff_name, cost, status, attendance, deleted, last_change_at, created_at, updated_at) "
+    "SELECT $1::int, t.record_id, t.client_id, t.visit_at, t.services::jsonb, t.staff_name, "
+    "t.cost, t.status, t.attendance, t.deleted, t.last_change_at, $12::timestamptz, "
+    "$12::timestamptz "
+    "FROM unnest($2::bigint[], $3::int[], $4::timestamptz[], $5::text[], $6::varchar[], "
+    "$7::int[], $8::varchar[], $9::smallint[], $10::bool[], $11::timestamptz[]) "
+    "AS t(record_id, client_id, visit_at, services, staff_name, cost, status, attendance, "
+    "deleted, last_change_at) "
+    "ORDER BY t.record_id "
+    "ON CONFLICT (company_id, yclients_record_id) DO UPDATE SET company_id = EXCLUDED.company_id "
+    "RETURNING id, yclients_record_id, client_id, visit_at, services::text AS services, "
+    "staff_name, cost, status, attendance, deleted, last_change_at, (xmax = 0) AS inserted"
+)
+
+
+async def _upsert_locked(
+    conn: BaseDBAsyncClient,
+    company: Company,
+    newest: dict[int, dict[str, Any]],
+    matched: dict[int, int | None],
+    stats: ApplyStats,
+) -> tuple[list[Booking], int]:
+    """PostgreSQL: create or lock every booking of the batch in one statement (`_UPSERT`),
+    then update the stored ones the records move on. Same result as `_upsert`."""
+    fresh = {
+        record_id: _booking_values(record, matched[record_id])
+        for record_id, record in newest.items()
+    }
+    columns: list[list[Any]] = [[] for _ in range(10)]
+    for record_id, values in fresh.items():
+        line = (
+            record_id,
+            values.get("client_id"),
+            values["visit_at"],
+            json.dumps(values["services"], separators=(",", ":"), ensure_ascii=False),
+            values["staff_name"],
+            values["cost"],
+            values["status"].value,
+            values["attendance"],
+            values["deleted"],
+            values["last_change_at"],
+        )
+        for column, value in zip(columns, line, strict=True):
+            column.append(value)
+    now = timezone.localtime()  # what the ORM writes for auto_now_add / auto_now
+    rows = await conn.execute_query_dict(_UPSERT, [company.id, *columns, now])
+    created: list[Booking] = []
+    to_update: list[Booking] = []
+    for row in rows:
+        record_id = int(row["yclients_record_id"])
+        if row["inserted"]:
+            values = fresh[record_id]
+            booking = Booking(company_id=company.id, yclients_record_id=record_id, **values)
+            booking.id = int(row["id"])
+            booking._saved_in_db = True
+            created.append(booking)
+            continue
+        booking = Booking(
+            id=int(row["id"]),
+            company_id=company.id,
+            yclients_record_id=record_id,
+            client_id=row["client_id"],
+            visit_at=row["visit_at"],
+            services=json.loads(row["services"]),
+            staff_name=row["staff_name"],
+            cost=row["cost"],
+            status=BookingStatus(row["status"]),
+            attendance=row["attendance"],
+            deleted=row["deleted"],
+            last_change_at=row["last_change_at"],
+        )
+        booking._saved_in_db = True
+        if _updated(booking, newest[record_id], matched[record_id], stats):
+            to_update.append(booking)
+    if to_update:
+        await Booking.bulk_update(to_update, fields=list(_BOOKING_FIELDS), using_db=conn)
+    return created + to_update, len(created)
 
 
 async def apply_record_by_id(
@@ -406,47 +569,67 @@ def _earned_for(company: Company, booking: Booking) -> int:
     return booking.cost * company.accrual_percent // 100
 
 
-async def _settle_bonuses(company: Company, bookings: Sequence[Booking], stats: ApplyStats) -> None:
+async def _settle_bonuses(
+    conn: BaseDBAsyncClient, company: Company, bookings: Sequence[Booking], stats: ApplyStats
+) -> None:
+    """Bring each booking's bonus to what its state deserves, inside the caller's transaction
+    that holds the bookings' rows: what is held and the next entry number are read under that
+    lock, so they are true until the commit."""
     if not bookings:
         return
-    entries = await LedgerEntry.filter(
-        booking_id__in=[b.id for b in bookings],
-        kind__in=[LedgerKind.ACCRUAL, LedgerKind.REVERSAL],
-    ).order_by("id")
+    entries = (
+        await LedgerEntry.filter(
+            booking_id__in=[b.id for b in bookings],
+            kind__in=[LedgerKind.ACCRUAL, LedgerKind.REVERSAL],
+        )
+        .using_db(conn)
+        .order_by("id")
+        .values_list("booking_id", "kind", "amount")
+    )
     held: dict[int, int] = {}
     count: dict[int, int] = {}
-    for entry in entries:
-        assert entry.booking_id is not None
+    for booking_id, kind, amount in entries:
         # A reversal settles everything earned so far, even when the balance fell short.
-        held[entry.booking_id] = (
-            held.get(entry.booking_id, 0) + entry.amount if entry.kind is LedgerKind.ACCRUAL else 0
-        )
-        count[entry.booking_id] = count.get(entry.booking_id, 0) + 1
+        held[booking_id] = held.get(booking_id, 0) + amount if kind == LedgerKind.ACCRUAL else 0
+        count[booking_id] = count.get(booking_id, 0) + 1
+    # (booking, amount held to reverse or 0, amount to accrue or 0, next entry number)
+    plan: list[tuple[Booking, int, int, int]] = []
+    for booking in bookings:
+        target = _earned_for(company, booking)
+        current = held.get(booking.id, 0)
+        reverse = current if current > target else 0
+        accrue = target - (current - reverse) if target > current - reverse else 0
+        if reverse or accrue:
+            plan.append((booking, reverse, accrue, count.get(booking.id, 0)))
+    if not plan:
+        return
+    if conn.capabilities.dialect == "postgres":
+        # The clients' rows in id order before any of them moves: appliers of different
+        # bookings of the same clients would otherwise lock them in opposite orders.
+        client_ids = sorted({b.client_id for b, *_ in plan if b.client_id is not None})
+        await conn.execute_query(_LOCK_CLIENTS, [client_ids])
     # Accruals wait here and go to the ledger together; a reversal sends the waiting ones first,
     # so the entries come in the order one-by-one would write them.
     waiting: list[_Accrual] = []
-    for booking in bookings:
+    for booking, reverse, accrue, seq in plan:
         assert booking.client_id is not None
-        target = _earned_for(company, booking)
-        current = held.get(booking.id, 0)
-        seq = count.get(booking.id, 0)
-        if current > target:
+        if reverse:
             await _accrue_all(waiting, stats)
             waiting = []
             result = await ledger.reverse(
                 booking.client_id,
-                current,
+                reverse,
                 f"booking:{booking.id}:{seq}:reversal",
                 booking_id=booking.id,
                 reason=f"record {booking.yclients_record_id}: {booking.status}",
             )
             seq += 1
-            current = 0
             if result.created:
                 stats.reversed += 1
                 stats.changes.append(result)
                 if result.shortfall:
                     await MarketplaceEvent.create(
+                        using_db=conn,
                         company_id=company.id,
                         kind="reversal_shortfall",
                         details={
@@ -462,11 +645,11 @@ async def _settle_bonuses(company: Company, bookings: Sequence[Booking], stats: 
                         booking.yclients_record_id,
                         result.shortfall,
                     )
-        if target > current:
+        if accrue:
             waiting.append(
                 _Accrual(
                     booking.client_id,
-                    target - current,
+                    accrue,
                     f"booking:{booking.id}:{seq}:accrual",
                     booking.id,
                     f"record {booking.yclients_record_id}",

@@ -318,3 +318,14 @@ class SyncState(Model):
 
     class Meta:
         table = "sync_state"
+
+
+class CronTick(Model):
+    """The last tick of each cron job that ran, across replicas: a replica whose clock lags
+    (or leads) fires the same tick again after the first one is done, and skips it here."""
+
+    name = fields.CharField(max_length=64, primary_key=True)
+    tick = fields.DatetimeField()
+
+    class Meta:
+        table = "cron_tick"

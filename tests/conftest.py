@@ -23,6 +23,7 @@ BACKEND = os.environ.get("SALONBOT_TEST_DB", "sqlite")
 ADMIN_DSN = os.environ.get("TEST_POSTGRES_DSN", "postgres://postgres@127.0.0.1:5432/test")
 IN_CI = os.environ.get("CI", "").lower() == "true"
 TABLES = (
+    "cron_tick",
     "whatsapp_chat",
     "staff_invite",
     "ledger_entry",

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, tzinfo
 
 import aiocron
 from aiohttp import web
+from cronsim import CronSim
 from prometheus_client import Counter
+from tzlocal import get_localzone
 
 from core import watchdog
 from core.i18n import pick_locale
@@ -20,16 +22,38 @@ from web.keys import METRICS, NOTIFIER, SETTINGS, TELEGRAM, WHATSAPP, YCLIENTS
 
 log = logging.getLogger(__name__)
 
+# A timer may fire a little before its minute (the loop's clock and the wall clock drift
+# apart over days): a run this close to the next scheduled time belongs to it.
+_EARLY = timedelta(seconds=10)
 
-async def sync_tick(app: web.Application) -> SyncReport | None:
-    """One run of the booking sync over every active salon, once across replicas."""
+
+def scheduled_tick(spec: str, now: datetime, tz: tzinfo | None = None) -> datetime:
+    """The scheduled time of `spec` a run at `now` belongs to: the latest one at or before
+    `now` (give or take `_EARLY`), in the zone aiocron reads the spec in (the local one).
+    Each replica fires when its own clock reads that time, so every replica's run of one tick
+    names the same instant, whatever their clocks' skew."""
+    local = (now + _EARLY).astimezone(tz or get_localzone())
+    # CronSim in reverse skips its start when that is a whole second: start just after it.
+    start = local.replace(microsecond=0) + timedelta(microseconds=1)
+    return next(CronSim(spec, start, reverse=True)).astimezone(UTC)
+
+
+async def sync_tick(
+    app: web.Application, now: datetime | None = None, *, scheduled: bool = False
+) -> SyncReport | None:
+    """One run of the booking sync over every active salon, once across replicas; a
+    `scheduled` run is skipped when its tick of `YCLIENTS_SYNC_CRON` has run already."""
     client = app[YCLIENTS]
     if client is None:
         return None
-    application_id = app[SETTINGS].yclients_app_id
+    settings = app[SETTINGS]
+    now = now or datetime.now(UTC)
+    tick = scheduled_tick(settings.yclients_sync_cron, now) if scheduled else None
+    application_id = settings.yclients_app_id
     ran, report = await run_exclusive(
         "yclients-sync",
-        lambda: sync_all(client, now=datetime.now(UTC), application_id=application_id),
+        lambda: sync_all(client, now=now, application_id=application_id),
+        tick=tick,
     )
     if not ran or report is None:
         return None
@@ -52,7 +76,7 @@ async def sync_cron_ctx(app: web.Application) -> AsyncIterator[None]:
 
     async def tick() -> None:
         try:
-            report = await sync_tick(app)
+            report = await sync_tick(app, scheduled=True)
         except Exception:  # the schedule must survive a bad tick
             log.exception("sync tick crashed")
             failures.inc()
@@ -71,14 +95,20 @@ async def sync_cron_ctx(app: web.Application) -> AsyncIterator[None]:
 WATCHDOG_CRON = "*/5 * * * *"
 
 
-async def watchdog_tick(app: web.Application) -> watchdog.WatchdogReport | None:
-    """One look at every active salon's WhatsApp session, once across replicas; the salon's
-    admins hear of an outage in Telegram (when the bot is on; it is logged and audited anyway)."""
+async def watchdog_tick(
+    app: web.Application, now: datetime | None = None, *, scheduled: bool = False
+) -> watchdog.WatchdogReport | None:
+    """One look at every active salon's WhatsApp session, once across replicas (a
+    `scheduled` run once per tick of WATCHDOG_CRON); the salon's admins hear of an outage in
+    Telegram (when the bot is on; it is logged and audited anyway)."""
     gateway = app[WHATSAPP]
     if gateway is None:
         return None
+    now = now or datetime.now(UTC)
     ran, report = await run_exclusive(
-        "whatsapp-watchdog", lambda: watchdog.check_sessions(gateway, now=datetime.now(UTC))
+        "whatsapp-watchdog",
+        lambda: watchdog.check_sessions(gateway, now=now),
+        tick=scheduled_tick(WATCHDOG_CRON, now) if scheduled else None,
     )
     if not ran or report is None:
         return None
@@ -116,7 +146,7 @@ async def whatsapp_watchdog_ctx(app: web.Application) -> AsyncIterator[None]:
 
     async def tick() -> None:
         try:
-            await watchdog_tick(app)
+            await watchdog_tick(app, scheduled=True)
         except Exception:  # the schedule must survive a bad tick
             log.exception("whatsapp watchdog tick crashed")
 

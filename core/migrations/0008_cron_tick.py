@@ -1,0 +1,20 @@
+from tortoise import migrations
+from tortoise.migrations import operations as ops
+from tortoise import fields
+
+class Migration(migrations.Migration):
+    dependencies = [('models', '0006_inbox_event_company_without_db_constraint')]
+
+    initial = False
+
+    operations = [
+        ops.CreateModel(
+            name='CronTick',
+            fields=[
+                ('name', fields.CharField(primary_key=True, unique=True, db_index=True, max_length=64)),
+                ('tick', fields.DatetimeField(auto_now=False, auto_now_add=False)),
+            ],
+            options={'table': 'cron_tick', 'app': 'models', 'pk_attr': 'name', 'table_description': 'The last tick of each cron job that ran, across replicas: a replica whose clock lags'},
+            bases=['Model'],
+        ),
+    ]
