@@ -11,14 +11,14 @@ from core.models import Company, IntegrationStatus
 from core.notifications import BalanceNotice
 from core.sync import sync_company
 from core.yclients import YClientsError
+from web.edge import bearer_token
 from web.keys import NOTIFIER, YCLIENTS
 
 log = logging.getLogger(__name__)
 
 
 async def _company_from_bearer(request: web.Request) -> Company:
-    scheme, _, key = request.headers.get("Authorization", "").partition(" ")
-    company = await companies.company_by_api_key(key.strip()) if scheme == "Bearer" else None
+    company = await companies.company_by_api_key(bearer_token(request))
     if company is None:
         raise web.HTTPUnauthorized(
             text='{"error": "a valid api key is required: Authorization: Bearer <key>"}',
