@@ -831,13 +831,17 @@ class BotUsername:
 
 
 def as_int(value: object) -> int | None:
-    if isinstance(value, bool):
+    """An integer or a string of ASCII digits as an int; None for anything else, and for a
+    number no bigint column holds (no YClients id is one; a string of thousands of digits
+    would make int() raise)."""
+    if isinstance(value, str):
+        text = value.strip()
+        if not (text.isascii() and text.isdigit() and len(text) <= 19):
+            return None
+        value = int(text)
+    if isinstance(value, bool) or not isinstance(value, int):
         return None
-    if isinstance(value, int):
-        return value
-    if isinstance(value, str) and value.strip().isascii() and value.strip().isdigit():
-        return int(value.strip())
-    return None
+    return value if -(2**63) <= value < 2**63 else None
 
 
 def _now_ms() -> int:

@@ -36,6 +36,8 @@ from urllib.parse import quote
 
 import aiohttp
 
+from core import jsonbody
+
 if TYPE_CHECKING:
     from pydantic import SecretStr
 
@@ -198,6 +200,8 @@ class WebhookEvent:
     payload: dict[str, Any]
     me_id: str | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
+    # The whole event as it was parsed, for the inbox.
+    data: dict[str, Any] = field(default_factory=dict)
 
     @property
     def me_phone(self) -> str | None:
@@ -230,21 +234,24 @@ def verify_webhook(
         raise WebhookSignatureMissing("X-Webhook-Hmac is missing")
     algorithm = lowered.get("x-webhook-hmac-algorithm", "sha512").strip().lower()
     expected = sign_webhook(raw_body, key)
-    # Compare even when the algorithm is wrong, so both refusals cost the same.
-    matches = hmac.compare_digest(received.encode(), expected.encode())
+    # A hex digest is ASCII; anything else (a header that was not even UTF-8 arrives with lone
+    # surrogates, which .encode() refuses) is compared as "-", so every refusal costs the same.
+    given = received if received.isascii() else "-"
+    matches = hmac.compare_digest(given.encode(), expected.encode())
     if not matches or algorithm != "sha512":
         raise WebhookSignatureMismatch("X-Webhook-Hmac does not match the body")
 
     raw_ts = lowered.get("x-webhook-timestamp", "").strip()
-    if not (raw_ts.isascii() and raw_ts.isdigit()):
+    # Milliseconds since the epoch have 13 digits; thousands would make int() raise.
+    if not (raw_ts.isascii() and raw_ts.isdigit() and len(raw_ts) <= 16):
         raise WebhookTimestampInvalid("X-Webhook-Timestamp is missing or not milliseconds")
     now = time.time_ns() // 1_000_000 if now_ms is None else now_ms
     if abs(now - int(raw_ts)) > max_age_s * 1000:
         raise WebhookStale(f"X-Webhook-Timestamp is {(now - int(raw_ts)) / 1000:.0f} s off")
 
     try:
-        data = json.loads(raw_body)
-    except (UnicodeDecodeError, ValueError) as exc:
+        data = jsonbody.decode(raw_body)
+    except jsonbody.InvalidJson as exc:
         raise WebhookInvalidJson(f"body is not JSON: {exc}") from None
     return _parse_event(data)
 
@@ -255,6 +262,9 @@ def _parse_event(data: object) -> WebhookEvent:
     for name in ("id", "event", "session"):
         if not isinstance(data.get(name), str) or not data[name]:
             raise WebhookBadShape(f"`{name}` is missing or not a string")
+        if not jsonbody.clean_text(data[name]):
+            # They key the inbox and name the salon's session: no database keeps a NUL.
+            raise WebhookBadShape(f"`{name}` holds a NUL or an invalid character")
     timestamp = data.get("timestamp")
     if not isinstance(timestamp, int) or isinstance(timestamp, bool):
         raise WebhookBadShape("`timestamp` is missing or not an integer")
@@ -276,6 +286,7 @@ def _parse_event(data: object) -> WebhookEvent:
         payload=payload,
         me_id=me_id if isinstance(me_id, str) else None,
         metadata=metadata or {},
+        data=data,
     )
 
 

@@ -8,6 +8,7 @@ from aiohttp import web
 
 from core import companies
 from core.models import Company, IntegrationStatus
+from web.edge import bearer_token
 from web.keys import SYNC_JOBS, YCLIENTS
 from web.sync_jobs import stored_answer
 
@@ -17,8 +18,7 @@ SYNC_PATH = "/api/v1/yclients/sync-bookings"
 
 
 async def _company_from_bearer(request: web.Request) -> Company:
-    scheme, _, key = request.headers.get("Authorization", "").partition(" ")
-    company = await companies.company_by_api_key(key.strip()) if scheme == "Bearer" else None
+    company = await companies.company_by_api_key(bearer_token(request))
     if company is None:
         raise web.HTTPUnauthorized(
             text='{"error": "a valid api key is required: Authorization: Bearer <key>"}',

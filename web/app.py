@@ -21,8 +21,10 @@ from core.whatsapp import GatewayNotConfigured, WahaGateway
 from core.yclients import YClientsClient
 from web import api, health, marketplace, telegram, whatsapp_channel, whatsapp_webhook, yclients
 from web.cron import sync_cron_ctx, whatsapp_watchdog_ctx
+from web.edge import DEFAULT_BODY_TIMEOUT
 from web.inbox_worker import inbox_worker_ctx
 from web.keys import (
+    BODY_TIMEOUT,
     BOT_USERNAME,
     INBOX_HANDLERS,
     INBOX_POLICY,
@@ -67,6 +69,7 @@ def create_app(settings: Settings) -> web.Application:
     app[WHATSAPP] = None
     app[BOT_USERNAME] = BotUsername(settings)
     app[ONBOARDING_POLL_MS] = 3000
+    app[BODY_TIMEOUT] = DEFAULT_BODY_TIMEOUT
 
     app.cleanup_ctx.append(orm_ctx)
     app.cleanup_ctx.append(announce_parts_ctx)

@@ -55,6 +55,8 @@ INBOX_HANDLERS: web.AppKey[Mapping[str, Handler]] = web.AppKey("inbox_handlers")
 WHATSAPP: web.AppKey[WhatsAppGateway | None] = web.AppKey("whatsapp")
 # The Telegram bot's username for the client links on the onboarding page.
 BOT_USERNAME = web.AppKey("bot_username", BotUsername)
+# How long a request's body may take to arrive (web.edge.read_body; tests shorten it).
+BODY_TIMEOUT = web.AppKey("body_timeout", float)
 # How often the onboarding page asks for the WhatsApp status (tests shorten it).
 ONBOARDING_POLL_MS = web.AppKey("onboarding_poll_ms", int)
 # The running Telegram bot (dispatcher, bot, dialog); None while the part is off.

@@ -24,7 +24,7 @@ import qrcode
 import qrcode.image.svg
 from aiohttp import web
 
-from core import inbox, onboarding
+from core import inbox, jsonbody, onboarding
 from core.i18n import _, gettext, locale_from_accept_language
 from core.inbox import Handler
 from core.ledger import LedgerResult
@@ -41,6 +41,7 @@ from core.whatsapp import (
     WhatsAppGateway,
 )
 from core.yclients import YClientsError
+from web.edge import BodyRefused, bearer_token, read_body, read_json, refused_response
 from web.keys import (
     BOT_USERNAME,
     INBOX_WAKEUP,
@@ -56,6 +57,8 @@ log = logging.getLogger(__name__)
 
 ONBOARDING_PATH = "/marketplace/onboarding"
 LIFECYCLE_MAX_BODY = 64 * 1024
+# The page's own requests: `{"restart": true}`, `{"phone": …}`.
+API_MAX_BODY = 16 * 1024
 
 _EXPIRED_TITLE = _("This link has expired")
 _EXPIRED_TEXT = _("This link has expired — open the app again from YClients.")
@@ -136,11 +139,8 @@ async def _salon_from_query(request: web.Request) -> tuple[OnboardingClaims, Com
 
 
 async def _salon_from_bearer(request: web.Request) -> tuple[OnboardingClaims, Company]:
-    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
     try:
-        if scheme.lower() != "bearer":
-            raise TokenInvalid("no Bearer token")
-        claims = onboarding.read_token(_secret(request), token.strip())
+        claims = onboarding.read_token(_secret(request), bearer_token(request))
     except TokenInvalid as exc:
         raise web.HTTPUnauthorized(
             text=json.dumps({"error": "token", "expired": exc.expired}),
@@ -356,9 +356,9 @@ async def qr_handler(request: web.Request) -> web.Response:
     body: Any = {}
     if request.can_read_body:
         try:
-            body = await request.json()
-        except ValueError:
-            body = {}
+            body = await read_json(request, API_MAX_BODY)
+        except BodyRefused as bad:
+            return refused_response(bad, {"error": "body", "message": bad.reason})
     restart = isinstance(body, dict) and body.get("restart") is True
     try:
         info = await onboarding.ensure_whatsapp(
@@ -397,8 +397,10 @@ async def pairing_code_handler(request: web.Request) -> web.Response:
     if gateway is None or company.whatsapp_session is None:
         return _json({"error": "not_waiting"}, 409)
     try:
-        body = await request.json()
-    except ValueError:
+        body = await read_json(request, API_MAX_BODY)
+    except BodyRefused as bad:
+        if bad.status != 400:
+            return refused_response(bad, {"error": "body", "message": bad.reason})
         body = None
     raw = body.get("phone") if isinstance(body, dict) else None
     phone = normalize_phone(raw) if isinstance(raw, str) else None
@@ -449,43 +451,61 @@ async def activate_handler(request: web.Request) -> web.Response:
 # --- the lifecycle webhook -----------------------------------------------------------------------
 
 
-def _parse_lifecycle(raw: bytes, content_type: str) -> dict[str, Any] | None:
+def _parse_lifecycle(raw: bytes, content_type: str) -> dict[str, Any]:
     if content_type == "application/x-www-form-urlencoded":
         try:
             return dict(parse_qsl(raw.decode("utf-8"), keep_blank_values=True))
         except UnicodeDecodeError:
-            return None
+            raise BodyRefused(400, "the form is not UTF-8") from None
     try:
-        body = json.loads(raw)
-    except (UnicodeDecodeError, ValueError, RecursionError):
-        return None
-    return body if isinstance(body, dict) else None
+        body = jsonbody.decode(raw)
+    except jsonbody.InvalidJson as exc:
+        raise BodyRefused(400, str(exc)) from None
+    if not isinstance(body, dict):
+        raise BodyRefused(400, "the body must be a JSON object")
+    return body
+
+
+def _lifecycle_fields(body: Mapping[str, Any]) -> tuple[int | None, object]:
+    """(salon id, event) of an authenticated delivery; BodyRefused for values no retry could
+    ever store: a salon id beyond 64 bits, an event name with a NUL or a lone surrogate.
+    Anything else — an unknown event, a salon id that is no number — is stored and audited."""
+    raw_salon = body.get("salon_id")
+    salon_id = onboarding.as_int(raw_salon)
+    numeric = isinstance(raw_salon, int) or (
+        isinstance(raw_salon, str) and raw_salon.strip().isascii() and raw_salon.strip().isdigit()
+    )
+    if salon_id is None and numeric and not isinstance(raw_salon, bool):
+        raise BodyRefused(400, "salon_id is out of range")
+    event = body.get("event")
+    if isinstance(event, str) and not jsonbody.clean_text(event):
+        raise BodyRefused(400, "event holds a NUL or an invalid character")
+    return salon_id, event
 
 
 async def lifecycle_webhook(request: web.Request) -> web.Response:
     """POST /webhook/yclients: `uninstall`, `freeze` and whatever else YClients sends.
 
     Stored in the inbox (every delivery: handling is idempotent by state) and acted on by the
-    inbox worker; our partner token is never stored.
+    inbox worker; our partner token is never stored. A body that can never be stored is
+    answered 400, so YClients stops retrying it; 503 means our storage failed, try again.
     """
-    if request.content_length is not None and request.content_length > LIFECYCLE_MAX_BODY:
-        return _json({"ok": False, "error": "body too large"}, 413)
-    raw = await request.read()
-    body = _parse_lifecycle(raw, request.content_type)
-    if body is None:
-        return _json({"ok": False, "error": "the body must be a JSON object"}, 400)
-    token = request.app[SETTINGS].yclients_partner_token
-    ours = token.get_secret_value() if token is not None else None
-    if not onboarding.partner_token_matches(body.get("partner_token"), ours):
-        log.warning("lifecycle webhook with a wrong partner_token refused")
-        return _json({"ok": False, "error": "wrong partner_token"}, 403)
-    salon_id = onboarding.as_int(body.get("salon_id"))
+    try:
+        body = _parse_lifecycle(await read_body(request, LIFECYCLE_MAX_BODY), request.content_type)
+        token = request.app[SETTINGS].yclients_partner_token
+        ours = token.get_secret_value() if token is not None else None
+        if not onboarding.partner_token_matches(body.get("partner_token"), ours):
+            log.warning("lifecycle webhook with a wrong partner_token refused")
+            return _json({"ok": False, "error": "wrong partner_token"}, 403)
+        salon_id, event = _lifecycle_fields(body)
+    except BodyRefused as refused:
+        return refused_response(refused, {"ok": False, "error": refused.reason})
     company = await Company.get_or_none(yclients_id=salon_id) if salon_id else None
     payload = inbox.storable(onboarding.lifecycle_for_storage(body))
     try:
         await inbox.store(
             onboarding.MARKETPLACE,
-            f"{salon_id}:{body.get('event')}:{uuid.uuid4().hex}"[:255],
+            f"{salon_id}:{event}:{uuid.uuid4().hex}"[:255],
             payload,
             company.id if company else None,
         )

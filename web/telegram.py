@@ -30,12 +30,15 @@ from bot.telegram.dispatcher import (
 )
 from bot.telegram.notifier import TelegramNotifier
 from core.parts import parts
+from web.edge import BodyRefused, ascii_header, read_json, refused_response
 from web.keys import NOTIFIER, SETTINGS, TELEGRAM
 
 log = logging.getLogger(__name__)
 
 WEBHOOK_PATH = "/webhook/telegram/{secret}"
 SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"  # noqa: S105 (a header name)
+# Telegram's updates are a few kilobytes; a file is sent as an id, never inline.
+MAX_BODY = 1024 * 1024
 # Long-poll wait per getUpdates; shutdown cancels the one in flight, so it costs nothing.
 POLLING_TIMEOUT = 25
 
@@ -132,17 +135,22 @@ async def telegram_webhook_handler(request: web.Request) -> web.Response:
     secret = settings.telegram_webhook_secret
     if running is None or secret is None or settings.telegram_mode != "webhook":
         raise web.HTTPNotFound()
-    if not hmac.compare_digest(
-        request.match_info["secret"].encode(), secret.get_secret_value().encode()
+    path_secret = request.match_info["secret"]
+    if not path_secret.isascii() or not hmac.compare_digest(
+        path_secret.encode(), secret.get_secret_value().encode()
     ):
         raise web.HTTPNotFound()
-    header = request.headers.get(SECRET_HEADER, "")
+    header = ascii_header(request, SECRET_HEADER)
     if not hmac.compare_digest(header.encode(), running.webhook_token.encode()):
         raise web.HTTPForbidden()
     try:
-        update = Update.model_validate(await request.json(), context={"bot": running.bot})
-    except (ValueError, ValidationError):
-        raise web.HTTPBadRequest(text="not a Telegram update") from None
+        data = await read_json(request, MAX_BODY)
+    except BodyRefused as refused:
+        return refused_response(refused, {"ok": False, "error": refused.reason})
+    try:
+        update = Update.model_validate(data, context={"bot": running.bot})
+    except ValidationError:
+        return web.json_response({"ok": False, "error": "not a Telegram update"}, status=400)
     try:
         await running.dp.feed_update(running.bot, update)
     except Exception:

@@ -10,15 +10,15 @@ answered once — and WAHA's retries and replays are stored once. The inbox work
 
 from __future__ import annotations
 
-import json
 import logging
 
 from aiohttp import web
 
 from bot.companies import SessionCompanies
-from core import inbox
+from core import inbox, jsonbody
 from core.onboarding import WHATSAPP as SOURCE
 from core.whatsapp import WebhookEvent, WebhookRejected
+from web.edge import BodyRefused, read_body, refused_response
 from web.keys import INBOX_WAKEUP, METRICS, WHATSAPP, WHATSAPP_SESSIONS
 
 log = logging.getLogger(__name__)
@@ -30,9 +30,10 @@ async def whatsapp_webhook(request: web.Request) -> web.Response:
     gateway = request.app[WHATSAPP]
     if gateway is None:
         return web.json_response({"ok": False, "error": "WhatsApp is not configured"}, status=503)
-    if request.content_length is not None and request.content_length > MAX_BODY:
-        return web.json_response({"ok": False, "error": "body too large"}, status=413)
-    raw = await request.read()
+    try:
+        raw = await read_body(request, MAX_BODY)
+    except BodyRefused as refused:
+        return refused_response(refused, {"ok": False, "error": refused.reason})
     try:
         event = gateway.verify_webhook(raw, request.headers)
     except WebhookRejected as exc:
@@ -41,7 +42,7 @@ async def whatsapp_webhook(request: web.Request) -> web.Response:
     company_id = await request.app[WHATSAPP_SESSIONS].company_id(event.session)
     try:
         _, created = await inbox.store(
-            SOURCE, dedupe_key(event)[:255], inbox.storable(json.loads(raw)), company_id
+            SOURCE, dedupe_key(event)[:255], inbox.storable(event.data), company_id
         )
     except Exception:
         log.exception("a WhatsApp webhook could not be stored")
@@ -54,7 +55,8 @@ async def whatsapp_webhook(request: web.Request) -> web.Response:
 
 def dedupe_key(event: WebhookEvent) -> str:
     message_id = event.payload.get("id")
-    if event.event == "message" and isinstance(message_id, str) and message_id:
+    # A message id no database keeps (a NUL in it) falls back to the signed event id.
+    if event.event == "message" and message_id and jsonbody.clean_text(message_id):
         return f"message:{event.session}:{message_id}"
     return f"event:{event.id}"
 

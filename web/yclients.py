@@ -11,20 +11,18 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import math
 import re
 from typing import Any
 
 from aiohttp import web
 
-from core import companies, inbox
+from core import companies, inbox, jsonbody
+from web.edge import BodyRefused, read_body, refused_response
 from web.keys import INBOX_WAKEUP, METRICS, YCLIENTS_STORES
 
 log = logging.getLogger(__name__)
 
 MAX_BODY = 256 * 1024
-# Real events are a few levels deep; a deeper body is refused before anything recurses on it.
-MAX_DEPTH = 32
 # Webhooks stored at once; the others wait their turn in arrival order (a FIFO semaphore).
 # Without it, a burst queues on asyncpg's pool, where a newcomer can take a freed connection
 # ahead of the waiter woken for it, and some webhooks waited five times the median. Four keep
@@ -38,38 +36,16 @@ STATUSES = frozenset({"create", "update", "delete"})
 _TOKEN = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
-class Refused(Exception):
-    def __init__(self, status: int, reason: str) -> None:
-        super().__init__(reason)
-        self.status = status
-        self.reason = reason
-
-
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not a JSON number")
-
-
-def _finite_float(text: str) -> float:
-    value = float(text)
-    if not math.isfinite(value):
-        # `1e400` parses as infinity, which no JSON column can store.
-        raise ValueError(f"{text} is out of range")
-    return value
-
-
-# json.loads with these hooks would build a decoder per call.
-_DECODER = json.JSONDecoder(parse_constant=_reject_constant, parse_float=_finite_float)
+class Refused(BodyRefused):
+    """An event that will never be taken; `status` is the answer."""
 
 
 def parse_event(raw: bytes) -> dict[str, Any]:
     """The event from a request body, or Refused(400) saying what is wrong with it."""
     try:
-        # What json.loads does with bytes: UTF-8, -16 or -32, told apart by the first bytes.
-        body = _DECODER.decode(raw.decode(json.detect_encoding(raw), "surrogatepass"))
-    except (ValueError, RecursionError) as exc:
-        raise Refused(400, f"invalid JSON: {exc}") from None
-    if _too_deep(body):
-        raise Refused(400, f"JSON nested deeper than {MAX_DEPTH} levels")
+        body = jsonbody.decode(raw)
+    except jsonbody.InvalidJson as exc:
+        raise Refused(400, str(exc)) from None
     if not isinstance(body, dict):
         raise Refused(400, "the body must be a JSON object")
     if not _is_int(body.get("company_id")):
@@ -101,46 +77,15 @@ def _is_record_id(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and 0 < value < 2**63
 
 
-def _too_deep(value: object) -> bool:
-    """Whether objects and arrays nest more than MAX_DEPTH levels; walked level by level,
-    keeping only the containers."""
-    level = [value]
-    for _ in range(MAX_DEPTH):
-        inner: list[object] = []
-        for item in level:
-            if isinstance(item, dict):
-                inner.extend(v for v in item.values() if isinstance(v, dict | list))
-            elif isinstance(item, list):
-                inner.extend(v for v in item if isinstance(v, dict | list))
-        if not inner:
-            return False
-        level = inner
-    return True
-
-
-async def _read_capped(request: web.Request) -> bytes:
-    if request.content_length is not None:
-        if request.content_length > MAX_BODY:
-            raise Refused(413, f"the body is larger than {MAX_BODY} bytes")
-        # The length is known and small: aiohttp reads exactly that much.
-        return await request.read()
-    body = bytearray()
-    async for chunk in request.content.iter_chunked(64 * 1024):
-        body += chunk
-        if len(body) > MAX_BODY:
-            raise Refused(413, f"the body is larger than {MAX_BODY} bytes")
-    return bytes(body)
-
-
 async def yclients_webhook_handler(request: web.Request) -> web.Response:
     token = request.match_info["hook_token"]
     try:
         if not _TOKEN.fullmatch(token):
             raise Refused(404, "unknown webhook URL")
         try:
-            body = await _read_capped(request)
+            body = await read_body(request, MAX_BODY)
             event = parse_event(body)
-        except Refused:
+        except BodyRefused:
             # The URL is judged first: a body sent to no salon is answered as such.
             if await companies.by_hook_token(token) is None:
                 raise Refused(404, "unknown webhook URL") from None
@@ -152,8 +97,8 @@ async def yclients_webhook_handler(request: web.Request) -> web.Response:
             raise Refused(404, "unknown webhook URL")
         if event["company_id"] != delivery.yclients_id:
             raise Refused(403, "company_id is not the salon of this webhook URL")
-    except Refused as refused:
-        return web.json_response({"ok": False, "error": refused.reason}, status=refused.status)
+    except BodyRefused as refused:
+        return refused_response(refused, {"ok": False, "error": refused.reason})
     except Exception:
         # The database, not the body: ask YClients to deliver it again later.
         log.exception("a YClients webhook could not be stored")

@@ -28,7 +28,7 @@ from core.settings import Settings
 from tests.fakes.waha import WahaEmulator
 from tests.fakes.yclients import PARTNER_TOKEN, USER_TOKEN, YClientsEmulator
 from web.app import create_app
-from web.keys import INBOX_POLICY, ONBOARDING_POLL_MS
+from web.keys import BODY_TIMEOUT, INBOX_POLICY, ONBOARDING_POLL_MS
 
 ClientFactory = Callable[..., Awaitable[TestClient[Any, Any]]]
 
@@ -191,6 +191,7 @@ async def open_bench(
     *,
     poll_ms: int = 200,
     settings_update: dict[str, Any] | None = None,
+    body_timeout: float | None = None,
     **waha_options: Any,
 ) -> AsyncIterator[Bench]:
     waha_options.setdefault("first_qr_lifetime", 60.0)
@@ -219,6 +220,8 @@ async def open_bench(
         app = create_app(configured)
         app[INBOX_POLICY] = FAST
         app[ONBOARDING_POLL_MS] = poll_ms
+        if body_timeout is not None:
+            app[BODY_TIMEOUT] = body_timeout
         client = await aiohttp_client(app, server_kwargs={"port": port})
         try:
             yield Bench(client, yc, waha, configured)
