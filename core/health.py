@@ -7,9 +7,15 @@ not a failure: the process itself is healthy and restarting it would not revive 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import asdict, dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
+
+from redis.asyncio import Redis
+from redis.exceptions import AuthenticationError as RedisAuthenticationError
+from redis.exceptions import RedisError
 
 from core import db, inbox
 from core.parts import parts
@@ -79,3 +85,50 @@ async def collect(settings: Settings) -> Health:
         },
         inbox=inbox_counts,
     )
+
+
+@dataclass(frozen=True, slots=True)
+class RedisProblem:
+    detail: str
+    fix: str
+
+
+async def redis_problem(url: str, *, wait: float = 3.0) -> RedisProblem | None:
+    """A real PING to REDIS_URL: None when Redis answers, else what is wrong and the fix.
+
+    The detail names the host and port, never the URL itself (it may carry a password)."""
+    try:
+        client = Redis.from_url(url, socket_connect_timeout=wait, socket_timeout=wait)
+    except ValueError as exc:
+        return RedisProblem(
+            f"REDIS_URL is not a Redis URL ({exc})",
+            "use redis://host:6379/0 (redis://redis:6379/0 under compose; rediss:// for TLS)",
+        )
+    try:
+        answer = await asyncio.wait_for(client.ping(), wait)
+    except RedisAuthenticationError:
+        return RedisProblem(
+            f"Redis at {_redis_address(url)} refused the password",
+            "put the right password into REDIS_URL (redis://:password@host:6379/0)",
+        )
+    except (RedisError, OSError, TimeoutError) as exc:
+        log.debug("redis: PING failed", exc_info=True)
+        return RedisProblem(
+            f"Redis at {_redis_address(url)} does not answer ({type(exc).__name__})",
+            "check REDIS_URL and that Redis runs and this host reaches it",
+        )
+    finally:
+        await client.aclose()
+    if answer is not True:
+        return RedisProblem(
+            f"{_redis_address(url)} answered PING with {answer!r}",
+            "check REDIS_URL points at a Redis server",
+        )
+    return None
+
+
+def _redis_address(url: str) -> str:
+    parsed = urlsplit(url)
+    if parsed.scheme == "unix":
+        return parsed.path
+    return f"{parsed.hostname or 'localhost'}:{parsed.port or 6379}"

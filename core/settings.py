@@ -8,6 +8,7 @@ import secrets
 from datetime import datetime
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
 from cronsim import CronSim, CronSimError
 from pydantic import Field, SecretStr, ValidationError, field_validator
@@ -15,6 +16,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 log = logging.getLogger(__name__)
 
+PUBLIC_TELEGRAM_API = "https://api.telegram.org"
 _TELEGRAM_TOKEN = re.compile(r"^\d{5,}:[A-Za-z0-9_-]{30,}$")
 
 
@@ -37,7 +39,7 @@ class Settings(BaseSettings):
     secret_key: SecretStr | None = None
 
     telegram_bot_token: SecretStr | None = None
-    telegram_api_url: str = "https://api.telegram.org"
+    telegram_api_url: str = PUBLIC_TELEGRAM_API
     telegram_mode: Literal["polling", "webhook"] = "polling"
     telegram_webhook_secret: SecretStr | None = None
     # For the client links on the onboarding page; unset: asked from the Bot API (getMe).
@@ -148,6 +150,24 @@ class Settings(BaseSettings):
     @classmethod
     def _strip_slash(cls, value: str) -> str:
         return value.rstrip("/")
+
+    @field_validator("public_base_url")
+    @classmethod
+    def _absolute_url(cls, value: str) -> str:
+        # Webhook URLs and links are built on it; "bot.example.com" would give relative ones.
+        if not value:
+            return value
+        message = "must start with https:// (or http://), e.g. https://bot.example.com"
+        try:
+            parsed = urlsplit(value)
+            parsed.port  # noqa: B018 - raises on a port that is not a number
+        except ValueError:
+            raise ValueError(message) from None
+        if parsed.scheme not in ("http", "https") or not parsed.hostname or " " in value:
+            raise ValueError(message)
+        if parsed.query or parsed.fragment:
+            raise ValueError("must not have a ?query or #fragment, e.g. https://bot.example.com")
+        return value
 
     @property
     def db_url(self) -> str:

@@ -551,6 +551,15 @@ class YClientsClient:
         data, _ = await self._call("GET", path)
         return self._expect_dict("GET", path, data)
 
+    async def application_salons(
+        self, application_id: int, *, page: int = 1, count: int = 50
+    ) -> list[JSONDict]:
+        """Salons that installed the application: a partner-token-only call, so it also tries
+        the partner token before any salon exists. The items' fields are unconfirmed."""
+        path = f"/marketplace/application/{application_id}/salons"
+        data, _ = await self._call("GET", path, params={"page": page, "count": count})
+        return self._expect_list("GET", path, data)
+
     # --- transport ---
 
     def _headers(self, user: bool) -> dict[str, str]:

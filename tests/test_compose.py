@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 import yaml
 
+from core.parts import half_configured, parts
 from core.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -40,15 +41,26 @@ POSTGRES_VARS = frozenset({"POSTGRES_DB", "POSTGRES_USER", "POSTGRES_PASSWORD"})
 # Variables only compose.yaml reads (documented as such in .env.example).
 COMPOSE_ONLY = POSTGRES_VARS
 # `${VAR:?...}`: `docker compose up` refuses to start without them.
+# Webhook mode and the gateway URL are forced, so both chat channels need their secrets: a
+# deploy without them would have both channels off and /health 200.
 REQUIRED = frozenset(
-    {"SECRET_KEY", "PUBLIC_BASE_URL", "WHATSAPP_GATEWAY_API_KEY", "POSTGRES_PASSWORD"}
+    {
+        "SECRET_KEY",
+        "PUBLIC_BASE_URL",
+        "POSTGRES_PASSWORD",
+        "TELEGRAM_WEBHOOK_SECRET",
+        "WHATSAPP_GATEWAY_API_KEY",
+        "WHATSAPP_WEBHOOK_HMAC_KEY",
+    }
 )
 # Sample values for the required variables.
 SAMPLES = {
     "SECRET_KEY": "s" * 48,
     "PUBLIC_BASE_URL": "https://bot.example.com",
-    "WHATSAPP_GATEWAY_API_KEY": "k" * 32,
     "POSTGRES_PASSWORD": "pw",
+    "TELEGRAM_WEBHOOK_SECRET": "t" * 32,
+    "WHATSAPP_GATEWAY_API_KEY": "k" * 32,
+    "WHATSAPP_WEBHOOK_HMAC_KEY": "h" * 32,
 }
 # Production defaults compose.yaml picks that differ from the Settings defaults.
 COMPOSE_DEFAULTS = {"LOG_FORMAT": "json"}
@@ -61,11 +73,14 @@ _REF = re.compile(
 
 
 class MissingVariable(Exception):
-    """A `${VAR:?msg}` variable is unset or empty."""
+    """A `${VAR:?msg}` variable is unset or empty (`${VAR?msg}`: unset)."""
 
 
 def interpolate(text: str, env: dict[str, str]) -> str:
-    """Resolve `${VAR}`, `${VAR:-default}`, `${VAR-default}`, `${VAR:?msg}`, `$VAR`, `$$`."""
+    """Resolve `${VAR}`, `${VAR:-default}`, `${VAR-default}`, `${VAR:?msg}`, `${VAR?msg}`,
+    `$VAR`, `$$` as compose does (compose-go's template package): a default and an error
+    message are themselves interpolated, and a missing required variable stops with compose's
+    own sentence, `required variable VAR is missing a value: msg`."""
 
     def replace(match: re.Match[str]) -> str:
         if match.group(0) == "$$":
@@ -78,12 +93,34 @@ def interpolate(text: str, env: dict[str, str]) -> str:
         else:
             empty = value is None
         if op and op.endswith("?") and empty:
-            raise MissingVariable(name)
+            message = interpolate(arg, env)
+            raise MissingVariable(
+                f"required variable {name} is missing a value" + (f": {message}" if message else "")
+            )
         if op and op.endswith("-") and empty:
-            return arg
+            return interpolate(arg, env)
         return value or ""
 
     return _REF.sub(replace, text)
+
+
+def compose_config(env: dict[str, str]) -> dict[str, dict[str, str]]:
+    """Every service's environment after interpolation, as `docker compose config` would
+    resolve it; raises MissingVariable like compose stops."""
+    return {
+        name: {key: interpolate(value, env) for key, value in environment(svc).items()}
+        for name, svc in load_compose()["services"].items()
+    }
+
+
+def header_comment() -> str:
+    """The comment block at the top of compose.yaml."""
+    lines = []
+    for line in COMPOSE.read_text(encoding="utf-8").splitlines():
+        if not line.startswith("#"):
+            break
+        lines.append(line)
+    return "\n".join(lines)
 
 
 def references(text: str) -> set[str]:
@@ -242,12 +279,40 @@ def test_required_variables() -> None:
     text = COMPOSE.read_text(encoding="utf-8")
     required = {m.group("name") for m in _REF.finditer(text) if m.group("op") in (":?", "?")}
     assert required == REQUIRED
+    # `:?`, not `?`: `FOO=` in .env is as missing as no FOO at all.
+    ops = {m.group("op") for m in _REF.finditer(text) if m.group("name") in REQUIRED}
+    assert ops == {":?"}
+    compose_config(SAMPLES)  # all of them given: nothing missing
+
+
+@pytest.mark.parametrize("blank", [False, True], ids=["unset", "set-empty"])
+@pytest.mark.parametrize("name", sorted(REQUIRED))
+def test_compose_names_each_missing_required_variable(name: str, blank: bool) -> None:
+    env = {key: value for key, value in SAMPLES.items() if key != name}
+    if blank:
+        env[name] = ""
+    with pytest.raises(MissingVariable) as missing:
+        compose_config(env)
+    message = str(missing.value)
+    assert message.startswith(f"required variable {name} is missing a value: set {name} in .env")
+
+
+def test_header_lists_every_required_variable() -> None:
+    header = header_comment()
     for name in REQUIRED:
-        env = {key: value for key, value in SAMPLES.items() if key != name}
-        with pytest.raises(MissingVariable, match=name):
-            for svc in load_compose()["services"].values():
-                for value in environment(svc).values():
-                    interpolate(value, env)
+        assert re.search(rf"^#\s+{name}\s+\S", header, re.MULTILINE), f"{name} not in the header"
+
+
+def test_a_deploy_that_follows_compose_has_no_half_configured_part() -> None:
+    """Webhook mode and the gateway are forced: with the required variables and the tokens
+    given, Telegram and WhatsApp can both run."""
+    env = SAMPLES | {
+        "TELEGRAM_BOT_TOKEN": "123456789:" + "A" * 35,
+        "YCLIENTS_PARTNER_TOKEN": "partner",
+    }
+    settings = settings_from(resolved_app_env(env))
+    assert half_configured(settings) == []
+    assert all(part.enabled for part in parts(settings))
 
 
 def test_app_runs_migrations_then_serve() -> None:

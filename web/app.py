@@ -15,7 +15,7 @@ from aiohttp import web
 from core import db, inbox
 from core.notifications import LoggingNotifier
 from core.onboarding import BotUsername
-from core.parts import parts
+from core.parts import half_configured, parts
 from core.settings import Settings
 from core.whatsapp import GatewayNotConfigured, WahaGateway
 from core.yclients import YClientsClient
@@ -126,9 +126,12 @@ async def whatsapp_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 async def announce_parts_ctx(app: web.Application) -> AsyncIterator[None]:
+    # A part meant to run (its token or address is set) that cannot is a WARNING, not news.
+    half = {p.part for p in half_configured(app[SETTINGS])}
     for part in parts(app[SETTINGS]):
         if not part.enabled:
-            log.info("%s %s", part.name, part.reason)
+            level = logging.WARNING if part.name in half else logging.INFO
+            log.log(level, "%s %s", part.name, part.reason)
     yield
 
 

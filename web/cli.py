@@ -22,7 +22,7 @@ from core.models import Company, IntegrationStatus, MarketplaceEvent, Staff, Sta
 from core.phones import normalize_phone
 from core.settings import Settings, SettingsError, load_settings
 from core.sync import sync_company
-from core.yclients import YClientsClient, YClientsError
+from core.yclients import Forbidden, Unauthorized, YClientsClient, YClientsError
 
 log = logging.getLogger("salonbot")
 
@@ -124,6 +124,24 @@ def cmd_company_add(settings: Settings, args: argparse.Namespace) -> int:
         async with _yclients(settings) as client:
             api = client.with_user_token(args.user_token)
             info = await api.company(args.yclients_id)
+            if args.user_token:
+                # Tried before it is stored: a token that cannot read records would only fail
+                # later, in the sync, where nobody is watching.
+                try:
+                    async for _page in api.iter_record_pages(args.yclients_id, count=1):
+                        break
+                except Unauthorized:
+                    raise CommandError(
+                        "the user token was not stored: YClients refused it (HTTP 401); copy "
+                        "a current one (it changes when that user's password does)"
+                    ) from None
+                except Forbidden:
+                    raise CommandError(
+                        "the user token was not stored: it may not read salon "
+                        f"{args.yclients_id}'s records (HTTP 403); give that user the right to "
+                        "see records in YClients (Settings → Users → access rights), or use "
+                        "another user's token"
+                    ) from None
             company, created = await companies.upsert_from_yclients(
                 info, status=IntegrationStatus.ACTIVE, user_token=args.user_token
             )

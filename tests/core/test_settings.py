@@ -72,6 +72,13 @@ def test_env_file_is_read(tmp_path: Path) -> None:
         ("YCLIENTS_USER_TOKEN", "токен", "YCLIENTS_USER_TOKEN: has non-ASCII"),
         ("SECRET_KEY", "short", "SECRET_KEY: too short"),
         ("YCLIENTS_SYNC_CRON", "every half hour", "YCLIENTS_SYNC_CRON: is not a cron schedule"),
+        (
+            "PUBLIC_BASE_URL",
+            "bot.example.com",
+            "PUBLIC_BASE_URL: must start with https:// (or http://), e.g. https://bot.example.com",
+        ),
+        ("PUBLIC_BASE_URL", "ftp://bot.example.com", "PUBLIC_BASE_URL: must start with https://"),
+        ("PUBLIC_BASE_URL", "https://", "PUBLIC_BASE_URL: must start with https://"),
     ],
 )
 def test_bad_values_name_the_variable_and_the_fix(

@@ -99,6 +99,11 @@ class YClientsEmulator:
         # (salon_id, application_id) -> installation, as GET …/application/{aid} shows it.
         self.applications: dict[tuple[int, int], JSONDict] = {}
         self.callbacks: list[JSONDict] = []
+        # Application ids registered to this partner (besides those installed somewhere):
+        # GET /marketplace/application/{aid}/salons answers 404 for any other id.
+        self.owned_applications: set[int] = set()
+        # Valid user tokens of users without the right to see records (403 on records).
+        self.without_record_rights: set[str] = set()
         self.requests: list[SeenRequest] = []
         self.calls: Counter[str] = Counter()
         # Unconfirmed whether a marketplace partner token alone may read records; strict here.
@@ -138,6 +143,9 @@ class YClientsEmulator:
         app.router.add_post("/marketplace/partner/callback/redirect", self._callback_redirect)
         app.router.add_get(
             "/marketplace/salon/{salon_id}/application/{application_id}", self._application
+        )
+        app.router.add_get(
+            "/marketplace/application/{application_id}/salons", self._application_salons
         )
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
         await self._runner.setup()
@@ -492,8 +500,11 @@ class YClientsEmulator:
         auth = _parse_auth(request.headers.get("Authorization", ""))
         if not self.require_user_token_for_records and auth.user is None:
             return None
-        if auth.user != self.user_token:
+        if auth.user is None or auth.user in self.without_record_rights:
             return _fail(403, "Нет прав на просмотр записей: нужен токен пользователя")
+        if auth.user != self.user_token:
+            # A wrong or outdated user token is an authentication failure, as a partner's is.
+            return _fail(401, "User authentication failed: wrong or outdated user token")
         return None
 
     def _company_or_404(self, request: web.Request) -> JSONDict | web.Response:
@@ -605,6 +616,21 @@ class YClientsEmulator:
         if installation is None:
             return _fail(404, "Приложение не подключено к филиалу")
         return web.json_response(envelope(installation))
+
+    async def _application_salons(self, request: web.Request) -> web.Response:
+        application_id = _int(request.match_info["application_id"])
+        installed = sorted(salon for salon, aid in self.applications if aid == application_id)
+        if application_id not in self.owned_applications and not installed:
+            return _fail(404, "Приложение не найдено")
+        page, count = _int(request.query.get("page", "1")), _int(request.query.get("count", "50"))
+        if page is None or count is None or page < 1 or count < 1:
+            return _fail(422, "page и count должны быть положительными числами")
+        items = [
+            {"id": salon, "title": self.companies.get(salon, {}).get("title", "")}
+            for salon in installed
+        ]
+        chunk = items[(page - 1) * count : page * count]
+        return web.json_response(envelope(chunk, {"total_count": len(items)}))
 
 
 def _fail(status: int, message: str) -> web.Response:

@@ -734,10 +734,15 @@ async def test_an_incomplete_gateway_setting_is_one_log_line_and_whatsapp_stays_
     partial = settings.model_copy(update={"whatsapp_gateway_url": "http://127.0.0.1:9"})
     client = await aiohttp_client(create_app(partial))
     assert client.app[WHATSAPP_KEY] is None
-    lines = [r.getMessage() for r in caplog.records if "WHATSAPP_" in r.getMessage()]
+    lines = [(r.levelname, r.getMessage()) for r in caplog.records if "WHATSAPP_" in r.getMessage()]
     assert lines == [
-        "whatsapp off: WHATSAPP_GATEWAY_API_KEY, WHATSAPP_WEBHOOK_HMAC_KEY not set "
-        "(the WhatsApp channel)"
+        (
+            "WARNING",
+            "whatsapp off: WHATSAPP_GATEWAY_API_KEY is not set, and WHATSAPP_GATEWAY_URL needs "
+            "it: set it to the WAHA_API_KEY the WAHA container runs with; "
+            "WHATSAPP_WEBHOOK_HMAC_KEY is not set, and WHATSAPP_GATEWAY_URL needs it: set it to "
+            "32+ random characters (WAHA signs its webhooks with it)",
+        )
     ]
     body = await (await client.get("/marketplace/health")).json()
     assert body["services"]["whatsapp"] == "disabled" and body["status"] == "ok"
