@@ -282,11 +282,13 @@ async def balance(client_id: int) -> int:
 async def history(
     client_id: int, *, limit: int = 5, before_id: int | None = None
 ) -> Sequence[LedgerEntry]:
-    """Newest first; pass the last entry's id as `before_id` for the next page."""
+    """Newest first; pass the last entry's id as `before_id` for the next page. Each entry
+    comes with its booking (`entry.booking`, None when it is not for a visit), so a history
+    can show the visit's own date and services rather than when the entry was written."""
     query = LedgerEntry.filter(client_id=client_id)
     if before_id is not None:
         query = query.filter(id__lt=before_id)
-    return await query.order_by("-id").limit(limit)
+    return await query.order_by("-id").limit(limit).prefetch_related("booking")
 
 
 async def reconcile(company_id: int | None = None) -> list[Mismatch]:

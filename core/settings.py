@@ -65,6 +65,11 @@ class Settings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["console", "json"] = "console"
 
+    # How salon owners reach the operator (an e-mail, a phone or an http(s) URL), shown on the
+    # onboarding pages where a problem is not theirs to solve; unset: they are sent to the
+    # app's page in the YClients Marketplace.
+    support_contact: str | None = None
+
     @field_validator(
         "redis_url",
         "telegram_bot_username",
@@ -93,6 +98,21 @@ class Settings(BaseSettings):
         if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_]{3,31}", name):
             raise ValueError("is not a Telegram bot username (e.g. salon_bonus_bot, no https://)")
         return name
+
+    @field_validator("support_contact", mode="before")
+    @classmethod
+    def _contact_shape(cls, value: object) -> object:
+        if not isinstance(value, str):
+            return value
+        value = value.strip()
+        if not value:
+            return None
+        if support_contact_kind(value) is None:
+            raise ValueError(
+                "must be an e-mail (support@example.com), a phone number (+7 900 000-00-00) "
+                "or an http(s) URL (https://example.com/support)"
+            )
+        return value
 
     @field_validator("log_level", mode="before")
     @classmethod
@@ -180,6 +200,22 @@ class Settings(BaseSettings):
     @property
     def base_url(self) -> str:
         return self.public_base_url or f"http://{self.http_host}:{self.http_port}"
+
+
+_EMAIL = re.compile(r"^[^@\s/:]+@[^@\s/:]+\.[^@\s/:]+$")
+_PHONE = re.compile(r"^\+?[\d ()\-]{5,24}$")
+_URL = re.compile(r"^https?://[^\s/?#]+\.[^\s/?#]+(?:[/?#]\S*)?$")
+
+
+def support_contact_kind(value: str) -> Literal["email", "phone", "url"] | None:
+    """What SUPPORT_CONTACT holds (the page links it as mailto:, tel: or the URL itself)."""
+    if _URL.match(value):
+        return "url"
+    if _EMAIL.match(value):
+        return "email"
+    if _PHONE.match(value) and sum(ch.isdigit() for ch in value) >= 5:
+        return "phone"
+    return None
 
 
 def load_settings(**overrides: object) -> Settings:

@@ -22,6 +22,7 @@ from core.yclients import YClientsClient
 from web import api, health, marketplace, telegram, whatsapp_channel, whatsapp_webhook, yclients
 from web.cron import sync_cron_ctx, whatsapp_watchdog_ctx
 from web.edge import DEFAULT_BODY_TIMEOUT
+from web.home import setup_routes as setup_home_routes
 from web.inbox_worker import inbox_worker_ctx
 from web.keys import (
     BODY_TIMEOUT,
@@ -94,6 +95,7 @@ def create_app(settings: Settings) -> web.Application:
     whatsapp_webhook.setup_routes(app)
     telegram.setup_routes(app)
     app.router.add_get("/metrics", metrics_handler)
+    setup_home_routes(app)
     return app
 
 

@@ -62,16 +62,38 @@ API_MAX_BODY = 16 * 1024
 
 _EXPIRED_TITLE = _("This link has expired")
 _EXPIRED_TEXT = _("This link has expired — open the app again from YClients.")
+_INCOMPLETE_TITLE = _("This link is incomplete")
+_INCOMPLETE_TEXT = _(
+    "The link has lost its access key, perhaps when it was copied. Open the app again from "
+    "the YClients Marketplace: it brings you here with a whole link."
+)
+_INVALID_TITLE = _("This link is not valid")
+_INVALID_TEXT = _(
+    "The link's access key is damaged or was not issued by this service. Open the app again "
+    "from the YClients Marketplace: it brings you here with a fresh link."
+)
+_UNKNOWN_SALON_TITLE = _("The salon is not connected here")
+_UNKNOWN_SALON_TEXT = _(
+    "This service no longer knows the salon from the link. To connect it again, open the app "
+    "from the YClients Marketplace."
+)
 _UNSIGNED_TITLE = _("This request cannot be confirmed")
+# What the developer has to do (enable "transmit user data") goes to the log, not to the owner.
 _UNSIGNED_TEXT = _(
     "The request did not come signed by YClients, so the salon cannot be connected. Open the "
-    "app again from the YClients Marketplace. (For the app's developer: enable 'transmit user "
-    "data' for the application in the YClients developer cabinet.)"
+    "app again from the YClients Marketplace. If this page comes back, the app is not set up "
+    "for it yet: please write to the service's support, there is nothing to change on your side."
 )
 _NO_SALON_TEXT = _("The request names no salon. Open the app again from the YClients Marketplace.")
-_MISMATCH_TEXT = _("The salon in the request is not the one YClients signed for.")
-_OFF_TITLE = _("Temporarily unavailable")
-_OFF_TEXT = _("Connecting salons is not configured on this server yet. Try again later.")
+_MISMATCH_TEXT = _(
+    "The salon in the request is not the one YClients signed for. Open the app again from the "
+    "YClients Marketplace, signed in to the salon you want to connect."
+)
+_OFF_TITLE = _("The salon cannot be connected")
+_OFF_TEXT = _(
+    "Connecting salons is not set up on this service, so it cannot be done now. There is "
+    "nothing to change on your side: please write to the service's support."
+)
 _YCLIENTS_DOWN_TEXT = _("Could not read the salon from YClients ({reason}). Try again in a minute.")
 
 
@@ -112,12 +134,26 @@ def _html(text: str, nonce: str, status: int = 200) -> web.Response:
 def _message(request: web.Request, title: str, text: str, status: int) -> web.Response:
     locale = _locale(request)
     nonce = secrets.token_urlsafe(16)
-    page = message_page(locale, gettext(locale, title), gettext(locale, text), nonce)
+    page = message_page(
+        locale,
+        gettext(locale, title),
+        gettext(locale, text),
+        nonce,
+        contact=request.app[SETTINGS].support_contact,
+    )
     return _html(page, nonce, status)
 
 
-def _expired(request: web.Request) -> web.Response:
-    return _message(request, _EXPIRED_TITLE, _EXPIRED_TEXT, 403)
+def _refused(request: web.Request, problem: TokenInvalid | None) -> web.Response:
+    """The page for a link that opens nothing: no token (cut short), an expired one, a damaged
+    or foreign one, or one whose salon is gone (`problem` None)."""
+    if problem is None:
+        return _message(request, _UNKNOWN_SALON_TITLE, _UNKNOWN_SALON_TEXT, 404)
+    if not request.query.get("token", "").strip():
+        return _message(request, _INCOMPLETE_TITLE, _INCOMPLETE_TEXT, 400)
+    if problem.expired:
+        return _message(request, _EXPIRED_TITLE, _EXPIRED_TEXT, 403)
+    return _message(request, _INVALID_TITLE, _INVALID_TEXT, 403)
 
 
 def _json(data: Mapping[str, Any], status: int = 200) -> web.Response:
@@ -128,14 +164,20 @@ def onboarding_url(token: str) -> str:
     return f"{ONBOARDING_PATH}?token={quote(token, safe='')}"
 
 
-async def _salon_from_query(request: web.Request) -> tuple[OnboardingClaims, Company] | None:
+async def _salon_from_query(
+    request: web.Request,
+) -> tuple[OnboardingClaims, Company] | web.Response:
+    """The salon the page's token names, or the page that says why the link opens nothing."""
     try:
         claims = onboarding.read_token(_secret(request), request.query.get("token", ""))
     except TokenInvalid as exc:
         log.info("onboarding page refused: %s", exc)
-        return None
+        return _refused(request, exc)
     company = await Company.get_or_none(yclients_id=claims.yclients_id)
-    return (claims, company) if company is not None else None
+    if company is None:
+        log.info("onboarding page refused: salon %s is not registered", claims.yclients_id)
+        return _refused(request, None)
+    return claims, company
 
 
 async def _salon_from_bearer(request: web.Request) -> tuple[OnboardingClaims, Company]:
@@ -233,8 +275,8 @@ async def _links(request: web.Request, company: Company) -> tuple[str | None, st
 async def onboarding_page_handler(request: web.Request) -> web.Response:
     """GET /marketplace/onboarding?token=…"""
     found = await _salon_from_query(request)
-    if found is None:
-        return _expired(request)
+    if isinstance(found, web.Response):
+        return found
     claims, company = found
     gateway = request.app[WHATSAPP]
     if gateway is not None and company.integration_status in (
@@ -281,6 +323,7 @@ async def onboarding_page_handler(request: web.Request) -> web.Response:
             else None
         ),
         branches=branches,
+        support_contact=request.app[SETTINGS].support_contact,
     )
     nonce = secrets.token_urlsafe(16)
     return _html(onboarding_page(ctx, _locale(request), nonce), nonce)
@@ -289,8 +332,8 @@ async def onboarding_page_handler(request: web.Request) -> web.Response:
 async def poster_handler(request: web.Request) -> web.Response:
     """GET /marketplace/poster.png?token=…: both client QR codes and the salon's name."""
     found = await _salon_from_query(request)
-    if found is None:
-        return _expired(request)
+    if isinstance(found, web.Response):
+        return found
     _claims, company = found
     if company.integration_status is not IntegrationStatus.ACTIVE:
         return web.Response(status=409, text="the salon is not active")

@@ -15,6 +15,7 @@ from html import escape
 
 from core.i18n import _, gettext
 from core.models import IntegrationStatus
+from core.settings import support_contact_kind
 
 Translate = Callable[[str], str]
 
@@ -244,6 +245,35 @@ class PageContext:
     callback_error: str | None = None
     # (title, onboarding URL) of the other branches registered in the same redirect.
     branches: Sequence[tuple[str, str]] = field(default_factory=list)
+    # SUPPORT_CONTACT: whom the owner writes to about what only the operator can fix.
+    support_contact: str | None = None
+
+
+_SUPPORT = _("The service's support: {contact}")
+_SUPPORT_UNSET = _(
+    "The service's support: write to the app's developer, their contacts are on the app's "
+    "page in the YClients Marketplace."
+)
+
+
+def support_line(t: Translate, contact: str | None) -> str:
+    """Whom to write to, as a paragraph: SUPPORT_CONTACT as a mailto:, tel: or web link."""
+    if not contact:
+        return f'<p class="sub" id="support">{escape(t(_SUPPORT_UNSET))}</p>'
+    kind = support_contact_kind(contact)
+    if kind == "email":
+        href = f"mailto:{contact}"
+    elif kind == "phone":
+        href = "tel:" + ("+" if contact.startswith("+") else "") + re.sub(r"\D", "", contact)
+    elif kind == "url":
+        href = contact
+    else:
+        href = ""
+    shown = escape(contact)
+    if href:
+        shown = f'<a href="{escape(href)}" rel="noreferrer noopener" target="_blank">{shown}</a>'
+    text = escape(t(_SUPPORT)).replace("{contact}", shown)
+    return f'<p class="sub" id="support">{text}</p>'
 
 
 def qr_svg(svg: str) -> str:
@@ -267,9 +297,13 @@ def _document(locale: str, title: str, body: str, nonce: str, script: str = "") 
     )
 
 
-def message_page(locale: str, title: str, text: str, nonce: str) -> str:
-    """A page that says one thing: an expired link, a refused request, an outage."""
-    body = f'<h1>{escape(title)}</h1><div class="card"><p>{escape(text)}</p></div>'
+def message_page(
+    locale: str, title: str, text: str, nonce: str, *, contact: str | None = None
+) -> str:
+    """A page that says one thing: an expired link, a refused request, an outage; and whom
+    to write to when it is not the owner's to solve."""
+    support = support_line(lambda message: gettext(locale, message), contact)
+    body = f'<h1>{escape(title)}</h1><div class="card"><p>{escape(text)}</p></div>{support}'
     return _document(locale, title, body, nonce)
 
 
@@ -308,6 +342,8 @@ def onboarding_page(ctx: PageContext, locale: str, nonce: str) -> str:
                 )
             )
         )
+    if status in (IntegrationStatus.UNINSTALLED, IntegrationStatus.FROZEN):
+        parts.append(support_line(t, ctx.support_contact))
     else:
         parts.append(_steps(ctx, t))
         if status is IntegrationStatus.ACTIVE:
@@ -368,9 +404,17 @@ def _steps(ctx: PageContext, t: Translate) -> str:
 
 def _whatsapp_panel(ctx: PageContext, t: Translate) -> str:
     if not ctx.gateway_configured:
-        return _card(
-            t(_("WhatsApp is not available on this server right now. Try again later.")),
-            css="error",
+        # Not a passing outage: no gateway is configured, so only the operator can help.
+        text = t(
+            _(
+                "WhatsApp is not set up on this service, so the salon's number cannot be "
+                "linked here. There is nothing to change on your side: please write to the "
+                "service's support."
+            )
+        )
+        return (
+            f'<div class="card error" id="whatsapp-off"><p>{escape(text)}</p>'
+            f"{support_line(t, ctx.support_contact)}</div>"
         )
     heading = (
         t(_("The salon's WhatsApp is disconnected. Link it again to keep the bot answering."))

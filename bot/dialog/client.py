@@ -79,6 +79,29 @@ def top_services(company: Company) -> list[dict[str, Any]]:
     return services[:TOP_SERVICES]
 
 
+def service_titles(booking: Booking) -> str:
+    """The visit's services as its record lists them (`Стрижка, Укладка`)."""
+    return ", ".join(
+        str(line.get("title"))
+        for line in booking.services or []
+        if isinstance(line, dict) and line.get("title")
+    )
+
+
+def has_written(client: Client) -> bool:
+    """Whether this client has talked to the bot before, read off what the chat channels
+    write on the card: a Telegram user id or a WhatsApp chat id is tied to it only when the
+    person joins a chat, and `last_channel` is set by every turn in a remembered channel. A
+    card the YClients sync created (from a record) has none of them, so its first contact is
+    greeted as a first one, not "welcome back". A channel that links the card during the very
+    turn it greets in must ask this before linking (bot.whatsapp.channel does)."""
+    return (
+        client.telegram_user_id is not None
+        or client.whatsapp_chat_id is not None
+        or client.last_channel is not None
+    )
+
+
 def balance_line(s: Session, balance: int) -> str:
     return ngettext(
         s.locale, "Your balance: {n} point.", "Your balance: {n} points.", balance
@@ -98,8 +121,9 @@ class ClientFlows(Flows):
             return self.ask_phone(s, then=intent)
         return None
 
-    async def welcome(self, s: Session) -> list[Reply]:
-        """After /start in a bound salon: the menu, or the phone first."""
+    async def welcome(self, s: Session, *, returning: bool | None = None) -> list[Reply]:
+        """After /start in a bound salon: the menu, or the phone first. "Welcome back" only to
+        a client who has written before (`returning`; by default has_written)."""
         assert s.company is not None
         closed = self.salon_closed(s)
         if closed is not None:
@@ -112,7 +136,13 @@ class ClientFlows(Flows):
         if s.client is None:
             greeting = s._("Welcome to {salon}! Here you book visits and collect bonuses.")
             return [Reply(greeting.format(salon=title)), *self.ask_phone(s)]
-        text = s._("Welcome back to {salon}!").format(salon=title)
+        if returning is None:
+            returning = has_written(s.client)
+        if returning:
+            text = s._("Welcome back to {salon}!").format(salon=title)
+        else:
+            text = s._("Welcome to {salon}! Here you book visits and collect bonuses.")
+            text = text.format(salon=title)
         return [Reply(f"{text}\n{balance_line(s, s.client.balance)}", menu=await self.menu(s))]
 
     async def joined(self, s: Session, phone_text: str) -> list[Reply]:
@@ -239,9 +269,19 @@ class ClientFlows(Flows):
 
     def _entry(self, s: Session, entry: LedgerEntry) -> str:
         what = s._(_KINDS[entry.kind])
-        if entry.kind is LedgerKind.MANUAL and entry.reason:
+        moment = entry.created_at
+        booking = entry.booking if entry.booking_id is not None else None
+        if isinstance(booking, Booking):
+            # The visit's own day and services: the entry's created_at is when the sync (or a
+            # webhook) learned of the visit, which can be days later.
+            if booking.visit_at is not None:
+                moment = booking.visit_at
+            services = service_titles(booking)
+            if services:
+                what = f"{what}: {services}"
+        elif entry.kind is LedgerKind.MANUAL and entry.reason:
             what = f"{what}: {entry.reason}"
-        return f"{formats.day(entry.created_at, s.company)}  {formats.signed(entry.amount)}  {what}"
+        return f"{formats.day(moment, s.company)}  {formats.signed(entry.amount)}  {what}"
 
     async def visits(self, s: Session) -> list[Reply]:
         blocked = await self.need_client(s, Intent.VISITS)
@@ -290,9 +330,7 @@ class ClientFlows(Flows):
 
     def _visit(self, s: Session, booking: Booking, earned: int | None = None) -> str:
         assert booking.visit_at is not None
-        services = ", ".join(
-            str(line.get("title")) for line in booking.services or [] if line.get("title")
-        )
+        services = service_titles(booking)
         parts = [formats.day_time(booking.visit_at, s.company), services or s._("visit")]
         if booking.staff_name:
             parts.append(booking.staff_name)

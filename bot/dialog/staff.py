@@ -72,13 +72,25 @@ class StaffFlows(Flows):
 
     async def _find(
         self, s: Session, staff: Staff, text: str, *, by_phone: bool = False
-    ) -> tuple[Client | None, list[Reply] | None]:
+    ) -> tuple[Client | None, list[Reply] | None, bool]:
+        """(the client, or the refusal, and whether another try is possible: False when code
+        entry is locked, this wrong code included)."""
         found = await staff_service.find_client(staff, text, by_phone=by_phone)
         if found.locked_until is not None:
-            return None, self._locked(s, found.locked_until)
+            return None, self._locked(s, found.locked_until), False
         if found.client is None:
-            return None, self._not_found(s)
-        return found.client, None
+            # This wrong code may be the one that locked code entry: then "try again" would
+            # promise what the next message cannot get.
+            fresh = await Staff.get_or_none(id=staff.id)
+            until = staff_service.locked_until(fresh) if fresh is not None else None
+            if until is not None:
+                return None, self._locked(s, until), False
+            return None, self._retry(s), True
+        return found.client, None, False
+
+    def _retry(self, s: Session) -> list[Reply]:
+        """Not found, with the flow left open for the next try (and a way out)."""
+        return [Reply(self._not_found(s)[0].text, buttons=self._cancel_button(s))]
 
     # --- joining ---
 
@@ -123,9 +135,10 @@ class StaffFlows(Flows):
                     buttons=self._cancel_button(s),
                 )
             ]
-        client, refused = await self._find(s, staff, code)
+        client, refused, retry = await self._find(s, staff, code)
         if refused is not None or client is None:
-            s.go(None)
+            # A wrong code leaves the redeem open: the next message is the next try.
+            s.go("redeem:code" if retry else None)
             return refused
         if rest:
             return await self._ask_confirmation(s, client, " ".join(rest))
@@ -260,8 +273,9 @@ class StaffFlows(Flows):
             ]
         s.go(None)
         by_phone = codes.parse(query) is None and normalize_phone(query) is not None
-        client, refused = await self._find(s, staff, query, by_phone=by_phone)
+        client, refused, retry = await self._find(s, staff, query, by_phone=by_phone)
         if refused is not None or client is None:
+            s.go("lookup" if retry else None)
             return refused
         visits = await Booking.filter(client_id=client.id, status=BookingStatus.COMPLETED).count()
         text = self._card(s, client) + "\n" + s._("Visits: {n}").format(n=visits)
@@ -290,9 +304,11 @@ class StaffFlows(Flows):
                 )
             ]
         by_phone = codes.parse(code) is None and normalize_phone(args) is not None
-        client, refused = await self._find(s, staff, args if by_phone else code, by_phone=by_phone)
+        client, refused, retry = await self._find(
+            s, staff, args if by_phone else code, by_phone=by_phone
+        )
         if refused is not None or client is None:
-            s.go(None)
+            s.go("adjust:code" if retry else None)
             return refused
         if by_phone or not rest:
             return self._ask_delta(s, client)

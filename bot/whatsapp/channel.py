@@ -32,6 +32,7 @@ from typing import Any
 from tortoise.exceptions import IntegrityError
 
 from bot.dialog import WHATSAPP, Dialog, Intent, Reply, Session
+from bot.dialog.client import has_written
 from bot.dialog.menu import intent_for
 from bot.whatsapp import menu
 from bot.whatsapp.outbox import Outbox, Outgoing
@@ -103,6 +104,9 @@ def _phone_of(chat_id: str) -> str | None:
 class Linked:
     # The client is new to the salon (greeted as such rather than welcomed back).
     created: bool = False
+    # The client had written to the bot before this message (bot.dialog.client.has_written,
+    # asked before this turn linked the chat): only they are welcomed back.
+    returning: bool = False
     # What linking has to say (the welcome bonus).
     replies: tuple[Reply, ...] = ()
 
@@ -174,7 +178,7 @@ class WhatsAppBot:
         linked = await self._link(s, company, phone)
         replies = list(linked.replies)
         if new:
-            replies += await self._greeting(s, created=linked.created)
+            replies += await self._greeting(s, created=linked.created, returning=linked.returning)
         if not message.text:
             replies.append(Reply(s._("I can read only text messages. Please write in words.")))
         else:
@@ -232,14 +236,19 @@ class WhatsAppBot:
         chat_id = str(s.identity["whatsapp_chat_id"])
         mine = s.client
         if mine is not None and (mine.phone is not None or phone is None):
-            return Linked()
+            return Linked(returning=has_written(mine))
         created = False
+        returning = mine is not None and has_written(mine)
         welcome: ledger.LedgerResult | None = None
         try:
             if phone is not None:
+                if not returning:
+                    # Asked before joining: joining ties this chat to the card.
+                    owner = await Client.get_or_none(company_id=company.id, phone=phone)
+                    returning = owner is not None and has_written(owner)
                 joined = await self._join(company, phone, chat_id, s, mine)
                 if joined is None:
-                    return Linked()
+                    return Linked(returning=returning)
                 client, created, welcome = joined.client, joined.created, joined.welcome
             else:
                 # WhatsApp hides the number: a card of their own, without a phone and without
@@ -260,9 +269,9 @@ class WhatsAppBot:
         s.client = client
         s.locale = pick_locale(client.locale, s.data.get("locale"), s.language_hint)
         if welcome is None:
-            return Linked(created)
+            return Linked(created, returning and not created)
         notice = render_notice(BalanceNotice.from_result(welcome), s.locale)
-        return Linked(created, (Reply(notice),))
+        return Linked(created, returning and not created, (Reply(notice),))
 
     async def _join(
         self, company: Company, phone: str, chat_id: str, s: Session, mine: Client | None
@@ -292,14 +301,14 @@ class WhatsAppBot:
             company, phone, whatsapp_chat_id=chat_id, name=s.name, locale=s.data.get("locale")
         )
 
-    async def _greeting(self, s: Session, *, created: bool) -> list[Reply]:
+    async def _greeting(self, s: Session, *, created: bool, returning: bool) -> list[Reply]:
         if created or s.client is None:
             assert s.company is not None
             text = s._("Welcome to {salon}! Here you book visits and collect bonuses.").format(
                 salon=s.company.title or s._("the salon")
             )
             return [Reply(text, menu=await self.dialog.menu(s))]
-        return await self.dialog.welcome(s)
+        return await self.dialog.welcome(s, returning=returning)
 
     async def _route(
         self, s: Session, text: str, offered: Mapping[str, Any], *, first: bool = False
@@ -323,14 +332,16 @@ class WhatsAppBot:
             if s.state or s.data.get("redeem"):
                 return await dialog.intent(s, Intent.CANCEL)
             return [Reply(s._("What would you like to do?"), menu=await dialog.menu(s))]
+        verb, _sep, rest = text.partition(" ")
+        if menu.key(verb) in menu.STAFF_VERBS and s.state != "adjust:reason":
+            # `списать CODE 500` starts afresh even in a flow (a wrong code leaves the redeem
+            # open for the next try, which may be typed as a whole command again).
+            return await dialog.intent(s, menu.STAFF_VERBS[menu.key(verb)], rest)
         if s.state:
             # A flow under way takes what is typed (a code, an amount, a reason) first.
             return await dialog.text(s, text)
         if text in menu.NUMBERS:
             return await dialog.intent(s, menu.NUMBERS[text])
-        verb, _sep, rest = text.partition(" ")
-        if menu.key(verb) in menu.STAFF_VERBS:
-            return await dialog.intent(s, menu.STAFF_VERBS[menu.key(verb)], rest)
         if key in menu.WORDS:
             return await dialog.intent(s, menu.WORDS[key])
         if key in menu.LANGUAGES:

@@ -128,7 +128,7 @@ async def test_console_chat_as_client_and_as_staff_uses_the_same_dialog(
         "🎁 Бонусы\n🔑 Мой код\n/redeem\n",
     )
     assert code == 0, err
-    assert "С возвращением" in out and "Ваш баланс: 300 бонусов." in out
+    assert "Добро пожаловать! Это Салон Ромашка" in out and "Ваш баланс: 300 бонусов." in out
     assert "[image:" in out and any((tmp_path / "data" / "chat").glob("code-*.png"))
     assert "Не понял" in out  # a client cannot reach staff commands
 

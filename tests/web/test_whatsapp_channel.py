@@ -161,7 +161,8 @@ async def test_a_client_known_from_yclients_sees_bonuses_code_booking_and_visits
     known = await client_with_balance((await company_of(session)).id, "+79991234567", 150)
 
     sent = await say(bench, session, ANNA, "Здравствуйте!")
-    assert "С возвращением! Это Салон Ромашка." in texts(sent)
+    # Known from YClients, but writing for the first time: welcomed, not welcomed back.
+    assert "Добро пожаловать! Это Салон Ромашка" in texts(sent)
     assert "Ваш баланс: 150 бонусов." in texts(sent)
     assert await Client.filter(phone="+79991234567").count() == 1
     assert (await Client.get(id=known.id)).whatsapp_chat_id == ANNA
@@ -349,9 +350,12 @@ async def test_staff_code_guessing_is_locked_out_as_in_telegram(bench: Bench) ->
     await say(bench, session, staff_chat, "привет")
     other_salon = await make_salon(903, title="Другой")
     foreign = (await create_client(other_salon, phone="+79990000001", welcome=False)).client
-    for wrong in ("ZZZZZZZZZ", "7KQM2X9PA", codes.display(foreign.code), "AAAA", "1234"):
+    for wrong in ("ZZZZZZZZZ", "7KQM2X9PA", codes.display(foreign.code), "AAAA"):
         sent = await say(bench, session, staff_chat, f"списать {wrong} 100")
         assert "Клиент не найден" in texts(sent), wrong
+    # The fifth wrong code locks, and says so.
+    locked = texts(await say(bench, session, staff_chat, "списать 1234 100"))
+    assert "Слишком много неверных кодов" in locked
     locked = texts(await say(bench, session, staff_chat, f"redeem {foreign.code} 100"))
     assert "Слишком много неверных кодов" in locked
     # A client writing the same words is just not understood.
