@@ -23,6 +23,8 @@ BACKEND = os.environ.get("SALONBOT_TEST_DB", "sqlite")
 ADMIN_DSN = os.environ.get("TEST_POSTGRES_DSN", "postgres://postgres@127.0.0.1:5432/test")
 IN_CI = os.environ.get("CI", "").lower() == "true"
 TABLES = (
+    "marketplace_redirect_use",
+    "pending_api_key",
     "whatsapp_chat",
     "staff_invite",
     "ledger_entry",

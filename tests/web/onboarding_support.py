@@ -111,10 +111,15 @@ class Bench:
         query = redirect_query(salon_ids, **kwargs)
         return await self.client.get(f"/auth/yclients/redirect?{query}", allow_redirects=False)
 
-    async def register(self, salon_id: int, **kwargs: Any) -> str:
-        """A salon known to YClients goes through the redirect; its onboarding token."""
+    def connect(self, salon_id: int) -> None:
+        """The salon's owner presses Connect in the Marketplace (YClients knows the salon)."""
         if salon_id not in self.yc.companies:
             self.yc.add_company(salon_id, title=f"Салон {salon_id}")
+        self.yc.press_connect(salon_id, APP_ID)
+
+    async def register(self, salon_id: int, **kwargs: Any) -> str:
+        """The owner presses Connect and comes through the redirect; the onboarding token."""
+        self.connect(salon_id)
         response = await self.redirect(salon_id, **kwargs)
         assert response.status == 302, await response.text()
         return token_of(response.headers["Location"])
