@@ -1,10 +1,11 @@
 """The YClients Marketplace surface: the registration redirect, the owner's onboarding page and
 its API, the poster, and the lifecycle webhook.
 
-Authentication: the redirect by YClients' signature on `user_data`; the page and its API by
-the onboarding JWT the redirect issued (in the page URL, then as a Bearer header from the
-page's script); the lifecycle webhook by the partner token in its body. Everything the owner
-sees is a page with a sentence, never a stack trace.
+Authentication: the redirect by YClients' signature on `user_data` (which user) plus the
+salon's owner binding and YClients' install status (which salon: core.onboarding.admit_redirect);
+the page and its API by the onboarding JWT the redirect issued (in the page URL, then as a
+Bearer header from the page's script); the lifecycle webhook by the partner token in its body.
+Everything the owner sees is a page with a sentence, never a stack trace.
 """
 
 from __future__ import annotations

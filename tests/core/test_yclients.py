@@ -400,7 +400,8 @@ async def test_callback_301_with_html_is_success(
     ]
     seen = yc.requests[-1]
     assert seen.headers["Authorization"] == f"Bearer {yc.partner_token}"
-    assert (await client.salon_application(101, APP_ID))["status"] == "active"
+    installation = await client.salon_application(101, APP_ID)
+    assert installation["connection_status"]["status"] == "active"
 
 
 async def test_repeat_callback_raises_already_installed(

@@ -66,7 +66,8 @@ def signed_user_data(
     """(user_data, user_data_sign) as YClients sends them: URL-safe base64 without padding that
     does contain `-` or `_` (plain b64decode would drop those and break the signature)."""
     while True:
-        body = {**(user or OWNER), "nonce": secrets.token_hex(3)}
+        # Two nonce lengths, so some length of any user's JSON is not a multiple of 3.
+        body = {**(user or OWNER), "nonce": secrets.token_hex(3 + secrets.randbelow(2))}
         raw = json.dumps(body, ensure_ascii=False).encode()
         encoded = encode_user_data(raw)
         if ("-" in encoded or "_" in encoded) and len(raw) % 3:
