@@ -7,7 +7,9 @@ import hmac
 import secrets
 from typing import Any
 
-from core.models import Company, IntegrationStatus
+from tortoise.transactions import in_transaction
+
+from core.models import Company, IntegrationStatus, PendingApiKey
 
 
 def new_hook_token() -> str:
@@ -42,13 +44,37 @@ def new_api_key() -> tuple[str, str]:
 
 
 async def company_by_api_key(api_key: str) -> Company | None:
+    """The salon whose key this is. A key still unconfirmed (PendingApiKey) is proven by this
+    very request: it becomes the salon's key and the salon's other unconfirmed keys go."""
     if not api_key:
         return None
     digest = hash_api_key(api_key)
     company = await Company.get_or_none(api_key_hash=digest)
-    if company is None or not hmac.compare_digest(company.api_key_hash or "", digest):
+    if company is not None:
+        return company if hmac.compare_digest(company.api_key_hash or "", digest) else None
+    pending = await PendingApiKey.get_or_none(key_hash=digest)
+    if pending is None or not hmac.compare_digest(pending.key_hash, digest):
         return None
-    return company
+    await adopt_api_key(pending.company_id, digest)
+    return await Company.get_or_none(id=pending.company_id)
+
+
+async def add_pending_api_key(company_id: int, digest: str) -> None:
+    """Remember a key about to be sent to YClients, before YClients hears of it."""
+    await PendingApiKey.create(company_id=company_id, key_hash=digest)
+
+
+async def adopt_api_key(company_id: int, digest: str) -> None:
+    """`digest` is the key YClients holds: the salon's key from now on; the others go."""
+    async with in_transaction() as conn:
+        await Company.filter(id=company_id).using_db(conn).update(api_key_hash=digest)
+        await PendingApiKey.filter(company_id=company_id).using_db(conn).delete()
+
+
+async def drop_api_keys(company_id: int) -> None:
+    """The salon's key and every unconfirmed one stop working (uninstall, a new start)."""
+    await Company.filter(id=company_id).update(api_key_hash=None)
+    await PendingApiKey.filter(company_id=company_id).delete()
 
 
 def default_bookform(info: dict[str, Any]) -> str | None:

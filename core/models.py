@@ -57,6 +57,9 @@ class Company(Model):
     marketplace_user_name = fields.CharField(max_length=255, null=True)
     marketplace_user_email = fields.CharField(max_length=255, null=True)
     marketplace_user_phone = fields.CharField(max_length=32, null=True)
+    # When the marketplace user above was bound as the salon's owner: the first signed user
+    # YClients confirmed (core.onboarding). Unset, the user fields are informational only.
+    marketplace_owner_bound_at = fields.DatetimeField(null=True)
     # sha256 hex of the salon's api key; the key itself is shown once and never stored.
     api_key_hash = fields.CharField(max_length=64, null=True, unique=True)
     hook_token = fields.CharField(max_length=64, unique=True)
@@ -302,6 +305,35 @@ class MarketplaceEvent(Model):
 
     class Meta:
         table = "marketplace_event"
+
+
+# A signed registration redirect seen for a salon: the signature's sha256 and when it was first
+# used, so a replayed URL is recognised (core.onboarding).
+class RedirectUse(Model):
+    id = fields.BigIntField(primary_key=True)
+    signature_hash = fields.CharField(max_length=64)
+    yclients_id = fields.BigIntField()
+    first_used_at = fields.DatetimeField()
+
+    class Meta:
+        table = "marketplace_redirect_use"
+        unique_together = (("signature_hash", "yclients_id"),)
+
+
+# An api key sent to YClients whose receipt is unconfirmed (the callback's answer was lost, or
+# YClients answered "already installed"). Each one authenticates until one is proven by a
+# request; then it becomes the salon's key and the others go (core.companies).
+class PendingApiKey(Model):
+    id = fields.IntField(primary_key=True)
+    company: fields.ForeignKeyRelation[Company] = fields.ForeignKeyField(
+        "models.Company", related_name="pending_api_keys", on_delete=fields.CASCADE
+    )
+    company_id: int
+    key_hash = fields.CharField(max_length=64, unique=True)
+    created_at = fields.DatetimeField(auto_now_add=True)
+
+    class Meta:
+        table = "pending_api_key"
 
 
 class SyncState(Model):

@@ -8,10 +8,11 @@ send YClients the activation callback. Lifecycle webhooks (`uninstall`, `freeze`
 
 Decisions worth knowing:
 
-- YClients signs only `user_data`, not `salon_id`: a good signature proves a YClients user came
-  through our marketplace page, not which salon they own. What protects a salon is that the
-  activation callback is refused by YClients for a salon that did not install the app, and
-  that a `salon_id` named inside `user_data` must match the query.
+- YClients signs only `user_data` (the user: id, name, phone, email), not `salon_id`: a good
+  signature proves which YClients user came, not which salon they own. So a salon is bound to
+  the first signed user whom YClients confirms (the app's install status is `pending`: that
+  salon's owner has just pressed Connect), and only that user opens it afterwards; a stored
+  owner is never overwritten (`admit_redirect`, README "Security notes").
 - Every status change is a compare-and-set `UPDATE … WHERE integration_status = <expected>`,
   so handlers are idempotent by state (not by a hash of the event body) and a stale read can
   never demote an active salon.
@@ -44,7 +45,13 @@ from tortoise.exceptions import IntegrityError
 from core import companies
 from core.i18n import _, gettext
 from core.locks import run_exclusive
-from core.models import Company, InboxEvent, IntegrationStatus, MarketplaceEvent
+from core.models import (
+    Company,
+    InboxEvent,
+    IntegrationStatus,
+    MarketplaceEvent,
+    RedirectUse,
+)
 from core.whatsapp import (
     WEBHOOK_PATH,
     GatewayError,
@@ -64,7 +71,11 @@ log = logging.getLogger(__name__)
 
 MARKETPLACE = "marketplace"
 WHATSAPP = "whatsapp"
-MAX_BRANCHES = 50
+# Branches one redirect may name; more is refused, never cut silently.
+MAX_BRANCHES = 10
+# A signed redirect URL opens its salons again within this window (a refresh, a second tab);
+# later, only while YClients reports the salon freshly `pending`.
+REDIRECT_GRACE = timedelta(minutes=10)
 
 # --- the signed registration redirect ------------------------------------------------------------
 
@@ -172,9 +183,14 @@ def verify_user_data(
 _BRANCH_KEY = re.compile(r"^salon_ids\[(\d*)\]$")
 
 
+class TooManyBranches(ValueError):
+    """The redirect names more than MAX_BRANCHES salons."""
+
+
 def salon_ids_from_query(pairs: Iterable[tuple[str, str]]) -> list[int]:
     """`salon_id`, or the branches `salon_ids[0]`, `salon_ids[1]`, … / `salon_ids[]`, in order,
-    each once; values that are not positive integers are ignored."""
+    each once; values that are not positive integers are ignored. TooManyBranches above
+    MAX_BRANCHES."""
     single: list[int] = []
     indexed: list[tuple[int, int, int]] = []
     for position, (key, value) in enumerate(pairs):
@@ -189,7 +205,10 @@ def salon_ids_from_query(pairs: Iterable[tuple[str, str]]) -> list[int]:
             index = int(match.group(1)) if match.group(1) else 10**6 + position
             indexed.append((index, position, number))
     ordered = single + [number for _, _, number in sorted(indexed)]
-    return list(dict.fromkeys(ordered))[:MAX_BRANCHES]
+    unique = list(dict.fromkeys(ordered))
+    if len(unique) > MAX_BRANCHES:
+        raise TooManyBranches(f"{len(unique)} salons in one redirect; at most {MAX_BRANCHES}")
+    return unique
 
 
 # --- the onboarding token ------------------------------------------------------------------------
@@ -290,20 +309,38 @@ class Registration:
     # An uninstalled salon that came back: fresh hook token, no api key, WhatsApp unlinked.
     restarted: bool = False
     unfrozen: bool = False
+    # This redirect made its user the salon's owner.
+    bound: bool = False
+
+
+PENDING = "pending"
+ACTIVE = "active"
+NOT_INSTALLED = "not_installed"
+
+
+def application_status(data: Mapping[str, Any]) -> str | None:
+    """The app's status in a salon from `GET /marketplace/salon/{id}/application/{app}`:
+    `pending`, `active`, `uninstalled` (lower case), None when the answer says none.
+
+    The documented answer keeps it in `connection_status.status`; an older top-level
+    `status` (a string or a numeric 1) and `active`/`is_active` flags are read too.
+    """
+    connection = data.get("connection_status")
+    status = connection.get("status") if isinstance(connection, Mapping) else connection
+    if status is None:
+        status = data.get("status")
+    if isinstance(status, str) and status.strip():
+        return status.strip().lower()
+    if isinstance(status, int) and not isinstance(status, bool):
+        return ACTIVE if status == 1 else str(status)
+    if any(data.get(flag) is True for flag in ("active", "is_active")):
+        return ACTIVE
+    return None
 
 
 def application_is_active(data: Mapping[str, Any]) -> bool:
-    """Whether `GET /marketplace/salon/{id}/application/{app}` says the app is active.
-
-    The shape of that answer is unconfirmed beyond a `status`; a string `active`, a numeric 1
-    or an `active`/`is_active` flag are all read as active.
-    """
-    status = data.get("status")
-    if isinstance(status, str):
-        return status.strip().lower() == "active"
-    if isinstance(status, int) and not isinstance(status, bool):
-        return status == 1
-    return any(data.get(flag) is True for flag in ("active", "is_active"))
+    """Whether the install status says the app is active in the salon."""
+    return application_status(data) == ACTIVE
 
 
 async def audit(company_id: int | None, kind: str, **details: Any) -> MarketplaceEvent:
@@ -328,20 +365,181 @@ def _company_values(info: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
+class RedirectRefused(Exception):
+    """The redirect may not open (one of) its salons; `reason` says why:
+
+    - `no_user`: the signed user data carries no user id, so nobody can be bound;
+    - `not_owner`: the salon is bound to another marketplace user, or YClients reports the app
+      active there and this user cannot be shown to be its owner;
+    - `not_connected`: YClients reports the app not installed (`not_found`: not at all) or
+      uninstalled in the salon, so its owner has not pressed Connect;
+    - `unknown_salon`: YClients has no such salon;
+    - `replayed`: the signed URL was used for the salon longer ago than REDIRECT_GRACE and
+      YClients does not report the salon `pending` again;
+    - `not_configured`: YCLIENTS_APP_ID is unset, so nothing can be confirmed.
+    """
+
+    def __init__(self, reason: str, yclients_id: int | None = None, detail: str = "") -> None:
+        super().__init__(f"{reason} (salon {yclients_id}): {detail}" if detail else reason)
+        self.reason = reason
+        self.yclients_id = yclients_id
+
+
+def signature_hash(user_data_sign: str) -> str:
+    return hashlib.sha256(user_data_sign.strip().lower().encode()).hexdigest()
+
+
+def _is_bound(company: Company | None) -> bool:
+    return company is not None and company.marketplace_owner_bound_at is not None
+
+
+@dataclass(slots=True)
+class Admission:
+    """One salon of a redirect that passed `admit_redirect`, ready for `register_salon`."""
+
+    info: dict[str, Any]
+    # The install status read for this redirect (None when none was needed).
+    app_status: str | None = None
+    # YClients reported `pending` for it just now.
+    confirmed_pending: bool = False
+
+
+async def admit_redirect(
+    salon_ids: Sequence[int],
+    *,
+    user: MarketplaceUser | None,
+    signature: str | None,
+    client: YClientsClient,
+    application_id: int | None,
+    now: datetime,
+) -> list[Admission]:
+    """Decide whether a redirect may open its salons; RedirectRefused (for the first salon
+    refused: one refusal refuses the whole redirect) or a YClientsError otherwise.
+
+    Writes nothing: every YClients read happens here, before any salon is touched, so the
+    caller can bound the whole step by a deadline. `user` is None for an unsigned redirect
+    (MARKETPLACE_ALLOW_UNSIGNED): it opens only salons bound to nobody.
+
+    A signed user opens a salon bound to them. Everything else needs YClients to report the
+    app `pending` in the salon (its owner has just pressed Connect): a salon we do not know, one
+    bound to nobody (set up by hand, or registered before owners were bound; except that a
+    legacy salon whose stored user is this user is theirs), an uninstalled one coming back
+    (whoever it was bound to), and a salon for which this signed URL was first used longer
+    ago than REDIRECT_GRACE.
+    """
+    signed = user is not None
+    if user is not None and user.id is None:
+        raise RedirectRefused("no_user", None, "the signed user data carries no user id")
+    known = {c.yclients_id: c for c in await Company.filter(yclients_id__in=list(salon_ids))}
+    replayed: set[int] = set()
+    if signature is not None:
+        uses = await RedirectUse.filter(
+            signature_hash=signature_hash(signature), yclients_id__in=list(salon_ids)
+        )
+        replayed = {u.yclients_id for u in uses if now - u.first_used_at > REDIRECT_GRACE}
+    needs_pending: dict[int, str] = {}
+    for salon_id in salon_ids:
+        company = known.get(salon_id)
+        uninstalled = (
+            company is not None and company.integration_status is IntegrationStatus.UNINSTALLED
+        )
+        # Unsigned, even an uninstalled salon's owner stays: only a signed user rebinds it.
+        if _is_bound(company) and (not uninstalled or not signed):
+            assert company is not None
+            if user is None or company.marketplace_user_id != user.id:
+                raise RedirectRefused("not_owner", salon_id, "bound to another user")
+        if not signed:
+            continue
+        assert user is not None
+        if company is None:
+            needs_pending[salon_id] = "new"
+        elif uninstalled:
+            needs_pending[salon_id] = "reinstall"
+        elif not _is_bound(company) and company.marketplace_user_id != user.id:
+            needs_pending[salon_id] = "unbound"
+        elif salon_id in replayed:
+            needs_pending[salon_id] = "replayed"
+    frozen = {i for i, c in known.items() if c.integration_status is IntegrationStatus.FROZEN}
+    to_read = [i for i in salon_ids if i in needs_pending or i in frozen]
+    if to_read and not application_id:
+        if needs_pending:
+            raise RedirectRefused("not_configured", to_read[0], "YCLIENTS_APP_ID is not set")
+        to_read = []
+    statuses: dict[int, str | None] = {}
+    for salon_id in to_read:
+        assert application_id is not None
+        try:
+            statuses[salon_id] = application_status(
+                await client.salon_application(salon_id, application_id)
+            )
+        except NotFound:
+            statuses[salon_id] = NOT_INSTALLED
+    for salon_id, why in needs_pending.items():
+        status = statuses.get(salon_id)
+        if status == PENDING:
+            continue
+        if why == "replayed":
+            raise RedirectRefused("replayed", salon_id, f"the app is {status} in YClients")
+        if status == ACTIVE:
+            raise RedirectRefused("not_owner", salon_id, "active, and not bound to this user")
+        raise RedirectRefused(
+            "not_found" if status == NOT_INSTALLED else "not_connected",
+            salon_id,
+            f"the app is {status} in YClients",
+        )
+    admissions = []
+    for salon_id in salon_ids:
+        try:
+            info = await client.company(salon_id)
+        except NotFound:
+            raise RedirectRefused("unknown_salon", salon_id, "YClients has no such salon") from None
+        admissions.append(
+            Admission(
+                {**info, "id": salon_id},
+                app_status=statuses.get(salon_id),
+                confirmed_pending=statuses.get(salon_id) == PENDING,
+            )
+        )
+    return admissions
+
+
+async def record_redirect_use(signature: str, salon_ids: Sequence[int], now: datetime) -> None:
+    """Remember that this signed URL opened these salons. A use older than REDIRECT_GRACE that
+    got through (YClients reported the salon `pending` again) starts a new window."""
+    digest = signature_hash(signature)
+    for salon_id in salon_ids:
+        use = await RedirectUse.get_or_none(signature_hash=digest, yclients_id=salon_id)
+        if use is None:
+            try:
+                await RedirectUse.create(
+                    signature_hash=digest, yclients_id=salon_id, first_used_at=now
+                )
+            except IntegrityError:
+                pass  # the same URL, twice at once: either row is the first use
+        elif now - use.first_used_at > REDIRECT_GRACE:
+            await RedirectUse.filter(id=use.id).update(first_used_at=now)
+
+
 async def register_salon(
-    info: Mapping[str, Any],
+    admission: Admission | Mapping[str, Any],
     *,
     user: MarketplaceUser | None,
     signed: bool,
     branches: Sequence[int],
-    client: YClientsClient | None = None,
-    application_id: int | None = None,
+    now: datetime | None = None,
 ) -> Registration:
-    """Create or refresh the salon from `GET /company/{id}` for a registration redirect.
+    """Create or refresh a salon that `admit_redirect` let through.
 
-    New → `pending_whatsapp`. Uninstalled → starts again cleanly. Active stays active.
-    Frozen is lifted only when YClients says the application is active again.
+    New → `pending_whatsapp`. Uninstalled → starts again cleanly, its owner binding cleared
+    (YClients has just reported it `pending`: a new installation). Active stays active. Frozen
+    is lifted only when YClients reported the application active. A signed user is bound as
+    the owner of a salon bound to nobody (compare-and-set: the first one wins, and a stored
+    owner is never overwritten); RedirectRefused(`not_owner`) when another user won a race.
     """
+    if not isinstance(admission, Admission):
+        admission = Admission(dict(admission))
+    info = admission.info
+    moment = now or datetime.now(UTC)
     yclients_id = int(info["id"])
     company = await Company.get_or_none(yclients_id=yclients_id)
     result: Registration
@@ -367,17 +565,25 @@ async def register_salon(
             api_key_hash=None,
             whatsapp_connected=False,
             whatsapp_phone=None,
+            **_NO_OWNER,
         )
-    if company.integration_status is IntegrationStatus.FROZEN and client and application_id:
-        result.unfrozen = await lift_frozen(client, company, application_id)
-    if signed and user is not None:
-        await Company.filter(id=company.id).update(
-            marketplace_user_id=user.id,
-            marketplace_user_name=user.name,
-            marketplace_user_email=user.email,
-            marketplace_user_phone=user.phone,
+        if result.restarted:
+            await companies.drop_api_keys(company.id)
+    if company.integration_status is IntegrationStatus.FROZEN and admission.app_status == ACTIVE:
+        result.unfrozen = await _lift(company, admission.app_status)
+    if signed and user is not None and user.id is not None:
+        result.bound = bool(
+            await Company.filter(id=company.id, marketplace_owner_bound_at__isnull=True).update(
+                marketplace_user_id=user.id,
+                marketplace_user_name=user.name,
+                marketplace_user_email=user.email,
+                marketplace_user_phone=user.phone,
+                marketplace_owner_bound_at=moment,
+            )
         )
     result.company = await Company.get(id=company.id)
+    if signed and user is not None and result.company.marketplace_user_id != user.id:
+        raise RedirectRefused("not_owner", yclients_id, "another user was bound first")
     await audit(
         company.id,
         "registration_started",
@@ -388,8 +594,19 @@ async def register_salon(
         created=result.created,
         restarted=result.restarted,
         unfrozen=result.unfrozen,
+        bound=result.bound,
+        app_status=admission.app_status,
     )
     return result
+
+
+_NO_OWNER: dict[str, Any] = {
+    "marketplace_user_id": None,
+    "marketplace_user_name": None,
+    "marketplace_user_email": None,
+    "marketplace_user_phone": None,
+    "marketplace_owner_bound_at": None,
+}
 
 
 async def lift_frozen(client: YClientsClient, company: Company, application_id: int) -> bool:
@@ -404,11 +621,15 @@ async def lift_frozen(client: YClientsClient, company: Company, application_id: 
     except YClientsError as exc:
         log.warning("salon %s: application status unreadable: %s", company.yclients_id, exc)
         return False
-    if not application_is_active(data):
+    return await _lift(company, application_status(data))
+
+
+async def _lift(company: Company, status: str | None) -> bool:
+    if status != ACTIVE:
         return False
     lifted = await _set_status(company.id, [IntegrationStatus.FROZEN], IntegrationStatus.ACTIVE)
     if lifted:
-        await audit(company.id, "unfrozen", application_status=str(data.get("status")))
+        await audit(company.id, "unfrozen", application_status=status)
         log.info("salon %s: YClients reports the app active again; unfrozen", company.yclients_id)
     return lifted
 
@@ -600,7 +821,9 @@ async def _activate(
         return ActivationResult("not_ready", status, "WhatsApp is not linked yet")
     key, digest = companies.new_api_key()
     # Committed before YClients hears of the key: it must never hold a key we cannot check.
-    await Company.filter(id=company.id).update(api_key_hash=digest)
+    # It stays unconfirmed, beside the keys of earlier attempts whose answer may have been
+    # lost, until YClients is known to hold it (below) or a request proves it.
+    await companies.add_pending_api_key(company.id, digest)
     hook_url = companies.webhook_url(base_url, company)
     details: dict[str, Any] = {"webhook_url_sent": True}
     try:
@@ -608,10 +831,15 @@ async def _activate(
             company.yclients_id, application_id, key, [hook_url]
         )
         details.update(via="callback", http_status=answer.status, location=answer.location)
+        # YClients took this key: it is the salon's; unconfirmed ones from earlier attempts go.
+        await companies.adopt_api_key(company.id, digest)
     except AlreadyInstalled as exc:
         failure = await _confirm_installed(company, client, application_id, exc)
         if failure is not None:
             return await _callback_failed(company, failure)
+        # YClients keeps the key of an earlier attempt whose answer was lost, not this one:
+        # every unconfirmed key keeps working until a request proves one
+        # (companies.company_by_api_key).
         details.update(via="already_installed")
     except YClientsError as exc:
         return await _callback_failed(company, exc.api_message or str(exc), exc.status)
@@ -638,7 +866,7 @@ async def _confirm_installed(
         return read_error.api_message or str(read_error)
     if application_is_active(data):
         return None
-    return exc.api_message or f"the application is {data.get('status')!s} in YClients"
+    return exc.api_message or f"the application is {application_status(data)} in YClients"
 
 
 async def _callback_failed(
@@ -727,6 +955,8 @@ async def _uninstall(company: Company, gateway: WhatsAppGateway | None) -> Lifec
         api_key_hash=None,
         whatsapp_connected=False,
     )
+    if changed:
+        await companies.drop_api_keys(company.id)
     details: dict[str, Any] = {}
     current = await Company.get(id=company.id)
     # By state, not by event: a repeated uninstall logs out again (harmless), and one after a

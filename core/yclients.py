@@ -395,6 +395,22 @@ class YClientsClient:
             priority=priority,
         )
 
+    def bounded(self, timeout: float, max_retries: int = 1) -> YClientsClient:
+        """The same connection pool, limiter and tokens with a shorter bound, for calls made
+        while a person's browser waits."""
+        return YClientsClient(
+            self.base_url,
+            self._partner_token,
+            self._user_token,
+            limiter=self.limiter,
+            rate_limit=None,
+            timeout=min(timeout, self.timeout),
+            max_retries=min(max_retries, self.max_retries),
+            backoff_base=self.backoff_base,
+            backoff_max=min(self.backoff_max, 1.0),
+            http_client=self._http,
+        )
+
     def __repr__(self) -> str:
         return (
             f"YClientsClient({self.base_url!r}, user_token={self._user_token is not None}, "
@@ -546,7 +562,8 @@ class YClientsClient:
         raise error
 
     async def salon_application(self, salon_id: int, application_id: int) -> JSONDict:
-        """The app's installation in a salon (`status`, …); NotFound when it is not installed."""
+        """The app's installation in a salon (`{logs, payments, connection_status: {status,
+        created_at}}`); NotFound when it is not installed."""
         path = f"/marketplace/salon/{salon_id}/application/{application_id}"
         data, _ = await self._call("GET", path)
         return self._expect_dict("GET", path, data)

@@ -24,6 +24,8 @@ ADMIN_DSN = os.environ.get("TEST_POSTGRES_DSN", "postgres://postgres@127.0.0.1:5
 IN_CI = os.environ.get("CI", "").lower() == "true"
 TABLES = (
     "cron_tick",
+    "marketplace_redirect_use",
+    "pending_api_key",
     "whatsapp_chat",
     "staff_invite",
     "ledger_entry",

@@ -1,10 +1,11 @@
 """The YClients Marketplace surface: the registration redirect, the owner's onboarding page and
 its API, the poster, and the lifecycle webhook.
 
-Authentication: the redirect by YClients' signature on `user_data`; the page and its API by
-the onboarding JWT the redirect issued (in the page URL, then as a Bearer header from the
-page's script); the lifecycle webhook by the partner token in its body. Everything the owner
-sees is a page with a sentence, never a stack trace.
+Authentication: the redirect by YClients' signature on `user_data` (which user) plus the
+salon's owner binding and YClients' install status (which salon: core.onboarding.admit_redirect);
+the page and its API by the onboarding JWT the redirect issued (in the page URL, then as a
+Bearer header from the page's script); the lifecycle webhook by the partner token in its body.
+Everything the owner sees is a page with a sentence, never a stack trace.
 """
 
 from __future__ import annotations
@@ -94,7 +95,38 @@ _OFF_TEXT = _(
     "Connecting salons is not set up on this service, so it cannot be done now. There is "
     "nothing to change on your side: please write to the service's support."
 )
-_YCLIENTS_DOWN_TEXT = _("Could not read the salon from YClients ({reason}). Try again in a minute.")
+_YCLIENTS_BUSY_TITLE = _("YClients is not answering")
+_YCLIENTS_BUSY_TEXT = _("Could not reach YClients just now. Try again in a minute.")
+_TOO_MANY_TITLE = _("Too many branches at once")
+_TOO_MANY_TEXT = _(
+    "The request names more than {limit} branches. Connect the app to fewer branches at a time "
+    "in the YClients Marketplace, or contact support."
+)
+_REFUSED_TITLE = _("This salon cannot be opened")
+_NOT_OWNER_TEXT = _(
+    "This salon is already connected to the app by another YClients user. Ask the salon owner "
+    "who connected it, or contact support if the salon is yours."
+)
+_NOT_CONNECTED_TEXT = _(
+    "YClients does not show the app as being connected to this salon. Press «Connect» on the "
+    "app's page in the YClients Marketplace, and you will come back here."
+)
+_NO_SUCH_SALON_TITLE = _("Salon not found")
+_NO_SUCH_SALON_TEXT = _(
+    "YClients has no salon with this number. Open the app again from the YClients Marketplace."
+)
+_NO_USER_TEXT = _(
+    "YClients did not tell us who you are, so the salon cannot be connected. Open the app again "
+    "from the YClients Marketplace, or contact support."
+)
+_REPLAYED_TITLE = _("This link has already been used")
+_REPLAYED_TEXT = _(
+    "This link has already been used. Open the app again from the YClients Marketplace; if you "
+    "see this page again, contact support."
+)
+# How long a browser waits for YClients during the redirect: each call, and all of them.
+REDIRECT_CALL_TIMEOUT = 5.0
+REDIRECT_DEADLINE = 12.0
 
 
 # --- helpers -------------------------------------------------------------------------------------
@@ -207,22 +239,44 @@ def render_qr_svg(value: str) -> str:
 # --- the registration redirect -------------------------------------------------------------------
 
 
+_REFUSALS: dict[str, tuple[str, str, int]] = {
+    "no_user": (_UNSIGNED_TITLE, _NO_USER_TEXT, 403),
+    "not_owner": (_REFUSED_TITLE, _NOT_OWNER_TEXT, 403),
+    "not_connected": (_REFUSED_TITLE, _NOT_CONNECTED_TEXT, 403),
+    "not_found": (_NO_SUCH_SALON_TITLE, _NOT_CONNECTED_TEXT, 404),
+    "unknown_salon": (_NO_SUCH_SALON_TITLE, _NO_SUCH_SALON_TEXT, 404),
+    "replayed": (_REPLAYED_TITLE, _REPLAYED_TEXT, 403),
+    "not_configured": (_OFF_TITLE, _OFF_TEXT, 503),
+}
+
+
 async def registration_redirect(request: web.Request) -> web.StreamResponse:
-    """GET /auth/yclients/redirect: verify, register every branch, 302 to the onboarding page."""
+    """GET /auth/yclients/redirect: verify, confirm ownership, register every branch, 302 to
+    the onboarding page (core.onboarding.admit_redirect says who may open what)."""
     settings = request.app[SETTINGS]
     client = request.app[YCLIENTS]
     if client is None or settings.yclients_partner_token is None:
         return _message(request, _OFF_TITLE, _OFF_TEXT, 503)
-    salon_ids = onboarding.salon_ids_from_query(request.query.items())
+    try:
+        salon_ids = onboarding.salon_ids_from_query(request.query.items())
+    except onboarding.TooManyBranches as exc:
+        log.warning("registration redirect refused: %s", exc)
+        locale = _locale(request)
+        text = gettext(locale, _TOO_MANY_TEXT).format(limit=onboarding.MAX_BRANCHES)
+        nonce = secrets.token_urlsafe(16)
+        page = message_page(locale, gettext(locale, _TOO_MANY_TITLE), text, nonce)
+        return _html(page, nonce, 400)
     if not salon_ids:
         return _message(request, _UNSIGNED_TITLE, _NO_SALON_TEXT, 400)
     user: onboarding.MarketplaceUser | None = None
+    signature: str | None = None
     try:
         user = onboarding.verify_user_data(
             request.query.get("user_data"),
             request.query.get("user_data_sign"),
             settings.yclients_partner_token.get_secret_value(),
         )
+        signature = request.query["user_data_sign"]
     except onboarding.SignatureError as exc:
         if not settings.marketplace_allow_unsigned:
             log.warning("registration redirect for %s refused: %s", salon_ids, exc)
@@ -232,31 +286,41 @@ async def registration_redirect(request: web.Request) -> web.StreamResponse:
             salon_ids,
             exc,
         )
+    user_id = user.id if user else None
     if user is not None and user.salon_ids and not set(salon_ids) <= set(user.salon_ids):
         log.warning(
             "registration redirect: salons %s not in user %s's signed list", salon_ids, user.id
         )
         return _message(request, _UNSIGNED_TITLE, _MISMATCH_TEXT, 403)
+    now = datetime.now(UTC)
     try:
-        # Every branch is read before any is written: a failure leaves nothing half-done.
-        infos = [await client.company(salon_id) for salon_id in salon_ids]
-    except YClientsError as exc:
-        log.warning("registration redirect: reading salons %s failed: %s", salon_ids, exc)
-        locale = _locale(request)
-        reason = exc.api_message or (f"HTTP {exc.status}" if exc.status else "no answer")
-        nonce = secrets.token_urlsafe(16)
-        text = gettext(locale, _YCLIENTS_DOWN_TEXT).format(reason=reason)
-        page = message_page(locale, gettext(locale, _OFF_TITLE), text, nonce)
-        return _html(page, nonce, 502)
-    for info in infos:
-        await onboarding.register_salon(
-            info,
-            user=user,
-            signed=user is not None,
-            branches=salon_ids,
-            client=client,
-            application_id=settings.yclients_app_id,
+        # Every YClients read happens before anything is written, within a bound: the owner's
+        # browser is waiting.
+        admissions = await asyncio.wait_for(
+            onboarding.admit_redirect(
+                salon_ids,
+                user=user,
+                signature=signature,
+                client=client.bounded(REDIRECT_CALL_TIMEOUT),
+                application_id=settings.yclients_app_id,
+                now=now,
+            ),
+            REDIRECT_DEADLINE,
         )
+        for admission in admissions:
+            await onboarding.register_salon(
+                admission, user=user, signed=user is not None, branches=salon_ids, now=now
+            )
+    except onboarding.RedirectRefused as exc:
+        log.warning("registration redirect of user %s refused: %s", user_id, exc)
+        title, text, status = _REFUSALS[exc.reason]
+        return _message(request, title, text, status)
+    except (YClientsError, TimeoutError) as exc:
+        # YClients' own words stay in the log: the page speaks the owner's language.
+        log.warning("registration redirect: YClients unavailable for %s: %s", salon_ids, exc)
+        return _message(request, _YCLIENTS_BUSY_TITLE, _YCLIENTS_BUSY_TEXT, 503)
+    if signature is not None:
+        await onboarding.record_redirect_use(signature, salon_ids, now)
     token = onboarding.issue_token(_secret(request), salon_ids[0], salon_ids)
     raise web.HTTPFound(onboarding_url(token), headers={"Cache-Control": "no-store"})
 

@@ -3,7 +3,7 @@ from tortoise.migrations import operations as ops
 from tortoise import fields
 
 class Migration(migrations.Migration):
-    dependencies = [('models', '0006_inbox_event_company_without_db_constraint')]
+    dependencies = [('models', '0007_owner_binding_redirect_use_pending_keys')]
 
     initial = False
 

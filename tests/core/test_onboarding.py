@@ -19,12 +19,15 @@ from pydantic import SecretStr
 from core import poster
 from core.models import IntegrationStatus
 from core.onboarding import (
+    MAX_BRANCHES,
     TOKEN_AUDIENCE,
     BotUsername,
     SignatureInvalid,
     SignatureMissing,
     TokenInvalid,
+    TooManyBranches,
     application_is_active,
+    application_status,
     decode_user_data,
     encode_user_data,
     issue_token,
@@ -102,6 +105,12 @@ def test_salon_ids_from_the_query() -> None:
     ) == [7, 8]
     assert salon_ids_from_query([("salon_ids[]", "3"), ("salon_ids[]", "4")]) == [3, 4]
     assert salon_ids_from_query([("salon_id", "x"), ("salon_id", "-1"), ("other", "5")]) == []
+    many = [(f"salon_ids[{i}]", str(100 + i)) for i in range(MAX_BRANCHES)]
+    assert salon_ids_from_query(many) == list(range(100, 100 + MAX_BRANCHES))
+    with pytest.raises(TooManyBranches):
+        salon_ids_from_query([*many, ("salon_ids[99]", "999")])
+    # The same branch twice is one branch.
+    assert len(salon_ids_from_query([*many, ("salon_ids[99]", "100")])) == MAX_BRANCHES
 
 
 def test_tokens_round_trip_and_refuse_everything_else() -> None:
@@ -128,6 +137,25 @@ def test_tokens_round_trip_and_refuse_everything_else() -> None:
         with pytest.raises(TokenInvalid) as caught:
             read_token(KEY, bad)
         assert caught.value.expired is (name == "expired"), name
+
+
+def test_application_status_reads_the_documented_connection_status() -> None:
+    def answer(status: str) -> dict[str, object]:
+        return {
+            "logs": [],
+            "payments": [],
+            "connection_status": {"status": status, "created_at": "2026-11-01T10:00:00+03:00"},
+        }
+
+    assert application_status(answer("pending")) == "pending"
+    assert application_status(answer("Active")) == "active"
+    assert application_is_active(answer("active"))
+    assert not application_is_active(answer("pending"))
+    assert not application_is_active(answer("uninstalled"))
+    # An object status wins over anything else at the top level.
+    assert not application_is_active({**answer("pending"), "status": "active"})
+    assert application_status({"connection_status": "active"}) == "active"
+    assert application_status({"connection_status": None}) is None
 
 
 def test_application_status_readings() -> None:

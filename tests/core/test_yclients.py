@@ -400,7 +400,8 @@ async def test_callback_301_with_html_is_success(
     ]
     seen = yc.requests[-1]
     assert seen.headers["Authorization"] == f"Bearer {yc.partner_token}"
-    assert (await client.salon_application(101, APP_ID))["status"] == "active"
+    installation = await client.salon_application(101, APP_ID)
+    assert installation["connection_status"]["status"] == "active"
 
 
 async def test_repeat_callback_raises_already_installed(
@@ -431,16 +432,16 @@ async def test_other_callback_failures_keep_the_api_message(
 async def test_application_status_and_not_installed(
     yc: YClientsEmulator, client: YClientsClient
 ) -> None:
-    yc.install(101, APP_ID)
-    yc.set_application_status(101, APP_ID, "frozen")
+    yc.install(101, APP_ID, status="pending")
+    yc.set_application_status(101, APP_ID, "active")
 
     status = await client.salon_application(101, APP_ID)
 
-    assert (status["salon_id"], status["application_id"], status["status"]) == (
-        101,
-        APP_ID,
-        "frozen",
-    )
+    assert set(status) == {"logs", "payments", "connection_status"}
+    assert status["connection_status"]["status"] == "active"
+    assert status["connection_status"]["created_at"]
+    assert status["logs"][-1]["status_from"] == "pending"
+    assert status["logs"][-1]["status_to"] == "active"
     with pytest.raises(NotFound, match="app is installed"):
         await client.salon_application(102, APP_ID)
 

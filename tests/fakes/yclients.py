@@ -120,6 +120,7 @@ class YClientsEmulator:
         # that needs no sleeping): `gate = asyncio.Event()`, later `gate.set()`.
         self.gate: asyncio.Event | None = None
         self._callback_failure: tuple[int, str] | None = None
+        self._lost_callback_answers = 0
         self._rate_limit: int | None = None
         self._recent: deque[float] = deque()
         self._runner: web.AppRunner | None = None
@@ -319,11 +320,15 @@ class YClientsEmulator:
     def install(
         self, salon_id: int, application_id: int, status: str = "active", **fields: Any
     ) -> JSONDict:
+        """The app's installation in a salon; `status` is `pending` (the owner pressed
+        Connect), `active` or `uninstalled`."""
         installation = {
             "salon_id": salon_id,
             "application_id": application_id,
             "status": status,
+            "created_at": self.clock().isoformat(timespec="seconds"),
             "webhook_urls": [],
+            "api_key": None,
             "logs": [],
             "payments": [],
             **fields,
@@ -331,12 +336,41 @@ class YClientsEmulator:
         self.applications[(salon_id, application_id)] = installation
         return installation
 
+    def press_connect(self, salon_id: int, application_id: int) -> None:
+        """The salon's owner presses Connect in the Marketplace: the installation is `pending`
+        until the partner's activation callback."""
+        current = self.applications.get((salon_id, application_id))
+        if current is None or current["status"] == "uninstalled":
+            self.install(salon_id, application_id, status="pending")
+
     def set_application_status(self, salon_id: int, application_id: int, status: str) -> None:
-        """`frozen`, `uninstalled`, back to `active`: what the partner would read next."""
-        self.applications[(salon_id, application_id)]["status"] = status
+        """`uninstalled`, `pending`, back to `active`: what the partner would read next."""
+        installation = self.applications[(salon_id, application_id)]
+        installation["logs"].append(
+            {
+                "changed_at": self.clock().isoformat(timespec="seconds"),
+                "status_from": installation["status"],
+                "status_to": status,
+                "source": "emulator",
+            }
+        )
+        installation["status"] = status
 
     def uninstall(self, salon_id: int, application_id: int) -> None:
         self.applications.pop((salon_id, application_id), None)
+
+    @staticmethod
+    def application_answer(installation: Mapping[str, Any]) -> JSONDict:
+        """`data` of GET …/application/{aid} in the documented shape: `connection_status` is an
+        object."""
+        return {
+            "logs": list(installation["logs"]),
+            "payments": list(installation["payments"]),
+            "connection_status": {
+                "status": installation["status"],
+                "created_at": installation["created_at"],
+            },
+        }
 
     def calls_to(self, path: str, method: str | None = None) -> int:
         if method is None:
@@ -381,6 +415,11 @@ class YClientsEmulator:
     def fail_callback(self, status: int | None = 422, message: str = "Неверные данные") -> None:
         """Make the activation callback answer `status`; None restores normal behaviour."""
         self._callback_failure = None if status is None else (status, message)
+
+    def lose_callback_answers(self, n: int = 1) -> None:
+        """The next `n` activation callbacks are acted on (the app is installed with the key),
+        but their answer is lost on the way back: the partner sees a 504."""
+        self._lost_callback_answers = n
 
     def reset_faults(self) -> None:
         self._faults.clear()
@@ -598,9 +637,13 @@ class YClientsEmulator:
         if missing or not isinstance(urls, list):
             return _fail(422, f"Не заполнены поля: {', '.join(missing) or 'webhook_urls'}")
         key = (body["salon_id"], body["application_id"])
-        if key in self.applications and self.applications[key]["status"] != "uninstalled":
+        current = self.applications.get(key)
+        if current is not None and current["status"] not in ("uninstalled", "pending"):
             return _fail(403, ALREADY_INSTALLED)
-        self.install(*key, webhook_urls=urls)
+        self.install(*key, webhook_urls=urls, api_key=body["api_key"])
+        if self._lost_callback_answers > 0:
+            self._lost_callback_answers -= 1
+            return web.Response(status=504, text="Gateway Timeout")
         location = f"https://yclients.com/appstore/{key[0]}/applications/{key[1]}/installed"
         return web.Response(
             status=301,
@@ -615,7 +658,7 @@ class YClientsEmulator:
         installation = self.applications.get((salon_id or 0, application_id or 0))
         if installation is None:
             return _fail(404, "Приложение не подключено к филиалу")
-        return web.json_response(envelope(installation))
+        return web.json_response(envelope(self.application_answer(installation)))
 
     async def _application_salons(self, request: web.Request) -> web.Response:
         application_id = _int(request.match_info["application_id"])

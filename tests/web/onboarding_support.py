@@ -66,7 +66,8 @@ def signed_user_data(
     """(user_data, user_data_sign) as YClients sends them: URL-safe base64 without padding that
     does contain `-` or `_` (plain b64decode would drop those and break the signature)."""
     while True:
-        body = {**(user or OWNER), "nonce": secrets.token_hex(3)}
+        # Two nonce lengths, so some length of any user's JSON is not a multiple of 3.
+        body = {**(user or OWNER), "nonce": secrets.token_hex(3 + secrets.randbelow(2))}
         raw = json.dumps(body, ensure_ascii=False).encode()
         encoded = encode_user_data(raw)
         if ("-" in encoded or "_" in encoded) and len(raw) % 3:
@@ -111,10 +112,15 @@ class Bench:
         query = redirect_query(salon_ids, **kwargs)
         return await self.client.get(f"/auth/yclients/redirect?{query}", allow_redirects=False)
 
-    async def register(self, salon_id: int, **kwargs: Any) -> str:
-        """A salon known to YClients goes through the redirect; its onboarding token."""
+    def connect(self, salon_id: int) -> None:
+        """The salon's owner presses Connect in the Marketplace (YClients knows the salon)."""
         if salon_id not in self.yc.companies:
             self.yc.add_company(salon_id, title=f"Салон {salon_id}")
+        self.yc.press_connect(salon_id, APP_ID)
+
+    async def register(self, salon_id: int, **kwargs: Any) -> str:
+        """The owner presses Connect and comes through the redirect; the onboarding token."""
+        self.connect(salon_id)
         response = await self.redirect(salon_id, **kwargs)
         assert response.status == 302, await response.text()
         return token_of(response.headers["Location"])

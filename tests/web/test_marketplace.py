@@ -46,6 +46,7 @@ from tests.web.onboarding_support import (
     Bench,
     ClientFactory,
     open_bench,
+    redirect_query,
     settled,
     signed_user_data,
     token_of,
@@ -106,6 +107,7 @@ async def test_signed_redirect_registers_the_salon_and_issues_an_onboarding_toke
     bench: Bench,
 ) -> None:
     bench.yc.add_company(501, title="Салон «Роза»")
+    bench.connect(501)
     response = await bench.redirect(501)
     assert response.status == 302
     token = token_of(response.headers["Location"])
@@ -116,6 +118,8 @@ async def test_signed_redirect_registers_the_salon_and_issues_an_onboarding_toke
     assert salon.marketplace_user_email == OWNER["email"]
     event = await MarketplaceEvent.get(company_id=salon.id, kind="registration_started")
     assert event.details["signed"] is True and event.details["created"] is True
+    assert event.details["bound"] is True and event.details["app_status"] == "pending"
+    assert salon.marketplace_owner_bound_at is not None
 
     claims = jwt.decode(token, secret(bench), algorithms=["HS256"], audience=TOKEN_AUDIENCE)
     assert claims["sub"] == "501" and claims["purpose"] == TOKEN_PURPOSE
@@ -190,17 +194,26 @@ async def test_unsigned_redirects_pass_only_when_allowed_and_store_no_user(
         assert event.details["signed"] is False
 
 
-async def test_a_salon_unknown_to_yclients_gets_a_page_not_a_trace(bench: Bench) -> None:
+async def test_a_salon_unknown_to_yclients_gets_a_404_page_not_a_trace(bench: Bench) -> None:
     response = await bench.redirect(99999)
-    assert response.status == 502
+    assert response.status == 404
     text = await response.text()
     assert "YClients" in text and "Traceback" not in text
     assert await Company.filter(yclients_id=99999).count() == 0
+    # Installed, yet YClients has no such salon (its data is gone): 404 too, with a sentence.
+    bench.yc.install(99998, APP_ID, status="pending")
+    response = await bench.client.get(
+        "/auth/yclients/redirect?" + redirect_query(99998), allow_redirects=False
+    )
+    assert response.status == 404
+    assert "YClients не знает салона с таким номером" in await response.text()
 
 
 async def test_branches_become_companies_and_link_to_each_other(bench: Bench) -> None:
     bench.yc.add_company(601, title="Роза на Тверской")
     bench.yc.add_company(602, title="Роза на Арбате")
+    bench.connect(601)
+    bench.connect(602)
     response = await bench.redirect([601, 602])
     assert response.status == 302
     token = token_of(response.headers["Location"])
@@ -445,9 +458,10 @@ async def test_already_installed_is_resolved_by_reading_the_application_status(
     token = await bench.register(522)
     await bench.link_whatsapp(522, token)
     bench.yc.install(522, APP_ID, status="active")
+    reads = bench.yc.calls_to(f"/marketplace/salon/522/application/{APP_ID}")
     status, body = await bench.activate(token)
     assert (status, body["outcome"]) == (200, "activated")
-    assert bench.yc.calls_to(f"/marketplace/salon/522/application/{APP_ID}") == 1
+    assert bench.yc.calls_to(f"/marketplace/salon/522/application/{APP_ID}") == reads + 1
     salon = await company(522)
     event = await MarketplaceEvent.get(company_id=salon.id, kind="activated")
     assert event.details["via"] == "already_installed"
@@ -466,7 +480,13 @@ async def test_activation_without_app_id_is_refused_clearly(
     async with open_bench(
         aiohttp_client, settings, settings_update={"yclients_app_id": None}
     ) as bench:
-        token = await bench.register(524)
+        # Without the app id nothing can confirm who owns a salon: not even registered.
+        bench.connect(524)
+        response = await bench.redirect(524)
+        assert response.status == 503
+        assert await Company.filter(yclients_id=524).count() == 0
+        token = issue_token(secret(bench), 524)
+        await Company.create(yclients_id=524, hook_token="hook-524")
         status, body = await bench.activate(token)
         assert (status, body["outcome"]) == (503, "not_configured")
         assert bench.yc.callbacks == []

@@ -86,6 +86,7 @@ async def test_owner_links_whatsapp_and_activates_in_a_real_browser(
         async_playwright() as playwright,
     ):
         bench.yc.add_company(SALON, title="Салон «Роза»")
+        bench.connect(SALON)
         browser = await playwright.chromium.launch(
             executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True
         )
