@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 from core.settings import Settings
+
+# What /health says of a part: on and working, off by configuration, or on and failing to
+# reach its outside system (core.health.PartStates).
+State = Literal["ok", "off", "failing"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -12,6 +17,11 @@ class Part:
     name: str
     enabled: bool
     reason: str
+
+    @property
+    def state(self) -> State:
+        """As configured; a running part that cannot reach its system is `failing` instead."""
+        return "ok" if self.enabled else "off"
 
 
 def parts(settings: Settings) -> list[Part]:

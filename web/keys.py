@@ -12,6 +12,8 @@ from aiohttp import web
 from bot.companies import SessionCompanies
 from bot.telegram.dispatcher import TelegramBot
 from bot.whatsapp.channel import WhatsAppBot
+from core.backoff import BackoffPolicy, Clock
+from core.health import PartStates
 from core.inbox import Handler, InboxPolicy
 from core.notifications import Notifier
 from core.onboarding import BotUsername
@@ -60,3 +62,10 @@ TELEGRAM: web.AppKey[TelegramBot | None] = web.AppKey("telegram")
 WHATSAPP_BOT: web.AppKey[WhatsAppBot | None] = web.AppKey("whatsapp_bot")
 # Which salon each WhatsApp gateway session belongs to, as the webhook looks it up.
 WHATSAPP_SESSIONS = web.AppKey("whatsapp_sessions", SessionCompanies)
+# Where the channels' retry loops read the time and sleep (tests move it by hand), and how
+# they back off while their outside system is down.
+CLOCK = web.AppKey("clock", Clock)
+BACKOFF = web.AppKey("backoff", BackoffPolicy)
+# What each running part last found out about its outside system (/health); set by
+# web.app.part_states_ctx, written by the channels.
+PART_STATES = web.AppKey("part_states", PartStates)
