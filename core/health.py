@@ -42,10 +42,11 @@ class PartStates:
         self._now = now
         self._failures: dict[str, Failure] = {}
 
-    def failing(self, name: str, reason: str, error: str) -> None:
+    def failing(self, name: str, reason: str, error: str, *, retried: bool = True) -> None:
         current = self._failures.get(name)
         if current is None:
-            log.warning("%s is down: %s (%s); retrying with backoff", name, reason, error)
+            then = "retrying with backoff" if retried else "not retried"
+            log.warning("%s is down: %s (%s); %s", name, reason, error, then)
             self._failures[name] = Failure(reason, error, self._now())
         else:
             self._failures[name] = Failure(reason, error, current.since)

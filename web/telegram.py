@@ -141,10 +141,7 @@ async def _keep_running(app: web.Application, bot: Bot, dp: Dispatcher, i18n: I1
             raise
         except TelegramUnauthorizedError as exc:
             # A token Telegram refuses does not heal by waiting: only a new one and a restart.
-            states.failing(
-                PART, "the Bot API refuses TELEGRAM_BOT_TOKEN (ask @BotFather)", _err(exc)
-            )
-            log.error("telegram: the bot stays off until TELEGRAM_BOT_TOKEN is fixed")
+            states.failing(PART, REFUSED, _err(exc), retried=False)
             return
         except Exception as exc:
             states.failing(PART, _REASONS.get(step, "the Bot API fails"), f"{step}: {_err(exc)}")
@@ -153,6 +150,7 @@ async def _keep_running(app: web.Application, bot: Bot, dp: Dispatcher, i18n: I1
 
 
 PART = "telegram"
+REFUSED = "the Bot API refuses TELEGRAM_BOT_TOKEN: get the right one from @BotFather and restart"
 _REASONS = {
     "getMe": "cannot reach the Bot API",
     "deleteWebhook": "cannot clear the old webhook before polling",
