@@ -2,14 +2,18 @@
 
 Dead inbox events (webhooks that failed `max_attempts` times) make the status "degraded" but
 not a failure: the process itself is healthy and restarting it would not revive them, so
-/health still answers 200 — the count is there for monitoring to alert on.
+/health still answers 200 — the count is there for monitoring to alert on. A configured part
+that cannot reach its outside system (the Bot API, the WhatsApp gateway) degrades the status the
+same way: its channel retries with backoff (core.backoff) and reports into `PartStates`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -18,10 +22,65 @@ from redis.exceptions import AuthenticationError as RedisAuthenticationError
 from redis.exceptions import RedisError
 
 from core import db, inbox
-from core.parts import parts
+from core.backoff import utcnow
+from core.parts import Part, parts
 from core.settings import Settings
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Failure:
+    # What the part cannot do, in words; `error` is what the outside system or network said.
+    reason: str
+    error: str
+    since: datetime
+
+
+class PartStates:
+    """What each running part last found out about its outside system, for /health.
+
+    One per process (web.keys.PART_STATES). A part that goes down is logged once (WARNING) and
+    one that comes back once (INFO), however often its retry loop reports in between.
+    """
+
+    def __init__(self, now: Callable[[], datetime] = utcnow) -> None:
+        self._now = now
+        self._failures: dict[str, Failure] = {}
+
+    def failing(self, name: str, reason: str, error: str, *, retried: bool = True) -> None:
+        current = self._failures.get(name)
+        if current is None:
+            then = "retrying with backoff" if retried else "not retried"
+            log.warning("%s is down: %s (%s); %s", name, reason, error, then)
+            self._failures[name] = Failure(reason, error, self._now())
+        else:
+            self._failures[name] = Failure(reason, error, current.since)
+
+    def ok(self, name: str) -> None:
+        failure = self._failures.pop(name, None)
+        if failure is not None:
+            log.info("%s is back (down since %s)", name, iso_utc(failure.since))
+
+    def failure(self, name: str) -> Failure | None:
+        return self._failures.get(name)
+
+
+def iso_utc(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def describe(part: Part, failure: Failure | None) -> dict[str, Any]:
+    """One entry of /health's `parts` (and of /marketplace/health's `services`)."""
+    if part.enabled and failure is not None:
+        return {
+            "enabled": True,
+            "state": "failing",
+            "reason": failure.reason,
+            "error": failure.error,
+            "since": iso_utc(failure.since),
+        }
+    return {"enabled": part.enabled, "state": part.state, "reason": part.reason}
 
 
 @dataclass(slots=True)
@@ -40,7 +99,8 @@ class Health:
 
     @property
     def degraded(self) -> bool:
-        return bool(self.inbox and self.inbox.get("dead"))
+        failing = any(p.get("state") == "failing" for p in self.parts.values())
+        return failing or bool(self.inbox and self.inbox.get("dead"))
 
     def as_dict(self) -> dict[str, Any]:
         status = "fail" if not self.ok else "degraded" if self.degraded else "ok"
@@ -60,7 +120,9 @@ class Health:
         }
 
 
-async def collect(settings: Settings) -> Health:
+async def collect(settings: Settings, states: PartStates | None = None) -> Health:
+    """`states` from the running process; without it (`salonbot check`) parts are as
+    configured."""
     backend = "postgres" if settings.uses_postgres else "sqlite"
     try:
         await db.ping()
@@ -81,7 +143,7 @@ async def collect(settings: Settings) -> Health:
         backend=backend,
         pending_migrations=pending,
         parts={
-            p.name: {k: v for k, v in asdict(p).items() if k != "name"} for p in parts(settings)
+            p.name: describe(p, states.failure(p.name) if states else None) for p in parts(settings)
         },
         inbox=inbox_counts,
     )

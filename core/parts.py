@@ -9,8 +9,13 @@ too, but start-up says so at WARNING and `salonbot check` fails, naming the vari
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 from core.settings import PUBLIC_TELEGRAM_API, Settings
+
+# What /health says of a part: on and working, off by configuration, or on and failing to
+# reach its outside system (core.health.PartStates).
+State = Literal["ok", "off", "failing"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -18,6 +23,11 @@ class Part:
     name: str
     enabled: bool
     reason: str
+
+    @property
+    def state(self) -> State:
+        """As configured; a running part that cannot reach its system is `failing` instead."""
+        return "ok" if self.enabled else "off"
 
 
 @dataclass(frozen=True, slots=True)

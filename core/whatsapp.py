@@ -313,7 +313,7 @@ class WhatsAppGateway(Protocol):
 
     async def logout(self, name: str) -> SessionInfo: ...
 
-    async def ping(self) -> None: ...
+    async def ping(self, *, retries: int | None = None) -> None: ...
 
     async def send_text(
         self, session: str, chat_id: str, text: str, reply_to: str | None = None
@@ -501,9 +501,10 @@ class WahaGateway:
         """Unlink the phone; a running session comes back waiting for a new QR."""
         return await self._session_action(name, "logout")
 
-    async def ping(self) -> None:
-        """Returns when the gateway answers and accepts our API key; a GatewayError if not."""
-        response = await self._call("GET", "/api/sessions", idempotent=True)
+    async def ping(self, *, retries: int | None = None) -> None:
+        """Returns when the gateway answers and accepts our API key; a GatewayError if not.
+        `retries=0` for a caller that backs off by itself (web.whatsapp_channel)."""
+        response = await self._call("GET", "/api/sessions", idempotent=True, retries=retries)
         # A 404 here means the URL is not a WAHA API at all.
         self._check(response, "list sessions", not_found=GatewayUnavailable)
 
@@ -625,8 +626,10 @@ class WahaGateway:
         body: Mapping[str, Any] | None = None,
         params: Mapping[str, str] | None = None,
         idempotent: bool,
+        retries: int | None = None,
     ) -> _Answer:
-        attempts = self._retries + 1 if idempotent else 1
+        retries = self._retries if retries is None else retries
+        attempts = retries + 1 if idempotent else 1
         for attempt in range(attempts):
             try:
                 async with self._http().request(

@@ -13,6 +13,8 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from core import db, inbox
+from core.backoff import BackoffPolicy, Clock
+from core.health import PartStates
 from core.notifications import LoggingNotifier
 from core.onboarding import BotUsername
 from core.parts import half_configured, parts
@@ -25,14 +27,17 @@ from web.edge import DEFAULT_BODY_TIMEOUT
 from web.home import setup_routes as setup_home_routes
 from web.inbox_worker import inbox_worker_ctx
 from web.keys import (
+    BACKOFF,
     BODY_TIMEOUT,
     BOT_USERNAME,
+    CLOCK,
     INBOX_HANDLERS,
     INBOX_POLICY,
     INBOX_WAKEUP,
     METRICS,
     NOTIFIER,
     ONBOARDING_POLL_MS,
+    PART_STATES,
     SETTINGS,
     WHATSAPP,
     YCLIENTS,
@@ -71,9 +76,14 @@ def create_app(settings: Settings) -> web.Application:
     app[BOT_USERNAME] = BotUsername(settings)
     app[ONBOARDING_POLL_MS] = 3000
     app[BODY_TIMEOUT] = DEFAULT_BODY_TIMEOUT
+    # Tests replace these before start-up to move the channels' time by hand.
+    app[CLOCK] = Clock()
+    app[BACKOFF] = BackoffPolicy()
 
     app.cleanup_ctx.append(orm_ctx)
     app.cleanup_ctx.append(announce_parts_ctx)
+    # Before the channels, which report into it.
+    app.cleanup_ctx.append(part_states_ctx)
     app.cleanup_ctx.append(yclients_ctx)
     app.cleanup_ctx.append(whatsapp_ctx)
     # Replaces the notifier with one that routes notices to the client's chat channel.
@@ -134,6 +144,11 @@ async def announce_parts_ctx(app: web.Application) -> AsyncIterator[None]:
         if not part.enabled:
             level = logging.WARNING if part.name in half else logging.INFO
             log.log(level, "%s %s", part.name, part.reason)
+    yield
+
+
+async def part_states_ctx(app: web.Application) -> AsyncIterator[None]:
+    app[PART_STATES] = PartStates(now=app[CLOCK].now)
     yield
 
 

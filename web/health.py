@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from typing import Any
 
 from aiohttp import web
 
 from core import health
 from core.whatsapp import GatewayError
-from web.keys import SETTINGS, WHATSAPP
+from web.keys import PART_STATES, SETTINGS, WHATSAPP
+from web.whatsapp_channel import PART as WHATSAPP_PART
+from web.whatsapp_channel import gateway_failing
 
 log = logging.getLogger(__name__)
 
@@ -17,28 +20,35 @@ GATEWAY_TIMEOUT = 5.0
 
 
 async def health_handler(request: web.Request) -> web.Response:
-    report = await health.collect(request.app[SETTINGS])
+    report = await health.collect(request.app[SETTINGS], request.app[PART_STATES])
     return web.json_response(report.as_dict(), status=200 if report.ok else 503)
 
 
 async def marketplace_health_handler(request: web.Request) -> web.Response:
-    """The same facts in the shape the marketplace integration reports."""
-    settings = request.app[SETTINGS]
-    report = await health.collect(settings)
-    services = {"database": "ok" if report.ok else "error"}
-    for name, part in report.parts.items():
-        services[name] = "ok" if part["enabled"] else "disabled"
-    gateway = request.app.get(WHATSAPP)
+    """The same facts per service; the WhatsApp gateway is asked now (the answer also goes to
+    /health's state), the other parts as their channels last found them."""
+    app = request.app
+    settings = app[SETTINGS]
+    states = app[PART_STATES]
+    gateway = app.get(WHATSAPP)
     if gateway is not None:
         try:
             await asyncio.wait_for(gateway.ping(), GATEWAY_TIMEOUT)
         except (GatewayError, TimeoutError) as exc:
-            log.warning("marketplace health: the WhatsApp gateway does not answer: %s", exc)
-            services["whatsapp"] = "error"
-    # A gateway outage degrades the service but is no reason to restart this process.
-    degraded = services.get("whatsapp") == "error"
+            gateway_failing(states, exc)
+        else:
+            states.ok(WHATSAPP_PART)
+    report = await health.collect(settings, states)
+    database: dict[str, Any] = {"state": "ok" if report.ok else "failing"}
+    if not report.ok:
+        database["reason"] = (
+            "unapplied migrations" if report.database_ok else "the database cannot be reached"
+        )
+        database["error"] = report.database_error or ", ".join(report.pending_migrations)
+    services = {"database": database, **report.parts}
+    # A failing part degrades the service but is no reason to restart this process.
     body = {
-        "status": "error" if not report.ok else "degraded" if degraded else "ok",
+        "status": "error" if not report.ok else "degraded" if report.degraded else "ok",
         "environment": settings.environment,
         "services": services,
     }

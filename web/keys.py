@@ -13,6 +13,8 @@ from aiohttp import web
 from bot.companies import SessionCompanies
 from bot.telegram.dispatcher import TelegramBot
 from bot.whatsapp.channel import WhatsAppBot
+from core.backoff import BackoffPolicy, Clock
+from core.health import PartStates
 from core.inbox import Handler, InboxPolicy
 from core.notifications import Notifier
 from core.onboarding import BotUsername
@@ -68,3 +70,10 @@ WHATSAPP_BOT: web.AppKey[WhatsAppBot | None] = web.AppKey("whatsapp_bot")
 WHATSAPP_SESSIONS = web.AppKey("whatsapp_sessions", SessionCompanies)
 # The syncs asked for over the API, one job per salon (web.sync_jobs.sync_jobs_ctx).
 SYNC_JOBS: web.AppKey[SyncJobs] = web.AppKey("sync_jobs")
+# Where the channels' retry loops read the time and sleep (tests move it by hand), and how
+# they back off while their outside system is down.
+CLOCK = web.AppKey("clock", Clock)
+BACKOFF = web.AppKey("backoff", BackoffPolicy)
+# What each running part last found out about its outside system (/health); set by
+# web.app.part_states_ctx, written by the channels.
+PART_STATES = web.AppKey("part_states", PartStates)

@@ -1,6 +1,7 @@
 """The Telegram bot inside the web process: polling as a task, or webhook updates on
 POST /webhook/telegram/{secret}. Off (app[TELEGRAM] is None) without a token; core.parts has
-already said why in the log.
+already said why in the log. While the Bot API cannot be reached the bot retries with backoff
+in the background and /health says `failing`.
 """
 
 from __future__ import annotations
@@ -12,7 +13,21 @@ import logging
 from collections.abc import AsyncIterator
 
 from aiogram import Bot, Dispatcher
+from aiogram.client.session.middlewares.base import (
+    BaseRequestMiddleware,
+    NextRequestMiddlewareType,
+)
+from aiogram.exceptions import (
+    TelegramAPIError,
+    TelegramNetworkError,
+    TelegramServerError,
+    TelegramUnauthorizedError,
+)
+from aiogram.methods import GetUpdates, Response, TelegramMethod
+from aiogram.methods.base import TelegramType
 from aiogram.types import Update
+from aiogram.utils.backoff import BackoffConfig
+from aiogram.utils.i18n import I18n
 from aiohttp import web
 from pydantic import ValidationError
 
@@ -29,9 +44,11 @@ from bot.telegram.dispatcher import (
     webhook_token,
 )
 from bot.telegram.notifier import TelegramNotifier
+from core.backoff import Backoff
+from core.health import PartStates
 from core.parts import parts
 from web.edge import BodyRefused, ascii_header, read_json, refused_response
-from web.keys import NOTIFIER, SETTINGS, TELEGRAM
+from web.keys import BACKOFF, CLOCK, NOTIFIER, PART_STATES, SETTINGS, TELEGRAM
 
 log = logging.getLogger(__name__)
 
@@ -65,44 +82,138 @@ async def telegram_ctx(app: web.Application) -> AsyncIterator[None]:
     dialog = Dialog(notifier, companies)
     dp = build_dispatcher(dialog, storage=storage, i18n=i18n)
     app[TELEGRAM] = TelegramBot(bot, dp, dialog, webhook_token(settings))
-    try:
-        await set_commands(bot, i18n)
-    except Exception as exc:
-        # Telegram unreachable at start-up: the bot still answers once it is back.
-        log.warning("telegram: could not set the command menu: %s", exc)
-    polling: asyncio.Task[None] | None = None
-    if settings.telegram_mode == "polling":
-        polling = asyncio.create_task(_poll(dp, bot), name="telegram-polling")
-    else:
-        await _set_webhook(app, bot, dp)
+    polling = settings.telegram_mode == "polling"
+    quiet = _QuietPollingLog()
+    if polling:
+        bot.session.middleware(_WatchUpdates(app[PART_STATES]))
+        logging.getLogger("aiogram.dispatcher").addFilter(quiet)
+    # In the background: the app serves (and /health tells) while Telegram is unreachable.
+    running = asyncio.create_task(_keep_running(app, bot, dp, i18n), name="telegram")
     yield
     # The inbox worker (listed after this context) has stopped by now: nothing notifies.
-    if polling is not None:
-        await _stop_polling(dp, polling)
+    await _stop(dp, running, polling=polling)
+    logging.getLogger("aiogram.dispatcher").removeFilter(quiet)
     await dp.storage.close()
     await bot.session.close()
 
 
-async def _poll(dp: Dispatcher, bot: Bot) -> None:
+async def _keep_running(app: web.Application, bot: Bot, dp: Dispatcher, i18n: I18n) -> None:
+    """Start-up (getMe, the command menu, then deleteWebhook or setWebhook), retried with
+    capped, jittered backoff until it succeeds, then polling for the rest of the process.
+
+    Once polling runs, aiogram's own loop backs off while getUpdates fails (with the same
+    policy, on its own clock) and `_WatchUpdates` reports it; only start-up stopped for good
+    before, since aiogram's polling begins with a getMe it does not retry.
+    """
+    settings = app[SETTINGS]
+    states = app[PART_STATES]
+    policy = app[BACKOFF]
+    backoff = Backoff(policy, app[CLOCK])
+    while True:
+        step = "getMe"
+        try:
+            await bot.me()  # cached from here on, so aiogram's polling does not ask again
+            step = "setMyCommands"
+            await _set_commands(bot, i18n)
+            if settings.telegram_mode == "polling":
+                # A webhook left behind would make getUpdates fail with 409.
+                step = "deleteWebhook"
+                await bot.delete_webhook(drop_pending_updates=False)
+                states.ok(PART)
+                backoff.reset()
+                log.info("telegram: polling %s", bot.session.api.base.split("/bot", 1)[0])
+                step = "getUpdates"
+                await dp.start_polling(
+                    bot,
+                    handle_signals=False,
+                    close_bot_session=False,
+                    polling_timeout=POLLING_TIMEOUT,
+                    backoff_config=BackoffConfig(
+                        min_delay=policy.first,
+                        max_delay=policy.cap,
+                        factor=policy.factor,
+                        jitter=policy.jitter,
+                    ),
+                )
+                return  # stopped on purpose (shutdown)
+            step = "setWebhook"
+            await _set_webhook(app, bot, dp)
+            states.ok(PART)
+            return  # Telegram sends the updates from here on
+        except asyncio.CancelledError:
+            raise
+        except TelegramUnauthorizedError as exc:
+            # A token Telegram refuses does not heal by waiting: only a new one and a restart.
+            states.failing(PART, REFUSED, _err(exc), retried=False)
+            return
+        except Exception as exc:
+            states.failing(PART, _REASONS.get(step, "the Bot API fails"), f"{step}: {_err(exc)}")
+            log.debug("telegram: %s failed", step, exc_info=True)
+        await backoff.wait()
+
+
+PART = "telegram"
+REFUSED = "the Bot API refuses TELEGRAM_BOT_TOKEN: get the right one from @BotFather and restart"
+_REASONS = {
+    "getMe": "cannot reach the Bot API",
+    "deleteWebhook": "cannot clear the old webhook before polling",
+    "getUpdates": "polling stopped",
+    "setWebhook": "cannot register the webhook, so no updates arrive",
+}
+
+
+def _err(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"
+
+
+async def _set_commands(bot: Bot, i18n: I18n) -> None:
+    """The command menu is a convenience: a Bot API that refuses it (but answered getMe) must
+    not keep the bot from answering."""
     try:
-        # A webhook left behind would make getUpdates fail with 409.
-        await bot.delete_webhook(drop_pending_updates=False)
-    except Exception as exc:
-        log.warning("telegram: deleteWebhook failed (%s); polling anyway", exc)
-    try:
-        log.info("telegram: polling %s", bot.session.api.base.split("/bot", 1)[0])
-        await dp.start_polling(
-            bot, handle_signals=False, close_bot_session=False, polling_timeout=POLLING_TIMEOUT
-        )
-    except asyncio.CancelledError:
+        await set_commands(bot, i18n)
+    except (TelegramNetworkError, TelegramServerError):
         raise
-    except Exception:
-        # A wrong token (getMe 401) ends polling; the process and its other parts stay up.
-        log.exception("telegram: polling stopped")
+    except TelegramAPIError as exc:
+        log.warning("telegram: could not set the command menu: %s", exc)
 
 
-async def _stop_polling(dp: Dispatcher, task: asyncio.Task[None]) -> None:
-    if not task.done():
+class _WatchUpdates(BaseRequestMiddleware):
+    """Tells PartStates whether getUpdates works while aiogram's polling loop retries it."""
+
+    def __init__(self, states: PartStates) -> None:
+        self.states = states
+
+    async def __call__(
+        self,
+        make_request: NextRequestMiddlewareType[TelegramType],
+        bot: Bot,
+        method: TelegramMethod[TelegramType],
+    ) -> Response[TelegramType]:
+        # A flag, not a narrowing isinstance: make_request wants the generic method type.
+        polls = isinstance(method, GetUpdates)
+        if not polls:
+            return await make_request(bot, method)
+        try:
+            response = await make_request(bot, method)
+        except Exception as exc:
+            self.states.failing(PART, "cannot fetch updates", f"getUpdates: {_err(exc)}")
+            raise
+        self.states.ok(PART)
+        return response
+
+
+class _QuietPollingLog(logging.Filter):
+    """aiogram logs every failed getUpdates and every sleep (and the reconnect); PartStates
+    says it once each way instead."""
+
+    PREFIXES = ("Failed to fetch updates", "Sleep for ", "Connection established")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (isinstance(record.msg, str) and record.msg.startswith(self.PREFIXES))
+
+
+async def _stop(dp: Dispatcher, task: asyncio.Task[None], *, polling: bool) -> None:
+    if polling and not task.done():
         with contextlib.suppress(RuntimeError, TimeoutError):
             # RuntimeError: polling never got as far as starting.
             await asyncio.wait_for(dp.stop_polling(), timeout=5)
@@ -116,15 +227,12 @@ async def _set_webhook(app: web.Application, bot: Bot, dp: Dispatcher) -> None:
     assert settings.telegram_webhook_secret is not None
     secret = settings.telegram_webhook_secret.get_secret_value()
     url = settings.base_url + WEBHOOK_PATH.format(secret=secret)
-    try:
-        await bot.set_webhook(
-            url,
-            secret_token=webhook_token(settings),
-            allowed_updates=dp.resolve_used_update_types(),
-        )
-        log.info("telegram: webhook set to %s/webhook/telegram/…", settings.base_url)
-    except Exception as exc:
-        log.error("telegram: setWebhook failed: %s (updates will not arrive)", exc)
+    await bot.set_webhook(
+        url,
+        secret_token=webhook_token(settings),
+        allowed_updates=dp.resolve_used_update_types(),
+    )
+    log.info("telegram: webhook set to %s/webhook/telegram/…", settings.base_url)
 
 
 async def telegram_webhook_handler(request: web.Request) -> web.Response:

@@ -1,10 +1,14 @@
 """The WhatsApp channel inside the web process: the Outbox, the channel (bot.whatsapp) and its
 notifier plugged into the router of balance notices, and the inbox handler for source
-`whatsapp`. Off (app[WHATSAPP_BOT] is None) while the gateway is not configured.
+`whatsapp`. Off (app[WHATSAPP_BOT] is None) while the gateway is not configured. A watch asks
+the gateway every minute while it works and with capped backoff while it does not, so /health
+and the log (once down, once back) follow it.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 
@@ -18,12 +22,30 @@ from bot.whatsapp.channel import WhatsAppBot
 from bot.whatsapp.notifier import WhatsAppNotifier
 from bot.whatsapp.outbox import Manners, Outbox
 from core import onboarding
+from core.backoff import Backoff
+from core.health import PartStates
 from core.inbox import Handler
 from core.ledger import LedgerResult
 from core.models import InboxEvent
-from web.keys import METRICS, NOTIFIER, SETTINGS, WHATSAPP, WHATSAPP_BOT
+from core.whatsapp import GatewayError, GatewayUnauthorized, WhatsAppGateway
+from web.keys import (
+    BACKOFF,
+    CLOCK,
+    METRICS,
+    NOTIFIER,
+    PART_STATES,
+    SETTINGS,
+    WHATSAPP,
+    WHATSAPP_BOT,
+)
 
 log = logging.getLogger(__name__)
+
+PART = "whatsapp"
+GATEWAY_DOWN = "the WhatsApp gateway does not answer"
+GATEWAY_REFUSES = "the WhatsApp gateway refuses WHATSAPP_GATEWAY_API_KEY"
+# How often a gateway that works is asked whether it still does.
+GATEWAY_CHECK_EVERY = 60.0
 
 
 async def whatsapp_channel_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -55,8 +77,37 @@ async def whatsapp_channel_ctx(app: web.Application) -> AsyncIterator[None]:
         notifier = RoutingNotifier({CHANNEL.name: WhatsAppNotifier(outbox)}, fallback=notifier)
         app[NOTIFIER] = notifier
     app[WHATSAPP_BOT] = WhatsAppBot(gateway, outbox, Dialog(notifier, notifier.companies))
+    watch = asyncio.create_task(
+        watch_gateway(gateway, app[PART_STATES], Backoff(app[BACKOFF], app[CLOCK])),
+        name="whatsapp-gateway-watch",
+    )
     yield
+    watch.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await watch
     await outbox.close()
+
+
+def gateway_failing(states: PartStates, exc: Exception) -> None:
+    reason = GATEWAY_REFUSES if isinstance(exc, GatewayUnauthorized) else GATEWAY_DOWN
+    states.failing(PART, reason, f"{type(exc).__name__}: {exc}")
+
+
+async def watch_gateway(gateway: WhatsAppGateway, states: PartStates, backoff: Backoff) -> None:
+    """Runs as long as the process: the gateway's state for /health. Sending needs no restart
+    after an outage (each message is its own request), so knowing is the healing here; the
+    sessions themselves are the watchdog's (core.watchdog)."""
+    while True:
+        try:
+            await gateway.ping(retries=0)
+        except GatewayError as exc:
+            gateway_failing(states, exc)
+            log.debug("WhatsApp gateway ping failed", exc_info=True)
+            await backoff.wait()
+            continue
+        states.ok(PART)
+        backoff.reset()
+        await backoff.clock.sleep(GATEWAY_CHECK_EVERY)
 
 
 def inbox_handlers(app: web.Application) -> dict[str, Handler]:

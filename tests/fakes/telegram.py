@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import socket
 import time
 from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass, field
@@ -247,7 +248,16 @@ class FakeBotAPI:
         self._arrived = asyncio.Event()
         self._runner: web.AppRunner | None = None
         self._called = asyncio.Event()
+        self._reserved: socket.socket | None = None
         self.url = ""
+
+    def reserve(self) -> str:
+        """A Bot API that is down: `url` is known, but nothing listens there (connections are
+        refused) until `start()` serves on that very port."""
+        self._reserved = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self._reserved.bind(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self._reserved.getsockname()[1]}"
+        return self.url
 
     async def start(self) -> FakeBotAPI:
         app = web.Application(client_max_size=20 * 1024 * 1024)
@@ -255,6 +265,9 @@ class FakeBotAPI:
         app.router.add_get("/bot{token}/{method}", self._handle)
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=1)
         await self._runner.setup()
+        if self._reserved is not None:
+            await web.SockSite(self._runner, self._reserved).start()
+            return self
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
         await site.start()
         port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
@@ -264,6 +277,8 @@ class FakeBotAPI:
     async def close(self) -> None:
         if self._runner is not None:
             await self._runner.cleanup()
+        elif self._reserved is not None:
+            self._reserved.close()
 
     async def __aenter__(self) -> FakeBotAPI:
         return await self.start()

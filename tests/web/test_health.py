@@ -1,13 +1,17 @@
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient
+from pydantic import SecretStr
 
 from core.settings import Settings
+from tests.fakes.clock import FakeClock
 from web.app import create_app
+from web.keys import CLOCK, PART_STATES
 
 ClientFactory = Callable[..., Awaitable[TestClient[Any, Any]]]
 
@@ -24,6 +28,7 @@ async def test_health_reports_database_migrations_and_parts(
     assert body["migrations"] == {"current": True, "pending": []}
     assert body["parts"]["telegram"] == {
         "enabled": False,
+        "state": "off",
         "reason": "off: TELEGRAM_BOT_TOKEN not set (the Telegram bot)",
     }
 
@@ -33,8 +38,65 @@ async def test_marketplace_health_shape(aiohttp_client: ClientFactory, settings:
     body = await (await client.get("/marketplace/health")).json()
     assert set(body) == {"status", "environment", "services"}
     assert body["status"] == "ok" and body["environment"] == "development"
-    assert body["services"]["database"] == "ok"
-    assert body["services"]["whatsapp"] == "disabled"
+    assert body["services"]["database"] == {"state": "ok"}
+    assert body["services"]["whatsapp"] == {
+        "enabled": False,
+        "state": "off",
+        "reason": "off: WHATSAPP_GATEWAY_URL, WHATSAPP_GATEWAY_API_KEY, WHATSAPP_WEBHOOK_HMAC_KEY "
+        "not set (the WhatsApp channel)",
+    }
+
+
+async def test_a_failing_part_degrades_both_health_answers_until_it_is_back(
+    aiohttp_client: ClientFactory, settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    clock = FakeClock()
+    app = create_app(settings.model_copy(update={"yclients_partner_token": SecretStr("p")}))
+    app[CLOCK] = clock.clock()
+    client = await aiohttp_client(app)
+    states = app[PART_STATES]
+    on = {"enabled": True, "state": "ok", "reason": "on"}
+    assert (await (await client.get("/health")).json())["parts"]["yclients"] == on
+
+    states.failing("yclients", "cannot reach YClients", "ClientConnectorError: refused")
+    clock.advance(30)
+    states.failing("yclients", "cannot reach YClients", "TimeoutError: ")
+    # A part that is off stays off, whatever is reported for it.
+    states.failing("telegram", "cannot reach the Bot API", "refused")
+    failing = {
+        "enabled": True,
+        "state": "failing",
+        "reason": "cannot reach YClients",
+        "error": "TimeoutError: ",
+        "since": "2026-11-01T09:00:00Z",
+    }
+    response = await client.get("/health")
+    assert response.status == 200
+    body = await response.json()
+    assert body["status"] == "degraded"
+    assert body["parts"]["yclients"] == failing
+    assert body["parts"]["telegram"]["state"] == "off"
+    response = await client.get("/marketplace/health")
+    assert response.status == 200
+    body = await response.json()
+    assert body["status"] == "degraded"
+    assert body["services"]["yclients"] == failing
+    assert body["services"]["database"] == {"state": "ok"}
+
+    states.ok("yclients")
+    body = await (await client.get("/health")).json()
+    assert body["status"] == "ok" and body["parts"]["yclients"] == on
+    body = await (await client.get("/marketplace/health")).json()
+    assert body["status"] == "ok" and body["services"]["yclients"] == on
+    lines = [(r.levelname, r.getMessage()) for r in caplog.records if r.name == "core.health"]
+    assert lines[0] == (
+        "WARNING",
+        "yclients is down: cannot reach YClients (ClientConnectorError: refused); "
+        "retrying with backoff",
+    )
+    assert lines[-1] == ("INFO", "yclients is back (down since 2026-11-01T09:00:00Z)")
+    assert len([line for line in lines if line[1].startswith("yclients")]) == 2
 
 
 async def test_health_fails_with_503_when_the_database_is_gone(
@@ -47,10 +109,21 @@ async def test_health_fails_with_503_when_the_database_is_gone(
 
     client = await aiohttp_client(create_app(settings))
     monkeypatch.setattr(db, "ping", broken)
+    # A failing channel does not hide the database: still 503, still "fail".
+    client.app[PART_STATES].failing("whatsapp", "the WhatsApp gateway does not answer", "x")
     response = await client.get("/health")
     assert response.status == 503
     body = await response.json()
     assert body["status"] == "fail" and "database is down" in body["database"]["error"]
+    response = await client.get("/marketplace/health")
+    assert response.status == 503
+    body = await response.json()
+    assert body["status"] == "error"
+    assert body["services"]["database"] == {
+        "state": "failing",
+        "reason": "the database cannot be reached",
+        "error": "ConnectionRefusedError: database is down",
+    }
 
 
 async def test_metrics_count_requests_per_route_pattern(

@@ -631,12 +631,17 @@ async def test_unknown_events_and_other_applications_are_stored_and_answered(
 
 async def test_marketplace_health_reports_whether_the_gateway_answers(bench: Bench) -> None:
     body = await (await bench.client.get("/marketplace/health")).json()
-    assert body["services"]["whatsapp"] == "ok" and body["status"] == "ok"
+    assert body["services"]["whatsapp"]["state"] == "ok" and body["status"] == "ok"
     bench.waha.api_key = "rotated-on-the-gateway"
     response = await bench.client.get("/marketplace/health")
     body = await response.json()
     assert response.status == 200
-    assert body["services"]["whatsapp"] == "error" and body["status"] == "degraded"
+    whatsapp = body["services"]["whatsapp"]
+    assert whatsapp["state"] == "failing" and body["status"] == "degraded"
+    assert whatsapp["reason"] == "the WhatsApp gateway refuses WHATSAPP_GATEWAY_API_KEY"
+    # /health tells the same from then on.
+    health = await (await bench.client.get("/health")).json()
+    assert health["status"] == "degraded" and health["parts"]["whatsapp"] == whatsapp
 
 
 def test_the_forged_user_data_helper_really_needs_url_safe_decoding() -> None:
@@ -775,6 +780,6 @@ async def test_an_incomplete_gateway_setting_is_one_log_line_and_whatsapp_stays_
         )
     ]
     body = await (await client.get("/marketplace/health")).json()
-    assert body["services"]["whatsapp"] == "disabled" and body["status"] == "ok"
+    assert body["services"]["whatsapp"]["state"] == "off" and body["status"] == "ok"
     response = await client.post("/webhook/whatsapp", data=b"{}")
     assert response.status == 503
