@@ -17,6 +17,7 @@ from web.whatsapp_channel import gateway_failing
 log = logging.getLogger(__name__)
 
 GATEWAY_TIMEOUT = 5.0
+REDIS_PART = "redis"
 
 
 async def health_handler(request: web.Request) -> web.Response:
@@ -25,8 +26,8 @@ async def health_handler(request: web.Request) -> web.Response:
 
 
 async def marketplace_health_handler(request: web.Request) -> web.Response:
-    """The same facts per service; the WhatsApp gateway is asked now (the answer also goes to
-    /health's state), the other parts as their channels last found them."""
+    """The same facts per service; the WhatsApp gateway and Redis are asked now (the answers
+    also go to /health's state), the other parts as their channels last found them."""
     app = request.app
     settings = app[SETTINGS]
     states = app[PART_STATES]
@@ -38,6 +39,15 @@ async def marketplace_health_handler(request: web.Request) -> web.Response:
             gateway_failing(states, exc)
         else:
             states.ok(WHATSAPP_PART)
+    if settings.redis_url:
+        # Asked now too: a Redis that does not answer PING is not "ok" because it is configured.
+        problem = await health.redis_problem(settings.redis_url, wait=GATEWAY_TIMEOUT)
+        if problem is None:
+            states.ok(REDIS_PART)
+        else:
+            states.failing(
+                REDIS_PART, "the bot's conversation store cannot be reached", problem.detail
+            )
     report = await health.collect(settings, states)
     database: dict[str, Any] = {"state": "ok" if report.ok else "failing"}
     if not report.ok:

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import logging
+import socket
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -141,3 +142,42 @@ async def test_metrics_count_requests_per_route_pattern(
     assert 'route="unmatched",status="404"' in text
     assert "secret-token-path" not in text
     assert 'salonbot_http_request_duration_seconds_count{method="GET",route="/health"} 3.0' in text
+
+
+def _closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+async def test_marketplace_health_pings_redis_and_calls_an_unreachable_one_failing(
+    aiohttp_client: ClientFactory, settings: Settings
+) -> None:
+    url = f"redis://127.0.0.1:{_closed_port()}/0"
+    client = await aiohttp_client(create_app(settings.model_copy(update={"redis_url": url})))
+    body = await (await client.get("/marketplace/health")).json()
+    redis = body["services"]["redis"]
+    assert body["status"] == "degraded"
+    assert redis["state"] == "failing"
+    assert redis["reason"] == "the bot's conversation store cannot be reached"
+    assert redis["error"].startswith("Redis at 127.0.0.1:") and url not in redis["error"]
+    # /health tells the same from then on.
+    assert (await (await client.get("/health")).json())["parts"]["redis"]["state"] == "failing"
+
+
+async def test_marketplace_health_calls_a_malformed_redis_url_failing(
+    aiohttp_client: ClientFactory, settings: Settings
+) -> None:
+    app = create_app(settings.model_copy(update={"redis_url": "http://not-redis"}))
+    client = await aiohttp_client(app)
+    redis = (await (await client.get("/marketplace/health")).json())["services"]["redis"]
+    assert redis["state"] == "failing" and "REDIS_URL is not a Redis URL" in redis["error"]
+
+
+async def test_marketplace_health_calls_a_live_redis_ok(
+    aiohttp_client: ClientFactory, settings: Settings
+) -> None:
+    app = create_app(settings.model_copy(update={"redis_url": "redis://127.0.0.1:6379/0"}))
+    client = await aiohttp_client(app)
+    body = await (await client.get("/marketplace/health")).json()
+    assert body["services"]["redis"]["state"] == "ok"
