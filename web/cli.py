@@ -441,7 +441,12 @@ def cmd_chat(settings: Settings, args: argparse.Namespace) -> int:
         await console.chat(company, phone, as_staff=args.staff, images=settings.data_dir / "chat")
         return 0
 
-    return asyncio.run(_with_db(settings, work))
+    try:
+        return asyncio.run(_with_db(settings, work))
+    except KeyboardInterrupt:
+        # Ctrl-C is one of the ways out of the chat (the greeting says so), not an error.
+        print()
+        return 0
 
 
 Handler = Callable[[Settings, argparse.Namespace], int]
