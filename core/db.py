@@ -155,18 +155,31 @@ def describe(exc: BaseException, db_url: str) -> Failure | None:
     return None
 
 
+def _prepare_sqlite(db_url: str) -> None:
+    path = Path(_sqlite_path(db_url))
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise DatabaseUnavailable(
+            Failure(
+                f"the SQLite folder {path.parent} cannot be created ({exc.strerror})",
+                "set DATA_DIR (or the path in DATABASE_URL) to a writable directory",
+            )
+        ) from exc
+    # Opened here first: when aiosqlite fails to open a file, its worker thread reports to
+    # an event loop that asyncio.run has already closed, a traceback after our sentence.
+    try:
+        sqlite3.connect(path).close()
+    except sqlite3.Error as exc:
+        failure = describe(exc, db_url)
+        if failure is None:
+            raise
+        raise DatabaseUnavailable(failure) from exc
+
+
 async def init_orm(db_url: str, *, pool_size: int | None = None) -> None:
     if db_url.startswith("sqlite://") and ":memory:" not in db_url:
-        folder = Path(_sqlite_path(db_url)).parent
-        try:
-            folder.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise DatabaseUnavailable(
-                Failure(
-                    f"the SQLite folder {folder} cannot be created ({exc.strerror})",
-                    "set DATA_DIR (or the path in DATABASE_URL) to a writable directory",
-                )
-            ) from exc
+        _prepare_sqlite(db_url)
     # The global fallback lets aiohttp handler tasks, started outside the task that ran
     # this, see the same ORM context.
     await Tortoise.init(
