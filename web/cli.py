@@ -58,19 +58,19 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     if applied:
         log.info("applied %d migration(s) before serving", len(applied))
     # Bound before anything starts, so a taken port is one sentence and no part has started.
-    sock = _listen(settings.http_host, settings.http_port)
+    sockets = _listen(settings.http_host, settings.http_port)
     app = create_app(settings)
     log.info(
         "serving on http://%s:%s (public %s)",
         settings.http_host,
-        sock.getsockname()[1],
+        sockets[0].getsockname()[1],
         settings.base_url,
     )
     # run_app turns SIGINT and SIGTERM into a graceful shutdown: the listener closes,
     # in-flight requests get shutdown_timeout to finish, cleanup_ctx teardown runs.
     web.run_app(
         app,
-        sock=sock,
+        sock=sockets,
         shutdown_timeout=10,
         print=None,
         access_log=None,
@@ -81,35 +81,54 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
-def _listen(host: str, port: int) -> socket.socket:
+def _listen(host: str, port: int) -> list[socket.socket]:
+    """The listening sockets aiohttp would make for HTTP_HOST (every address a name has)."""
+    sockets: list[socket.socket] = []
     try:
-        family, _type, _proto, _name, address = socket.getaddrinfo(
+        found = socket.getaddrinfo(
             host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
-        )[0]
-        # SO_REUSEADDR (set by create_server) as aiohttp sets it: a restart rebinds at once.
-        return socket.create_server(address, family=family, backlog=128)
-    except socket.gaierror as exc:
-        raise CommandError(
+        )
+        for family, kind, proto, _name, address in dict.fromkeys(found):
+            sock = socket.socket(family, kind, proto)
+            sockets.append(sock)
+            # As aiohttp and asyncio do: a restart rebinds at once, IPv6 leaves IPv4 alone.
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            sock.bind(address)
+            sock.listen(128)
+        return sockets
+    except OSError as exc:
+        for sock in sockets:
+            sock.close()
+        failure = _listen_failure(exc, host, port)
+        if failure is None:
+            raise
+        raise failure from exc
+
+
+def _listen_failure(exc: OSError, host: str, port: int) -> CommandError | None:
+    if isinstance(exc, socket.gaierror):
+        return CommandError(
             f"http: cannot listen on {host!r}: not a known address ({exc.strerror}); "
             "fix HTTP_HOST (0.0.0.0 listens on all interfaces)"
-        ) from exc
-    except OSError as exc:
-        if exc.errno == errno.EADDRINUSE:
-            raise CommandError(
-                f"http: port {port} on {host} is already in use (another salonbot?); "
-                "stop what uses it or set HTTP_PORT to a free port"
-            ) from exc
-        if exc.errno == errno.EACCES:
-            raise CommandError(
-                f"http: not allowed to listen on port {port} (ports below 1024 need root); "
-                "set HTTP_PORT to 1024 or above and put a proxy in front"
-            ) from exc
-        if exc.errno == errno.EADDRNOTAVAIL:
-            raise CommandError(
-                f"http: {host} is not an address of this machine; "
-                "fix HTTP_HOST (0.0.0.0 listens on all interfaces)"
-            ) from exc
-        raise
+        )
+    if exc.errno == errno.EADDRINUSE:
+        return CommandError(
+            f"http: port {port} on {host} is already in use (another salonbot?); "
+            "stop what uses it or set HTTP_PORT to a free port"
+        )
+    if exc.errno == errno.EACCES:
+        return CommandError(
+            f"http: not allowed to listen on port {port} (ports below 1024 need root); "
+            "set HTTP_PORT to 1024 or above and put a proxy in front"
+        )
+    if exc.errno == errno.EADDRNOTAVAIL:
+        return CommandError(
+            f"http: {host} is not an address of this machine; "
+            "fix HTTP_HOST (0.0.0.0 listens on all interfaces)"
+        )
+    return None
 
 
 def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
