@@ -2,20 +2,27 @@
 
 For owners trying the bot and for debugging. The phone given on the command line is trusted
 (it is the operator's own database), so where Telegram would ask for the contact button the
-console shares that phone itself. Buttons are numbered: typing the number presses one. An image
-is written to a file whose path is printed. Balance notices are printed as they happen.
+console shares that phone itself. Typed lines mean what they mean in WhatsApp (numbers, «да»,
+«баланс», «списать CODE 500`…, read by bot.whatsapp.menu), and a reply's buttons are numbered
+the same way: typing the number presses one. An image is written to a file whose path is
+printed. Balance notices are printed as they happen. Ctrl-D, Ctrl-C or `/quit` leaves.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sys
+import threading
 from collections.abc import Awaitable, Callable, Sequence
 from functools import partial
 from pathlib import Path
 from typing import TextIO
 
 from bot.dialog import CONSOLE, Dialog, Reply, Session
+from bot.dialog.menu import Intent, label
+from bot.whatsapp import menu
+from bot.whatsapp.render import CANCEL_REDEEM, CONFIRM
 from core.models import Company
 from core.notifications import BalanceNotice, render
 
@@ -61,6 +68,11 @@ class Console:
     async def run(self, read_line: ReadLine) -> None:
         company = self.session.company
         assert company is not None
+        print(
+            f"(talking to {company.title or company.yclients_id} as {self.phone}; type as in "
+            "WhatsApp, a number picks from the list; Ctrl-D, Ctrl-C or /quit leaves)",
+            file=self.out,
+        )
         await self._turn(partial(self.dialog.start, payload=f"salon-{company.yclients_id}"))
         while (line := await read_line()) is not None:
             line = line.strip()
@@ -70,15 +82,36 @@ class Console:
                 await self.say(line)
 
     async def say(self, line: str) -> None:
-        """A typed line: the number of a button shown last presses it, anything else is text."""
+        """A typed line: the number of a button shown last presses it, «да»/«нет» answers a
+        confirmation, anything else is read as WhatsApp reads it."""
         if line.isdigit() and 0 < int(line) <= len(self.actions):
             await self._turn(partial(self.dialog.action, action=self.actions[int(line) - 1]))
+        elif (answer := self._confirmation(line)) is not None:
+            await self._turn(partial(self.dialog.action, action=answer))
         else:
-            await self._turn(partial(self.dialog.text, text=line))
+            await self._turn(self._typed(line))
+
+    def _confirmation(self, line: str) -> str | None:
+        """The Confirm (or Cancel) button of a redeem on screen, when the line says yes (no)."""
+        word = menu.key(line)
+        prefix = CONFIRM if word in menu.YES else CANCEL_REDEEM if word in menu.NO else None
+        if prefix is None:
+            return None
+        return next((a for a in self.actions if a.startswith(prefix)), None)
+
+    def _typed(self, line: str) -> Callable[[Session], Awaitable[list[Reply]]]:
+        async def step(s: Session) -> list[Reply]:
+            replies = await menu.answer(self.dialog, s, line)
+            return replies if replies is not None else await self.dialog.unknown(s)
+
+        return step
 
     async def _turn(self, step: Callable[[Session], Awaitable[list[Reply]]]) -> None:
         await self.dialog.prepare(self.session)
         replies = await step(self.session)
+        # As in WhatsApp, only the last answer's buttons are live; without any, numbers mean
+        # the menu.
+        self.actions = []
         self._show(replies)
         if any(r.ask_contact for r in replies):
             print(f"     (sharing the console's phone {self.phone})", file=self.out)
@@ -100,8 +133,11 @@ class Console:
                     target = f" → {button.url}" if button.url else ""
                     print(f"     [{n}] {button.text}{target}", file=self.out)
             if reply.menu:
-                labels = " | ".join(label for row in reply.menu for label in row)
-                print(f"     menu: {labels}", file=self.out)
+                # WhatsApp's numbered menu: the numbers and words typed here mean the same.
+                locale = self.session.locale
+                staff = label(Intent.REDEEM, locale) in {text for row in reply.menu for text in row}
+                lines = menu.menu_lines(locale, staff=staff).replace("\n", "\n     ")
+                print(f"     {lines}", file=self.out)
 
 
 async def chat(
@@ -120,11 +156,38 @@ async def chat(
 
     async def read_line() -> str | None:
         print("you: ", end="", file=out, flush=True)
-        # A thread, so the event loop (and the database pool) keeps running while it waits.
-        line = await asyncio.to_thread(source.readline)
+        line = await _readline(source)
         if not line:
             print(file=out)
             return None
         return line
 
     await console.run(read_line)
+
+
+async def _readline(source: TextIO) -> str:
+    """`source.readline()` in a daemon thread of its own, so the event loop (and the database
+    pool) keeps running while it waits, and Ctrl-C leaves at once: asyncio.to_thread's executor
+    thread would hold the exit until the next Enter."""
+    loop = asyncio.get_running_loop()
+    line: asyncio.Future[str] = loop.create_future()
+
+    def deliver(result: str | BaseException) -> None:
+        if line.done():
+            return
+        if isinstance(result, BaseException):
+            line.set_exception(result)
+        else:
+            line.set_result(result)
+
+    def read() -> None:
+        try:
+            result: str | BaseException = source.readline()
+        except Exception as exc:
+            result = exc
+        # The loop may be gone (the chat was left meanwhile): nobody waits for the line then.
+        with contextlib.suppress(RuntimeError):
+            loop.call_soon_threadsafe(deliver, result)
+
+    threading.Thread(target=read, name="console-stdin", daemon=True).start()
+    return await line

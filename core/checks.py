@@ -44,6 +44,10 @@ async def check_database(settings: Settings) -> CheckResult:
         finally:
             await db.close_orm()
     except Exception as exc:
+        # The same sentence the other commands print for this failure.
+        failure = db.describe(exc, settings.db_url)
+        if failure is not None:
+            return CheckResult("database", "fail", failure.problem, failure.fix)
         fix = (
             "check DATABASE_URL and that the server is running and accepts this user"
             if settings.uses_postgres

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import errno
 import logging
+import socket
 import sys
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
@@ -41,7 +43,7 @@ def _secrets(settings: Settings) -> list[str]:
 
 
 async def _migrate(settings: Settings) -> list[str]:
-    await db.init_orm(settings.db_url)
+    await db.connect(settings.db_url)
     try:
         return await db.migrate()
     finally:
@@ -55,19 +57,20 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     applied = asyncio.run(_migrate(settings))
     if applied:
         log.info("applied %d migration(s) before serving", len(applied))
+    # Bound before anything starts, so a taken port is one sentence and no part has started.
+    sockets = _listen(settings.http_host, settings.http_port)
     app = create_app(settings)
     log.info(
         "serving on http://%s:%s (public %s)",
         settings.http_host,
-        settings.http_port,
+        sockets[0].getsockname()[1],
         settings.base_url,
     )
     # run_app turns SIGINT and SIGTERM into a graceful shutdown: the listener closes,
     # in-flight requests get shutdown_timeout to finish, cleanup_ctx teardown runs.
     web.run_app(
         app,
-        host=settings.http_host,
-        port=settings.http_port,
+        sock=sockets,
         shutdown_timeout=10,
         print=None,
         access_log=None,
@@ -76,6 +79,56 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     )
     log.info("stopped")
     return 0
+
+
+def _listen(host: str, port: int) -> list[socket.socket]:
+    """The listening sockets aiohttp would make for HTTP_HOST (every address a name has)."""
+    sockets: list[socket.socket] = []
+    try:
+        found = socket.getaddrinfo(
+            host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )
+        for family, kind, proto, _name, address in dict.fromkeys(found):
+            sock = socket.socket(family, kind, proto)
+            sockets.append(sock)
+            # As aiohttp and asyncio do: a restart rebinds at once, IPv6 leaves IPv4 alone.
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            sock.bind(address)
+            sock.listen(128)
+        return sockets
+    except OSError as exc:
+        for sock in sockets:
+            sock.close()
+        failure = _listen_failure(exc, host, port)
+        if failure is None:
+            raise
+        raise failure from exc
+
+
+def _listen_failure(exc: OSError, host: str, port: int) -> CommandError | None:
+    if isinstance(exc, socket.gaierror):
+        return CommandError(
+            f"http: cannot listen on {host!r}: not a known address ({exc.strerror}); "
+            "fix HTTP_HOST (0.0.0.0 listens on all interfaces)"
+        )
+    if exc.errno == errno.EADDRINUSE:
+        return CommandError(
+            f"http: port {port} on {host} is already in use (another salonbot?); "
+            "stop what uses it or set HTTP_PORT to a free port"
+        )
+    if exc.errno == errno.EACCES:
+        return CommandError(
+            f"http: not allowed to listen on port {port} (ports below 1024 need root); "
+            "set HTTP_PORT to 1024 or above and put a proxy in front"
+        )
+    if exc.errno == errno.EADDRNOTAVAIL:
+        return CommandError(
+            f"http: {host} is not an address of this machine; "
+            "fix HTTP_HOST (0.0.0.0 listens on all interfaces)"
+        )
+    return None
 
 
 def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
@@ -110,7 +163,7 @@ def _yclients(settings: Settings) -> YClientsClient:
 
 
 async def _with_db(settings: Settings, work: Callable[[], Awaitable[int]]) -> int:
-    await db.init_orm(settings.db_url)
+    await db.connect(settings.db_url)
     try:
         if await db.pending_migrations():
             raise CommandError("the database has unapplied migrations: run `salonbot migrate`")
@@ -425,7 +478,12 @@ def cmd_chat(settings: Settings, args: argparse.Namespace) -> int:
         await console.chat(company, phone, as_staff=args.staff, images=settings.data_dir / "chat")
         return 0
 
-    return asyncio.run(_with_db(settings, work))
+    try:
+        return asyncio.run(_with_db(settings, work))
+    except KeyboardInterrupt:
+        # Ctrl-C is one of the ways out of the chat (the greeting says so), not an error.
+        print()
+        return 0
 
 
 Handler = Callable[[Settings, argparse.Namespace], int]
@@ -514,12 +572,29 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging(settings.log_level, settings.log_format, _secrets(settings))
     try:
         return handlers[args.handler_name](settings, args)
-    except CommandError as exc:
-        print(f"salonbot: {exc}", file=sys.stderr)
+    except KeyboardInterrupt:
+        print(file=sys.stderr)
+        return 130
+    except Exception as exc:
+        sentence = explain(exc, settings)
+        if sentence is None:
+            raise
+        # The sentence is for the user; the traceback only for whoever runs with LOG_LEVEL=DEBUG.
+        log.debug("%s failed", args.handler_name, exc_info=True)
+        print(f"salonbot: {sentence}", file=sys.stderr)
         return 1
-    except YClientsError as exc:
-        print(f"salonbot: YClients: {exc}", file=sys.stderr)
-        return 1
+
+
+def explain(exc: Exception, settings: Settings) -> str | None:
+    """One sentence, with the fix, for a failure we can name; None for a bug (a traceback)."""
+    if isinstance(exc, CommandError):
+        return str(exc)
+    if isinstance(exc, YClientsError):
+        return f"YClients: {exc}"
+    failure = db.describe(exc, settings.db_url)
+    if failure is not None:
+        return f"database: {failure}"
+    return None
 
 
 if __name__ == "__main__":

@@ -31,13 +31,12 @@ from typing import Any
 
 from tortoise.exceptions import IntegrityError
 
-from bot.dialog import WHATSAPP, Dialog, Intent, Reply, Session
+from bot.dialog import WHATSAPP, Dialog, Reply, Session
 from bot.dialog.client import has_written
-from bot.dialog.menu import intent_for
 from bot.whatsapp import menu
 from bot.whatsapp.outbox import Outbox, Outgoing
 from bot.whatsapp.render import render
-from core import clients, codes, ledger
+from core import clients, ledger
 from core.i18n import pick_locale
 from core.models import Client, Company, IntegrationStatus, LedgerEntry, WhatsAppChat
 from core.notifications import BalanceNotice
@@ -328,29 +327,8 @@ class WhatsAppBot:
         options = offered.get("options") or []
         if text.isdigit() and 1 <= int(text) <= len(options):
             return await dialog.action(s, str(options[int(text) - 1]))
-        if text == menu.MENU or key in menu.MENU_WORDS or (s.state and key in menu.NO):
-            if s.state or s.data.get("redeem"):
-                return await dialog.intent(s, Intent.CANCEL)
-            return [Reply(s._("What would you like to do?"), menu=await dialog.menu(s))]
-        verb, _sep, rest = text.partition(" ")
-        if menu.key(verb) in menu.STAFF_VERBS and s.state != "adjust:reason":
-            # `списать CODE 500` starts afresh even in a flow (a wrong code leaves the redeem
-            # open for the next try, which may be typed as a whole command again).
-            return await dialog.intent(s, menu.STAFF_VERBS[menu.key(verb)], rest)
-        if s.state:
-            # A flow under way takes what is typed (a code, an amount, a reason) first.
-            return await dialog.text(s, text)
-        if text in menu.NUMBERS:
-            return await dialog.intent(s, menu.NUMBERS[text])
-        if key in menu.WORDS:
-            return await dialog.intent(s, menu.WORDS[key])
-        if key in menu.LANGUAGES:
-            return await dialog.set_language(s, menu.LANGUAGES[key])
-        if key in menu.GREETINGS:
-            return [] if first else await dialog.welcome(s)
-        if text.startswith("/") or intent_for(text) is not None or codes.parse(text):
-            return await dialog.text(s, text)
-        return None
+        # What is left is what every typed channel understands (the console too).
+        return await menu.answer(dialog, s, text, first=first)
 
     async def _save(self, chat: WhatsAppChat, new: bool, before: tuple[Any, ...]) -> None:
         if new:

@@ -1,5 +1,6 @@
 """What a WhatsApp message means: WhatsApp has no buttons a bot can rely on, so the menu is
-numbered text, and common words in both languages stand for the same choices.
+numbered text, and common words in both languages stand for the same choices. The console
+(`salonbot chat`) reads typed lines the same way (`answer`).
 
 Words are compared whole, after dropping emoji and punctuation and ignoring case (`Баланс!`
 is `баланс`), so a sentence that merely contains one is not taken for it.
@@ -7,8 +8,9 @@ is `баланс`), so a sentence that merely contains one is not taken for it.
 
 from __future__ import annotations
 
-from bot.dialog import Intent
-from bot.dialog.menu import label
+from bot.dialog import Dialog, Intent, Reply, Session
+from bot.dialog.menu import intent_for, label
+from core import codes
 from core.i18n import _, gettext
 
 # The numbered menu, in the order it is shown; 0 is always "the menu" (and ends a flow).
@@ -107,3 +109,36 @@ def menu_lines(locale: str, *, staff: bool) -> str:
             ),
         ]
     return "\n".join(lines)
+
+
+async def answer(
+    dialog: Dialog, s: Session, text: str, *, first: bool = False
+) -> list[Reply] | None:
+    """The answer to a typed message once the channel's own numbered choices and confirmation
+    are dealt with: `0` and menu words, input for a flow under way, the menu numbers, staff
+    commands, words, languages, greetings, then what every channel understands (`/commands`,
+    menu labels, a code). None when nothing understood it."""
+    word = key(text)
+    if text == MENU or word in MENU_WORDS or (s.state and word in NO):
+        if s.state or s.data.get("redeem"):
+            return await dialog.intent(s, Intent.CANCEL)
+        return [Reply(s._("What would you like to do?"), menu=await dialog.menu(s))]
+    verb, _sep, rest = text.partition(" ")
+    if key(verb) in STAFF_VERBS and s.state != "adjust:reason":
+        # `списать CODE 500` starts afresh even in a flow (a wrong code leaves the redeem
+        # open for the next try, which may be typed as a whole command again).
+        return await dialog.intent(s, STAFF_VERBS[key(verb)], rest)
+    if s.state:
+        # A flow under way takes what is typed (a code, an amount, a reason) first.
+        return await dialog.text(s, text)
+    if text in NUMBERS:
+        return await dialog.intent(s, NUMBERS[text])
+    if word in WORDS:
+        return await dialog.intent(s, WORDS[word])
+    if word in LANGUAGES:
+        return await dialog.set_language(s, LANGUAGES[word])
+    if word in GREETINGS:
+        return [] if first else await dialog.welcome(s)
+    if text.startswith("/") or intent_for(text) is not None or codes.parse(text):
+        return await dialog.text(s, text)
+    return None

@@ -153,3 +153,42 @@ async def test_console_chat_as_client_and_as_staff_uses_the_same_dialog(
     assert code == 0, err
     assert "[1] ✅ Подтвердить" in out and "Новый баланс: 200" in out
     assert "[notice to client" in out and "Списано бонусов: 100" in out
+
+
+async def test_console_chat_understands_whatsapps_numbers_and_words(
+    clean_db: str, tmp_path: Path
+) -> None:
+    await seed(clean_db)
+    env = env_for(clean_db, tmp_path)
+    code, out, err = await asyncio.to_thread(
+        run_chat,
+        ["chat", "--company", "555", "--phone", "+79991234567"],
+        env,
+        tmp_path,
+        "2\nкод\nбаланс!\n",
+    )
+    assert code == 0, err
+    assert "1 — 📅 Записаться" in out  # the menu, numbered as in WhatsApp
+    _greeting, *turns = out.split("you: ")
+    assert "Ваш баланс: 300 бонусов." in turns[0] and "Последние изменения" in turns[0]
+    assert "[image:" in turns[1]
+    assert "Ваш баланс: 300 бонусов." in turns[2]
+    assert "Не понял" not in out
+
+    await asyncio.to_thread(
+        run_cli, ["staff", "add", "--company", "555", "--phone", "+79990001122"], env, tmp_path
+    )
+    await db.init_orm(clean_db)
+    try:
+        client_code = (await Client.get(phone="+79991234567")).code
+    finally:
+        await db.close_orm()
+    code, out, err = await asyncio.to_thread(
+        run_chat,
+        ["chat", "--company", "555", "--phone", "+79990001122", "--staff"],
+        env,
+        tmp_path,
+        f"списать {client_code} 100\nда\n",
+    )
+    assert code == 0, err
+    assert "Новый баланс: 200" in out
