@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from core import inbox, ledger
+from core.bookings import apply as bookings_apply
 from core.clients import create_client
 from core.inbox import InboxPolicy
 from core.ledger import LedgerResult
@@ -295,13 +296,13 @@ async def test_a_run_of_record_events_is_one_batch_per_wave_with_one_by_one_resu
 ) -> None:
     company = await salon()
     calls: list[list[int]] = []
-    apply = inbox.bookings.apply_records
+    apply = bookings_apply.apply_records
 
     async def counting(company: Company, records: Sequence[dict[str, Any]]) -> Any:
         calls.append([r["id"] for r in records])
         return await apply(company, records)
 
-    monkeypatch.setattr(inbox.bookings, "apply_records", counting)
+    monkeypatch.setattr(bookings_apply, "apply_records", counting)
     stamp = "2026-11-20T1{}:00:00+0300"
     await put(company, event(record(1, last_change_date=stamp.format(1)), "create"))
     await put(company, event(record(2, attendance=1, last_change_date=stamp.format(1))))
@@ -328,14 +329,14 @@ async def test_a_failing_batch_goes_event_by_event_and_only_the_bad_one_fails(
     await put(company, event(record(1, attendance=1)))
     await put(company, event(record(2, attendance=1, datetime="not a date at all")))
     await put(company, event(record(3, attendance=1)))
-    apply = inbox.bookings.apply_records
+    apply = bookings_apply.apply_records
 
     async def picky(company: Company, records: Sequence[dict[str, Any]]) -> Any:
         if any(r["id"] == 2 for r in records):
             raise ValueError("record 2 is broken")
         return await apply(company, records)
 
-    monkeypatch.setattr(inbox.bookings, "apply_records", picky)
+    monkeypatch.setattr(bookings_apply, "apply_records", picky)
     outcomes = await run_together()
     assert [(o.event.payload["data"]["id"], o.status) for o in outcomes] == [
         (1, InboxStatus.DONE),
