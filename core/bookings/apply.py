@@ -19,7 +19,6 @@ from typing import Any
 
 from tortoise import connections, timezone
 from tortoise.backends.base.client import BaseDBAsyncClient, TransactionalDBClient
-from tortoise.exceptions import IntegrityError
 from tortoise.transactions import in_transaction
 
 from core import ledger
@@ -464,14 +463,12 @@ async def _settle_bonuses(
             plan.append((booking, reverse, accrue, count.get(booking.id, 0)))
     if not plan:
         return
-    if conn.capabilities.dialect == "postgres":
-        # The clients' rows in id order before any of them moves: appliers of different
-        # bookings of the same clients would otherwise lock them in opposite orders.
-        client_ids = sorted({b.client_id for b, *_ in plan if b.client_id is not None})
-        await conn.execute_query(_LOCK_CLIENTS, [client_ids])
+    # The clients' rows in id order before any of them moves: appliers of different bookings
+    # of the same clients would otherwise lock them in opposite orders.
+    await ledger.lock_clients(b.client_id for b, *_ in plan if b.client_id is not None)
     # Accruals wait here and go to the ledger together; a reversal sends the waiting ones first,
     # so the entries come in the order one-by-one would write them.
-    waiting: list[_Accrual] = []
+    waiting: list[ledger.Accrual] = []
     for booking, reverse, accrue, seq in plan:
         assert booking.client_id is not None
         if reverse:
@@ -508,7 +505,7 @@ async def _settle_bonuses(
                     )
         if accrue:
             waiting.append(
-                _Accrual(
+                ledger.Accrual(
                     booking.client_id,
                     accrue,
                     f"booking:{booking.id}:{seq}:accrual",
@@ -519,100 +516,14 @@ async def _settle_bonuses(
     await _accrue_all(waiting, stats)
 
 
-@dataclass(frozen=True, slots=True)
-class _Accrual:
-    client_id: int
-    amount: int
-    key: str
-    booking_id: int
-    reason: str
-
-
-# Several accruals, their balance moves and their entries in one statement (PostgreSQL): each
-# client's balance moves by the sum of its items, and each entry's `balance_after` is what
-# one-by-one accruals in this order would have left. The rows are locked first, in id order.
-_LOCK_CLIENTS = "SELECT id FROM client WHERE id = ANY($1::int[]) ORDER BY id FOR UPDATE"
-_ACCRUE_ALL = (
-    "WITH item AS ("
-    "SELECT * FROM unnest($1::int[], $2::int[], $3::varchar[], $4::int[], $5::text[]) "
-    "WITH ORDINALITY AS t(client_id, amount, idempotency_key, booking_id, reason, ord)), "
-    "total AS (SELECT client_id, sum(amount) AS amount FROM item GROUP BY client_id), "
-    "moved AS (UPDATE client SET balance = client.balance + total.amount FROM total "
-    "WHERE client.id = total.client_id RETURNING client.id, client.company_id, client.balance) "
-    "INSERT INTO ledger_entry (company_id, client_id, kind, amount, balance_after, booking_id, "
-    "staff_id, idempotency_key, reason, created_at) "
-    "SELECT moved.company_id, item.client_id, $6::varchar, item.amount, "
-    "moved.balance - coalesce(sum(item.amount) OVER (PARTITION BY item.client_id "
-    "ORDER BY item.ord ROWS BETWEEN 1 FOLLOWING AND UNBOUNDED FOLLOWING), 0), "
-    "item.booking_id, NULL, item.idempotency_key, item.reason, $7::timestamptz "
-    "FROM item JOIN moved ON moved.id = item.client_id ORDER BY item.ord "
-    "RETURNING id, company_id, client_id, idempotency_key, balance_after"
-)
-
-
-async def _accrue_all(accruals: Sequence[_Accrual], stats: ApplyStats) -> None:
-    """The accruals, in order; what they created is counted in `stats`."""
+async def _accrue_all(accruals: Sequence[ledger.Accrual], stats: ApplyStats) -> None:
+    """The accruals, in order (`ledger.accrue_many`); what they created is counted in `stats`."""
     if not accruals:
         return
-    results = await _accrue_together(accruals) if len(accruals) > 1 else None
-    if results is None:
-        results = [
-            await ledger.accrue(
-                a.client_id, a.amount, a.key, booking_id=a.booking_id, reason=a.reason
-            )
-            for a in accruals
-        ]
-    for result in results:
+    for result in await ledger.accrue_many(accruals):
         if result.created:
             stats.awarded += 1
             stats.changes.append(result)
-
-
-async def _accrue_together(accruals: Sequence[_Accrual]) -> list[ledger.LedgerResult] | None:
-    """All the accruals in one transaction of two statements, on PostgreSQL; None (nothing
-    written) elsewhere, or when a key is already used (a concurrent webhook or sync did one of
-    them) or a client is gone: the caller then goes one by one, which replays or refuses each
-    exactly as it always has."""
-    conn = connections.get("default")
-    if conn.capabilities.dialect != "postgres":
-        return None
-    client_ids = sorted({a.client_id for a in accruals})
-    values = [
-        [a.client_id for a in accruals],
-        [a.amount for a in accruals],
-        [a.key for a in accruals],
-        [a.booking_id for a in accruals],
-        [a.reason for a in accruals],
-        LedgerKind.ACCRUAL.value,
-        timezone.localtime(),  # what the ORM writes for auto_now_add
-    ]
-    try:
-        async with in_transaction() as tx:
-            locked = await tx.execute_query_dict(_LOCK_CLIENTS, [client_ids])
-            if len(locked) != len(client_ids):
-                raise _GoOneByOne
-            rows = await tx.execute_query_dict(_ACCRUE_ALL, values)
-            if len(rows) != len(accruals):
-                raise _GoOneByOne
-    except (_GoOneByOne, IntegrityError):
-        return None
-    by_key = {row["idempotency_key"]: row for row in rows}
-    return [
-        ledger.LedgerResult(
-            int(by_key[a.key]["id"]),
-            int(by_key[a.key]["company_id"]),
-            a.client_id,
-            LedgerKind.ACCRUAL,
-            a.amount,
-            int(by_key[a.key]["balance_after"]),
-            created=True,
-        )
-        for a in accruals
-    ]
-
-
-class _GoOneByOne(Exception):
-    pass
 
 
 # --- planner statistics after bulk loads (PostgreSQL) ---------------------------------------

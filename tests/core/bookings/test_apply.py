@@ -15,7 +15,6 @@ from core.bookings import (
     visit_value,
 )
 from core.bookings import apply as bookings_apply
-from core.bookings.apply import _Accrual as Accrual
 from core.clients import create_client
 from core.models import Booking, BookingStatus, Client, Company, LedgerEntry, MarketplaceEvent
 
@@ -233,8 +232,8 @@ async def test_accruals_whose_key_was_taken_meanwhile_replay_one_by_one(orm: str
     stats = ApplyStats()
     await bookings_apply._accrue_all(
         [
-            Accrual(one.client_id, 200, f"booking:{one.id}:0:accrual", one.id, "r1"),
-            Accrual(two.client_id, 200, f"booking:{two.id}:0:accrual", two.id, "r2"),
+            ledger.Accrual(one.client_id, 200, f"booking:{one.id}:0:accrual", one.id, "r1"),
+            ledger.Accrual(two.client_id, 200, f"booking:{two.id}:0:accrual", two.id, "r2"),
         ],
         stats,
     )
