@@ -24,7 +24,6 @@ from typing import Any
 
 import asyncpg
 from tortoise import connections
-from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.exceptions import IntegrityError
 from tortoise.expressions import F
 from tortoise.functions import Count
@@ -32,7 +31,7 @@ from tortoise.transactions import in_transaction
 
 from core import companies
 from core.bookings import apply as bookings_apply
-from core.bookings.events import YCLIENTS, dedupe_key_for_yclients, handle_yclients
+from core.bookings.events import YCLIENTS, handle_yclients
 from core.ledger import LedgerResult
 from core.models import Company, InboxEvent, InboxStatus, IntegrationStatus
 
@@ -128,33 +127,26 @@ def _repaired(value: Any) -> Any:
     return value
 
 
-async def store(
-    source: str, dedupe_key: str, payload: dict[str, Any], company_id: int | None
-) -> tuple[InboxEvent, bool]:
-    """Store an inbound event once; `(event, False)` when this key was already stored."""
-    conn = connections.get("default")
-    if (
-        conn.capabilities.dialect == "postgres"
-        and len(source) <= _SOURCE_MAX
-        and len(dedupe_key) <= _KEY_MAX
-    ):
-        return await _store_pg(conn, source, dedupe_key, payload, company_id)
-    try:
-        event = await InboxEvent.create(
-            source=source,
-            dedupe_key=dedupe_key,
-            payload=storable(payload),
-            company_id=company_id,
-            next_attempt_at=_now(),
-        )
-    except IntegrityError:
-        # The unique constraint decides, so two racing deliveries store one event.
-        existing = await InboxEvent.get_or_none(source=source, dedupe_key=dedupe_key)
-        if existing is None:
-            raise
-        return existing, False
-    return event, True
+@dataclass(frozen=True, slots=True)
+class ForHook:
+    """Store the event only for the salon whose webhook URL carries `token`, and only when the
+    event names that salon (`yclients_id`, as the event gives it)."""
 
+    token: str
+    yclients_id: object
+
+
+@dataclass(frozen=True, slots=True)
+class Stored:
+    """What became of an event offered to `store`."""
+
+    created: bool  # stored now; False for a duplicate, or for an event `hook` kept out
+    event_id: int | None  # the new event's id when created
+    company_id: int | None  # Company.pk it belongs to; with `hook`, None when no salon has it
+    yclients_id: int | None = None  # with `hook`: that salon's YClients id
+
+
+DedupeKey = str | Callable[[dict[str, Any]], str]
 
 # What InboxEvent.create writes, as one statement that a duplicate key leaves alone.
 _STORE = (
@@ -163,55 +155,8 @@ _STORE = (
     "VALUES ($1, $2, $3, $4::text::jsonb, $5, $6, $6, NULL, 0, NULL) "
     "ON CONFLICT (source, dedupe_key) DO NOTHING RETURNING id"
 )
-
-
-async def _store_pg(
-    conn: BaseDBAsyncClient,
-    source: str,
-    dedupe_key: str,
-    payload: dict[str, Any],
-    company_id: int | None,
-) -> tuple[InboxEvent, bool]:
-    """PostgreSQL: the INSERT without the ORM's per-row work, the payload serialised once."""
-    text = _as_json(payload)
-    if not _keepable(text):
-        payload = _repaired(payload)
-        text = json.dumps(payload, ensure_ascii=False)
-    now = _now()
-    values = [source, dedupe_key, company_id, text, InboxStatus.PENDING.value, now]
-    rows = await conn.execute_query_dict(_STORE, values)
-    if not rows:
-        # The unique constraint decided: another delivery of this event came first.
-        existing = await InboxEvent.get_or_none(source=source, dedupe_key=dedupe_key)
-        if existing is None:
-            raise IntegrityError(f"inbox event {source}:{dedupe_key} conflicted and vanished")
-        return existing, False
-    event = InboxEvent(
-        id=rows[0]["id"],
-        source=source,
-        dedupe_key=dedupe_key,
-        company_id=company_id,
-        payload=payload,
-        status=InboxStatus.PENDING,
-        received_at=now,
-        next_attempt_at=now,
-        attempts=0,
-    )
-    event._saved_in_db = True
-    return event, True
-
-
-@dataclass(frozen=True, slots=True)
-class HookDelivery:
-    """What became of an event posted to a salon's webhook URL."""
-
-    salon_id: int | None  # Company.pk; None when no salon has this hook token
-    yclients_id: int | None  # that salon's YClients id
-    created: bool  # stored now; False for a duplicate, or for an event of another salon
-
-
 # The salon found by its hook token and the event stored for it in one round trip: the
-# INSERT runs only when the event's company_id is that salon's and the token is equal byte for
+# INSERT runs only when the event's company is that salon and the token is equal byte for
 # byte (COLLATE "C"), and a duplicate key leaves the stored event alone (event_id NULL). No
 # row at all: no salon has this token.
 _STORE_FOR_HOOK = (
@@ -229,58 +174,110 @@ _BIGINT = range(-(2**63), 2**63)
 _PENDING = InboxStatus.PENDING.value
 
 
-async def store_for_hook(
-    hook_token: str, event: dict[str, Any], body: bytes | None = None
-) -> HookDelivery:
-    """Store a YClients event posted to `hook_token`'s URL if that salon is the event's
-    `company_id`; the caller answers 404 (no salon), 403 (another salon's event) or 200.
-    `body` is the request body `event` was parsed from, if the caller has it.
+async def store(
+    source: str,
+    dedupe_key: DedupeKey,
+    payload: dict[str, Any],
+    company_id: int | None = None,
+    *,
+    hook: ForHook | None = None,
+    body: bytes | None = None,
+) -> Stored:
+    """Store an inbound event once: the unique (source, dedupe_key) decides, so a duplicate
+    delivery, racing or not, is answered `created=False`.
 
-    This is the webhook's hot path. On PostgreSQL it is one statement (the salon lookup and
-    the INSERT … ON CONFLICT together) on one pool checkout, and the body is stored as it
-    came when jsonb takes it as it is; elsewhere the lookup, then `store`.
+    The event belongs to `company_id`, or with `hook` to the salon whose webhook URL it came
+    to: nothing is stored when no salon has that token (`company_id` None) or the event names
+    another salon (the caller answers 404 or 403). `dedupe_key` may be a function of the
+    payload as it is kept (what PostgreSQL cannot keep replaced, see `storable`). `body` is
+    the request body `payload` was parsed from, if the caller has it.
+
+    This is every webhook's hot path. On PostgreSQL it is one statement on one pool checkout
+    (with `hook`, the salon lookup and the INSERT … ON CONFLICT together), and the body is
+    stored as it came when jsonb takes it as it is; elsewhere the lookup, then the ORM.
     """
-    company_id = event.get("company_id")
     conn = connections.get("default")
-    if conn.capabilities.dialect != "postgres":
-        company = await companies.by_hook_token(hook_token)
-        if company is None:
-            return HookDelivery(None, None, False)
-        if company_id != company.yclients_id:
-            return HookDelivery(company.pk, company.yclients_id, False)
-        event = storable(event)
-        _, created = await store(YCLIENTS, dedupe_key_for_yclients(event), event, company.pk)
-        return HookDelivery(company.pk, company.yclients_id, created)
-    # An id no bigint holds is no salon's: compared as NULL, nothing is stored.
-    yclients_id = company_id if isinstance(company_id, int) and company_id in _BIGINT else None
+    if conn.capabilities.dialect != "postgres" or len(source) > _SOURCE_MAX:
+        payload = storable(payload)
+        return await _store_orm(source, _key(dedupe_key, payload), payload, company_id, hook)
     text = _verbatim(body)
+    as_it_came = text is not None
     if text is None:
-        # The key too is made from the repaired value: a NUL in it would fail the INSERT.
-        event = storable(event)
-    key = dedupe_key_for_yclients(event)
-    args = [hook_token, YCLIENTS, key, text, _PENDING, _now(), yclients_id]
+        text = _as_json(payload)
+        if not _keepable(text):
+            # The key too is made from the repaired value: a NUL in it would fail the INSERT.
+            payload = _repaired(payload)
+            text = json.dumps(payload, ensure_ascii=False)
+    key = _key(dedupe_key, payload)
+    if len(key) > _KEY_MAX:
+        return await _store_orm(source, key, payload, company_id, hook)
+    if hook is None:
+        sql, args = _STORE, [source, key, company_id, text, _PENDING, _now()]
+    else:
+        # An id no bigint holds is no salon's: compared as NULL, nothing is stored.
+        yclients_id = hook.yclients_id
+        wanted = yclients_id if isinstance(yclients_id, int) and yclients_id in _BIGINT else None
+        sql, args = _STORE_FOR_HOOK, [hook.token, source, key, text, _PENDING, _now(), wanted]
     db: Any
     async with conn.acquire_connection() as db:
         # asyncpg itself, without the ORM's per-query wrapping (exception translation,
         # logging, rows as dicts).
-        if text is not None:
-            try:
-                row = await db.fetchrow(_STORE_FOR_HOOK, *args)
-            except asyncpg.DataError:
-                # jsonb refused the body as it came (a number beyond numeric's range, say);
-                # the parsed value, serialised, is taken below.
-                text = None
-        if text is None:
-            args[3] = json.dumps(event, ensure_ascii=False)
-            row = await db.fetchrow(_STORE_FOR_HOOK, *args)
+        try:
+            row = await db.fetchrow(sql, *args)
+        except asyncpg.DataError:
+            if not as_it_came:
+                raise
+            # jsonb refused the body as it came (a number beyond numeric's range, say); the
+            # parsed value, serialised, is taken instead.
+            args[3] = json.dumps(payload, ensure_ascii=False)
+            row = await db.fetchrow(sql, *args)
+    if hook is None:
+        event_id = row["id"] if row is not None else None
+        return Stored(event_id is not None, event_id, company_id)
     if row is None:
-        return HookDelivery(None, None, False)
-    if not companies.same_hook_token(row["hook_token"], hook_token):
+        return Stored(False, None, None)
+    if not companies.same_hook_token(row["hook_token"], hook.token):
         # Only a non-deterministic collation could match a near miss; the INSERT's byte
         # comparison kept its event out.
         log.error("the hook token lookup matched a different token; check the collation")
-        return HookDelivery(None, None, False)
-    return HookDelivery(row["id"], row["yclients_id"], row["event_id"] is not None)
+        return Stored(False, None, None)
+    event_id = row["event_id"]
+    return Stored(event_id is not None, event_id, row["id"], row["yclients_id"])
+
+
+def _key(dedupe_key: DedupeKey, payload: dict[str, Any]) -> str:
+    return dedupe_key if isinstance(dedupe_key, str) else dedupe_key(payload)
+
+
+async def _store_orm(
+    source: str,
+    key: str,
+    payload: dict[str, Any],
+    company_id: int | None,
+    hook: ForHook | None,
+) -> Stored:
+    yclients_id: int | None = None
+    if hook is not None:
+        company = await companies.by_hook_token(hook.token)
+        if company is None:
+            return Stored(False, None, None)
+        company_id, yclients_id = company.pk, company.yclients_id
+        if hook.yclients_id != company.yclients_id:
+            return Stored(False, None, company_id, yclients_id)
+    try:
+        event = await InboxEvent.create(
+            source=source,
+            dedupe_key=key,
+            payload=payload,
+            company_id=company_id,
+            next_attempt_at=_now(),
+        )
+    except IntegrityError:
+        # The unique constraint decides, so two racing deliveries store one event.
+        if not await InboxEvent.exists(source=source, dedupe_key=key):
+            raise
+        return Stored(False, None, company_id, yclients_id)
+    return Stored(True, event.id, company_id, yclients_id)
 
 
 def _verbatim(body: bytes | None) -> str | None:

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from core import inbox, ledger
+from core import bookings, inbox, ledger
 from core.bookings import apply as bookings_apply
 from core.clients import create_client
 from core.inbox import InboxPolicy
@@ -72,11 +72,11 @@ async def salon(**fields: Any) -> Company:
 
 
 async def put(company: Company, payload: dict[str, Any]) -> InboxEvent:
-    stored, created = await inbox.store(
-        inbox.YCLIENTS, inbox.dedupe_key_for_yclients(payload), payload, company.id
+    stored = await inbox.store(
+        bookings.YCLIENTS, bookings.dedupe_key_for_yclients(payload), payload, company.id
     )
-    assert created
-    return stored
+    assert stored.created and stored.event_id is not None
+    return await InboxEvent.get(id=stored.event_id)
 
 
 async def run_all(policy: InboxPolicy = POLICY) -> list[LedgerResult]:
@@ -93,30 +93,30 @@ async def run_all(policy: InboxPolicy = POLICY) -> list[LedgerResult]:
 
 def test_identical_deliveries_share_a_key_and_any_real_change_gets_its_own() -> None:
     burst = [event(record(attendance=1)) for _ in range(4)]
-    assert len({inbox.dedupe_key_for_yclients(e) for e in burst}) == 1
-    key = inbox.dedupe_key_for_yclients(burst[0])
+    assert len({bookings.dedupe_key_for_yclients(e) for e in burst}) == 1
+    key = bookings.dedupe_key_for_yclients(burst[0])
     assert key.startswith("555:record:1:update:2026-11-20T07:00:00+00:00:")
     # Key order inside data does not matter; the content does, even within the same second.
     shuffled = event(dict(reversed(list(record(attendance=1).items()))))
-    assert inbox.dedupe_key_for_yclients(shuffled) == key
-    assert inbox.dedupe_key_for_yclients(event(record(attendance=-1))) != key
-    assert inbox.dedupe_key_for_yclients(event(record(attendance=1), "delete")) != key
+    assert bookings.dedupe_key_for_yclients(shuffled) == key
+    assert bookings.dedupe_key_for_yclients(event(record(attendance=-1))) != key
+    assert bookings.dedupe_key_for_yclients(event(record(attendance=1), "delete")) != key
 
 
 def test_dedupe_key_without_change_date_hashes_data_and_stays_short() -> None:
-    bare = inbox.dedupe_key_for_yclients(event({"id": 5}, "delete"))
+    bare = bookings.dedupe_key_for_yclients(event({"id": 5}, "delete"))
     assert bare.startswith("555:record:5:delete:-:")
-    assert bare == inbox.dedupe_key_for_yclients(event({"id": 5}, "delete"))
-    assert bare != inbox.dedupe_key_for_yclients(event({"id": 6}, "delete"))
+    assert bare == bookings.dedupe_key_for_yclients(event({"id": 5}, "delete"))
+    assert bare != bookings.dedupe_key_for_yclients(event({"id": 6}, "delete"))
     # The same instant spelled two ways keeps one stamp.
-    colon = inbox.dedupe_key_for_yclients(
+    colon = bookings.dedupe_key_for_yclients(
         event({"id": 5, "last_change_date": "2026-11-20T10:00:00+03:00"})
     )
-    plain = inbox.dedupe_key_for_yclients(
+    plain = bookings.dedupe_key_for_yclients(
         event({"id": 5, "last_change_date": "2026-11-20T10:00:00+0300"})
     )
     assert colon.split(":")[4:7] == plain.split(":")[4:7]
-    huge = inbox.dedupe_key_for_yclients(event(None, resource="x" * 1000))
+    huge = bookings.dedupe_key_for_yclients(event(None, resource="x" * 1000))
     assert huge.startswith("sha256:") and len(huge) <= 255
 
 
@@ -132,16 +132,15 @@ def test_storable_replaces_what_postgres_cannot_keep() -> None:
 async def test_a_duplicate_is_stored_once_even_when_racing(orm: str) -> None:
     company = await salon()
     payload = event(record(attendance=1))
-    key = inbox.dedupe_key_for_yclients(payload)
+    key = bookings.dedupe_key_for_yclients(payload)
     results = await asyncio.gather(
-        *(inbox.store(inbox.YCLIENTS, key, payload, company.id) for _ in range(4))
+        *(inbox.store(bookings.YCLIENTS, key, payload, company.id) for _ in range(4))
     )
-    assert sorted(created for _, created in results) == [False, False, False, True]
-    assert len({stored.id for stored, _ in results}) == 1
+    assert sorted(stored.created for stored in results) == [False, False, False, True]
+    assert [stored.company_id for stored in results] == [company.id] * 4
     assert await InboxEvent.all().count() == 1
     # The same key from another source is another event.
-    _, created = await inbox.store("whatsapp", key, payload, company.id)
-    assert created
+    assert (await inbox.store("whatsapp", key, payload, company.id)).created
 
 
 async def test_claim_leases_events_until_the_lease_runs_out(orm: str) -> None:

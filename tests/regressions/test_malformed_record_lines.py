@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from core import inbox, ledger
+from core import bookings, inbox, ledger
 from core.bookings import apply_records
 from core.inbox import InboxPolicy
 from core.models import Booking, BookingStatus, Company, IntegrationStatus
@@ -60,10 +60,10 @@ async def store(company: Company, record: dict[str, Any]) -> None:
         "status": "update",
         "data": record,
     }
-    _, created = await inbox.store(
-        inbox.YCLIENTS, inbox.dedupe_key_for_yclients(payload), payload, company.id
+    stored = await inbox.store(
+        bookings.YCLIENTS, bookings.dedupe_key_for_yclients(payload), payload, company.id
     )
-    assert created
+    assert stored.created
 
 
 async def check_bookings() -> None:
