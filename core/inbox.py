@@ -4,10 +4,13 @@ Storing is one INSERT guarded by the unique (source, dedupe_key) constraint, so 
 delivery answers "seen" without a race. A worker claims due events under a lease (PostgreSQL:
 `FOR UPDATE SKIP LOCKED`, so several replicas drain one inbox; SQLite has a single writer),
 runs the source's handler, and marks the event done, or failed with exponential backoff, or
-dead after `max_attempts`. `process_all` does that for a claimed batch, applying the YClients
-record events of one salon together through one `bookings.apply_records`. A worker that dies
-mid-event leaves only a lease, which expires, and the event is tried again; handlers are
-idempotent, so a retry changes nothing twice.
+dead after `max_attempts`. `process_all` does that for a claimed batch, taking together the
+events of a source that registered a `Batch` (the YClients record events of one salon, see
+core/bookings/events.py). A worker that dies mid-event leaves only a lease, which expires, and
+the event is tried again; handlers are idempotent, so a retry changes nothing twice.
+
+The inbox knows no source: each registers its handler once (`Handlers.register`), in the
+composition root (web/app.py).
 
 Handlers return the ledger results their work produced; the caller notifies clients about
 them after the handler's transactions have committed.
@@ -17,7 +20,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -30,10 +33,8 @@ from tortoise.functions import Count
 from tortoise.transactions import in_transaction
 
 from core import companies
-from core.bookings import apply as bookings_apply
-from core.bookings.events import YCLIENTS, handle_yclients
 from core.ledger import LedgerResult
-from core.models import Company, InboxEvent, InboxStatus, IntegrationStatus
+from core.models import InboxEvent, InboxStatus
 
 log = logging.getLogger(__name__)
 
@@ -357,9 +358,49 @@ async def counts() -> dict[str, int]:
     return {status.value: int(found.get(status, 0)) for status in InboxStatus}
 
 
-async def process(
-    event: InboxEvent, handlers: Mapping[str, Handler], policy: InboxPolicy
-) -> Outcome:
+@dataclass(frozen=True, slots=True)
+class Batch:
+    """How a source takes several of its events together (optional; see `process_all`).
+
+    `accepts`: whether an event may join a batch. `groups`: a run of accepted events split into
+    independent groups, each a list of waves applied in order; a wave that raises sends the
+    rest of its group one event at a time through the handler, the other groups stay batched.
+    `apply`: one wave's work, committed when it returns, and the ledger results it produced.
+    """
+
+    accepts: Callable[[InboxEvent], bool]
+    groups: Callable[[Sequence[InboxEvent]], Sequence[Sequence[Sequence[InboxEvent]]]]
+    apply: Callable[[Sequence[InboxEvent]], Awaitable[Sequence[LedgerResult]]]
+
+
+class Handlers:
+    """The handler of each source, registered once: the inbox itself knows no source."""
+
+    def __init__(self) -> None:
+        self._handlers: dict[str, Handler] = {}
+        self._batches: dict[str, Batch] = {}
+
+    def register(self, source: str, handler: Handler, batch: Batch | None = None) -> None:
+        """A second registration for one source is refused: it would silently replace one."""
+        if source in self._handlers:
+            raise ValueError(f"an inbox handler for source {source!r} is registered already")
+        if len(source) > _SOURCE_MAX:
+            raise ValueError(f"source {source!r} is longer than {_SOURCE_MAX} characters")
+        self._handlers[source] = handler
+        if batch is not None:
+            self._batches[source] = batch
+
+    def handler(self, source: str) -> Handler | None:
+        return self._handlers.get(source)
+
+    def batch(self, source: str) -> Batch | None:
+        return self._batches.get(source)
+
+    def __contains__(self, source: object) -> bool:
+        return source in self._handlers
+
+
+async def process(event: InboxEvent, handlers: Handlers, policy: InboxPolicy) -> Outcome:
     """Run the event's handler and record the outcome; the handler's ledger results come back
     for the caller to notify about (everything is committed by then)."""
     if event.attempts > policy.max_attempts:
@@ -367,7 +408,7 @@ async def process(
         error = f"gave up after {event.attempts - 1} attempts without an outcome"
         status = await mark_failed(event, error, policy)
         return Outcome(event, status, error=error)
-    handler = handlers.get(event.source)
+    handler = handlers.handler(event.source)
     try:
         if handler is None:
             raise LookupError(f"no handler for source {event.source!r}")
@@ -392,107 +433,67 @@ async def process(
 
 async def process_all(
     events: Sequence[InboxEvent],
-    handlers: Mapping[str, Handler],
+    handlers: Handlers,
     policy: InboxPolicy,
     *,
     stop: Callable[[], bool] = lambda: False,
 ) -> AsyncGenerator[Outcome, None]:
     """Claimed events, in order, with the same outcomes as `process` one by one — but the
-    record events of the default YClients handler are taken together.
+    events of a source registered with a `Batch` are taken together.
 
-    A run of such events (nothing else between them) goes, salon by salon, through one
-    `bookings.apply_records` per wave and is marked done with one UPDATE. A wave ends before
-    a record it already holds, so a record's events still apply one after another and the
-    ledger sees every change in the order the events came. Every other event goes through
-    `process`; so does every event of a wave whose batch raised (and those after it), which
-    keeps failures, retries and dead events exactly per event. A wave's ledger results come
-    with the outcome of its last event; outcomes are yielded as soon as they are committed.
-    Once `stop()` is true nothing more is started: the events left keep their lease.
+    A run of events its batch accepts (nothing else between them) is split by the batch into
+    groups of waves; each wave is applied at once and marked done with one UPDATE. Every other
+    event goes through `process`; so does every event of a wave whose batch raised (and those
+    after it in its group), which keeps failures, retries and dead events exactly per event. A
+    wave's ledger results come with the outcome of its last event; outcomes are yielded as
+    soon as they are committed. Once `stop()` is true nothing more is started: the events left
+    keep their lease.
     """
-    batchable = handlers.get(YCLIENTS) is handle_yclients
     run: list[InboxEvent] = []
     for event in events:
-        if batchable and _is_record_event(event, policy):
+        batch = handlers.batch(event.source)
+        batchable = (
+            batch is not None and event.attempts <= policy.max_attempts and batch.accepts(event)
+        )
+        if run and (not batchable or event.source != run[0].source):
+            async for outcome in _process_batch(run, handlers, policy, stop):
+                yield outcome
+            run = []
+        if batchable:
             run.append(event)
             continue
-        async for outcome in _process_records(run, handlers, policy, stop):
-            yield outcome
-        run = []
         if stop():
             return
         yield await process(event, handlers, policy)
-    async for outcome in _process_records(run, handlers, policy, stop):
-        yield outcome
+    if run:
+        async for outcome in _process_batch(run, handlers, policy, stop):
+            yield outcome
 
 
-def _is_record_event(event: InboxEvent, policy: InboxPolicy) -> bool:
-    payload = event.payload
-    if event.source != YCLIENTS or event.company_id is None or not isinstance(payload, dict):
-        return False
-    data = payload.get("data")
-    return (
-        event.attempts <= policy.max_attempts
-        and payload.get("resource") == "record"
-        and isinstance(data, dict)
-        and isinstance(data.get("id"), int)
-        and not isinstance(data.get("id"), bool)
-    )
-
-
-def _waves(events: Sequence[InboxEvent]) -> list[list[InboxEvent]]:
-    """Consecutive slices in which no record comes twice."""
-    waves: list[list[InboxEvent]] = []
-    held: set[int] = set()
-    for event in events:
-        record_id = event.payload["data"]["id"]
-        if not waves or record_id in held:
-            waves.append([])
-            held = set()
-        waves[-1].append(event)
-        held.add(record_id)
-    return waves
-
-
-async def _process_records(
+async def _process_batch(
     events: Sequence[InboxEvent],
-    handlers: Mapping[str, Handler],
+    handlers: Handlers,
     policy: InboxPolicy,
     stop: Callable[[], bool],
 ) -> AsyncGenerator[Outcome, None]:
-    by_company: dict[int, list[InboxEvent]] = {}
-    for event in events:
-        assert event.company_id is not None
-        by_company.setdefault(event.company_id, []).append(event)
-    for company_id, group in by_company.items():
-        if stop():
-            return
-        company = await Company.get_or_none(id=company_id)
-        if company is None or company.integration_status is IntegrationStatus.UNINSTALLED:
-            log.info("inbox: %d event(s) of a salon gone or uninstalled, nothing to do", len(group))
-            await _mark_all_done(group)
-            for event in group:
-                yield Outcome(event, InboxStatus.DONE)
-            continue
-        waves = _waves(group)
-        for index, wave in enumerate(waves):
+    batch = handlers.batch(events[0].source)
+    if batch is None:
+        raise LookupError(f"no batch handler for source {events[0].source!r}")
+    for group in batch.groups(events):
+        for index, wave in enumerate(group):
             if stop():
                 return
-            records = [
-                {**e.payload["data"], "deleted": True}
-                if e.payload.get("status") == "delete"
-                else e.payload["data"]
-                for e in wave
-            ]
             try:
-                stats = await bookings_apply.apply_records(company, records)
+                changes = list(await batch.apply(wave))
             except Exception as exc:
                 log.warning(
-                    "inbox: a batch of %d record event(s) failed (%s: %s); each goes alone",
+                    "inbox: a batch of %d %s event(s) failed (%s: %s); each goes alone",
                     len(wave),
+                    wave[0].source,
                     type(exc).__name__,
                     exc,
                 )
-                for event in (e for rest in waves[index:] for e in rest):
+                for event in (e for rest in group[index:] for e in rest):
                     if stop():
                         return
                     yield await process(event, handlers, policy)
@@ -500,7 +501,7 @@ async def _process_records(
             await _mark_all_done(wave)
             for event in wave[:-1]:
                 yield Outcome(event, InboxStatus.DONE)
-            yield Outcome(wave[-1], InboxStatus.DONE, stats.changes)
+            yield Outcome(wave[-1], InboxStatus.DONE, changes)
 
 
 async def _mark_all_done(events: Sequence[InboxEvent]) -> None:
@@ -512,7 +513,3 @@ async def _mark_all_done(events: Sequence[InboxEvent]) -> None:
         event.status = InboxStatus.DONE
         event.processed_at = now
         event.next_attempt_at = None
-
-
-def default_handlers() -> dict[str, Handler]:
-    return {YCLIENTS: handle_yclients}

@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from core import db, inbox
+from core import bookings, db, inbox, onboarding
 from core.notifications import LoggingNotifier
 from core.onboarding import BotUsername
 from core.parts import parts
@@ -45,6 +45,16 @@ log = logging.getLogger(__name__)
 MAX_BODY = 1024 * 1024
 
 
+def inbox_handlers(app: web.Application) -> inbox.Handlers:
+    """Every source the inbox drains, each registered once (a second one is refused)."""
+    handlers = inbox.Handlers()
+    bookings.register(handlers)
+    handlers.register(onboarding.MARKETPLACE, marketplace.inbox_handler(app))
+    # session.status keeps the salon's link state current, messages go to the channel.
+    handlers.register(onboarding.WHATSAPP, whatsapp_channel.inbox_handler(app))
+    return handlers
+
+
 def create_app(settings: Settings) -> web.Application:
     metrics = Metrics()
     app = web.Application(
@@ -58,12 +68,7 @@ def create_app(settings: Settings) -> web.Application:
     app[NOTIFIER] = LoggingNotifier()
     app[INBOX_WAKEUP] = InboxWakeup()
     app[INBOX_POLICY] = inbox.InboxPolicy()
-    app[INBOX_HANDLERS] = {
-        **inbox.default_handlers(),
-        **marketplace.inbox_handlers(app),
-        # Takes source `whatsapp` over: messages to the channel, session.status as before.
-        **whatsapp_channel.inbox_handlers(app),
-    }
+    app[INBOX_HANDLERS] = inbox_handlers(app)
     app[WHATSAPP] = None
     app[BOT_USERNAME] = BotUsername(settings)
     app[ONBOARDING_POLL_MS] = 3000

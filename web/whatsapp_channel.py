@@ -59,7 +59,7 @@ async def whatsapp_channel_ctx(app: web.Application) -> AsyncIterator[None]:
     await outbox.close()
 
 
-def inbox_handlers(app: web.Application) -> dict[str, Handler]:
+def inbox_handler(app: web.Application) -> Handler:
     """The handler for source `whatsapp`: `session.status` keeps the salon's link state
     current, `message` goes to the channel; the channel is looked up when an event is
     handled, since it starts with the app."""
@@ -79,4 +79,4 @@ def inbox_handlers(app: web.Application) -> dict[str, Handler]:
         # Balance changes a message makes (a staff redeem) are told by the dialog itself.
         return []
 
-    return {onboarding.WHATSAPP: whatsapp_handler}
+    return whatsapp_handler

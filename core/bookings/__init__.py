@@ -10,10 +10,17 @@ from core.bookings.apply import (
     booking_status,
     visit_value,
 )
-from core.bookings.events import YCLIENTS, dedupe_key_for_yclients, handle_yclients
+from core.bookings.events import (
+    RECORD_BATCH,
+    YCLIENTS,
+    dedupe_key_for_yclients,
+    handle_yclients,
+    register,
+)
 from core.bookings.matching import codes_in, match_clients
 
 __all__ = [
+    "RECORD_BATCH",
     "YCLIENTS",
     "ApplyStats",
     "apply_record_by_id",
@@ -23,5 +30,6 @@ __all__ = [
     "dedupe_key_for_yclients",
     "handle_yclients",
     "match_clients",
+    "register",
     "visit_value",
 ]

@@ -1,18 +1,20 @@
 """YClients webhook events of a salon, as the inbox keeps and hands them over: their dedupe
-key and their handler (records become bookings and bonuses, clients get their contact
-details refreshed)."""
+key, their handler (records become bookings and bonuses, clients get their contact details
+refreshed) and the batch that applies a run of record events together (`RECORD_BATCH`).
+`register` puts them in the inbox's handlers."""
 
 from __future__ import annotations
 
 import hashlib
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC
 from typing import Any
 
 from tortoise.exceptions import IntegrityError
 
+from core import inbox
 from core.bookings import apply
 from core.ledger import LedgerResult
 from core.models import Client, Company, InboxEvent, IntegrationStatus
@@ -133,3 +135,65 @@ async def _refresh_client(company: Company, data: dict[str, Any]) -> None:
             return
         changed.remove("phone")
         await Client.filter(id=client.id).update(**{f: getattr(client, f) for f in changed})
+
+
+def is_record_event(event: InboxEvent) -> bool:
+    """A record event of a known salon with an integer `data.id`: one a batch can take."""
+    payload = event.payload
+    if event.source != YCLIENTS or event.company_id is None or not isinstance(payload, dict):
+        return False
+    data = payload.get("data")
+    return (
+        payload.get("resource") == "record"
+        and isinstance(data, dict)
+        and isinstance(data.get("id"), int)
+        and not isinstance(data.get("id"), bool)
+    )
+
+
+def record_groups(events: Sequence[InboxEvent]) -> list[list[list[InboxEvent]]]:
+    """The events salon by salon (one salon's failure leaves the others batched), each salon's
+    in waves: consecutive slices in which no record comes twice, so a record's events still
+    apply one after another and the ledger sees every change in the order the events came."""
+    by_company: dict[int | None, list[InboxEvent]] = {}
+    for event in events:
+        by_company.setdefault(event.company_id, []).append(event)
+    return [_waves(group) for group in by_company.values()]
+
+
+def _waves(events: Sequence[InboxEvent]) -> list[list[InboxEvent]]:
+    waves: list[list[InboxEvent]] = []
+    held: set[int] = set()
+    for event in events:
+        record_id = event.payload["data"]["id"]
+        if not waves or record_id in held:
+            waves.append([])
+            held = set()
+        waves[-1].append(event)
+        held.add(record_id)
+    return waves
+
+
+async def apply_record_wave(wave: Sequence[InboxEvent]) -> list[LedgerResult]:
+    """One salon's wave of record events through one `apply_records`; an uninstalled or gone
+    salon's are done without action."""
+    company = await Company.get_or_none(id=wave[0].company_id)
+    if company is None or company.integration_status is IntegrationStatus.UNINSTALLED:
+        log.info("inbox: %d event(s) of a salon gone or uninstalled, nothing to do", len(wave))
+        return []
+    records = [
+        {**e.payload["data"], "deleted": True}
+        if e.payload.get("status") == "delete"
+        else e.payload["data"]
+        for e in wave
+    ]
+    stats = await apply.apply_records(company, records)
+    return stats.changes
+
+
+RECORD_BATCH = inbox.Batch(accepts=is_record_event, groups=record_groups, apply=apply_record_wave)
+
+
+def register(handlers: inbox.Handlers) -> None:
+    """The YClients source: its handler, and record events of one salon taken together."""
+    handlers.register(YCLIENTS, handle_yclients, batch=RECORD_BATCH)

@@ -1,9 +1,11 @@
 from __future__ import annotations
 
+import ast
 import asyncio
 from collections.abc import Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -23,6 +25,9 @@ from core.models import (
     IntegrationStatus,
     LedgerEntry,
 )
+from core.settings import Settings
+from web.app import create_app
+from web.keys import INBOX_HANDLERS
 
 POLICY = InboxPolicy(
     lease=timedelta(seconds=60),
@@ -61,6 +66,18 @@ def event(data: Any, status: str = "update", resource: str = "record") -> dict[s
     }
 
 
+def yclients_handlers() -> inbox.Handlers:
+    handlers = inbox.Handlers()
+    bookings.register(handlers)
+    return handlers
+
+
+def only(source: str, handler: inbox.Handler) -> inbox.Handlers:
+    handlers = inbox.Handlers()
+    handlers.register(source, handler)
+    return handlers
+
+
 async def salon(**fields: Any) -> Company:
     return await Company.create(
         yclients_id=555,
@@ -84,7 +101,7 @@ async def run_all(policy: InboxPolicy = POLICY) -> list[LedgerResult]:
     changes: list[LedgerResult] = []
     while events := await inbox.claim(policy):
         for claimed in events:
-            changes.extend((await inbox.process(claimed, inbox.default_handlers(), policy)).changes)
+            changes.extend((await inbox.process(claimed, yclients_handlers(), policy)).changes)
     return changes
 
 
@@ -198,13 +215,13 @@ async def test_process_records_failures_and_gives_up_on_events_that_never_finish
         raise RuntimeError("handler bug")
 
     first, second = await inbox.claim(POLICY)
-    outcome = await inbox.process(first, {inbox.YCLIENTS: broken}, POLICY)
+    outcome = await inbox.process(first, only(bookings.YCLIENTS, broken), POLICY)
     assert outcome.status is InboxStatus.PENDING and outcome.error == "RuntimeError: handler bug"
-    outcome = await inbox.process(second, {}, POLICY)
+    outcome = await inbox.process(second, inbox.Handlers(), POLICY)
     assert outcome.error is not None and "no handler" in outcome.error
     # Leases that kept expiring (a worker dying on it) count as attempts too.
     second.attempts = POLICY.max_attempts + 1
-    outcome = await inbox.process(second, inbox.default_handlers(), POLICY)
+    outcome = await inbox.process(second, yclients_handlers(), POLICY)
     assert outcome.status is InboxStatus.DEAD
     assert not await Booking.filter(yclients_record_id=2).exists()
 
@@ -285,7 +302,7 @@ async def run_together(policy: InboxPolicy = POLICY) -> list[inbox.Outcome]:
     """Claim and process like the worker does, through process_all."""
     outcomes: list[inbox.Outcome] = []
     while events := await inbox.claim(policy):
-        async for outcome in inbox.process_all(events, inbox.default_handlers(), policy):
+        async for outcome in inbox.process_all(events, yclients_handlers(), policy):
             outcomes.append(outcome)
     return outcomes
 
@@ -368,7 +385,7 @@ async def test_other_events_keep_their_place_and_custom_handlers_go_one_by_one(
     await put(company, event(record(5)))
     await put(company, event(record(6)))
     events = await inbox.claim(POLICY)
-    done = [o async for o in inbox.process_all(events, {inbox.YCLIENTS: mine}, POLICY)]
+    done = [o async for o in inbox.process_all(events, only(bookings.YCLIENTS, mine), POLICY)]
     assert seen == [5, 6] and [o.status for o in done] == [InboxStatus.DONE] * 2
     assert not await Booking.filter(yclients_record_id__in=[5, 6]).exists()
 
@@ -379,10 +396,7 @@ async def test_process_all_starts_nothing_once_told_to_stop(orm: str) -> None:
         await put(company, event(record(i)))
     events = await inbox.claim(POLICY)
     assert [
-        o
-        async for o in inbox.process_all(
-            events, inbox.default_handlers(), POLICY, stop=lambda: True
-        )
+        o async for o in inbox.process_all(events, yclients_handlers(), POLICY, stop=lambda: True)
     ] == []
     assert await inbox.counts() == {"pending": 2, "done": 0, "dead": 0}
     assert not await Booking.exists()
@@ -407,3 +421,43 @@ def test_storable_returns_a_clean_value_as_it_is_and_reads_escapes_right() -> No
     assert inbox.storable({"k": ["\x00"]}) == {"k": ["\ufffd"]}
     assert inbox.storable({"\ud800": 1}) == {"\ufffd": 1}
     assert inbox.storable({"n": {1, 2}}) == {"n": {1, 2}}  # not JSON: left to the caller
+
+
+# --- the registry ---
+
+
+async def test_a_source_is_registered_once() -> None:
+    handlers = yclients_handlers()
+    with pytest.raises(ValueError, match="registered already"):
+        handlers.register(bookings.YCLIENTS, bookings.handle_yclients)
+    with pytest.raises(ValueError, match="registered already"):
+        bookings.register(handlers)
+    assert bookings.YCLIENTS in handlers and "whatsapp" not in handlers
+
+
+def test_the_app_registers_every_source_once(settings: Settings) -> None:
+    """The composition root's registry: one handler per source, the YClients one with its
+    batch (the `whatsapp` handler was once registered twice, the second winning silently)."""
+    handlers = create_app(settings)[INBOX_HANDLERS]
+    assert all(source in handlers for source in ("yclients", "marketplace", "whatsapp"))
+    assert handlers.batch("yclients") is bookings.RECORD_BATCH
+    assert handlers.batch("whatsapp") is None and handlers.batch("marketplace") is None
+
+
+def test_the_inbox_imports_no_feature() -> None:
+    """core/inbox.py is plumbing: of core it imports only the ledger's result type, the models
+    and the salon lookup, never a feature (bookings, onboarding, whatsapp, ...)."""
+    tree = ast.parse(Path(inbox.__file__).read_text(encoding="utf-8"))
+    imported: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            imported.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module == "core":
+            imported.update(f"core.{alias.name}" for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            imported.add(node.module)
+    assert {m for m in imported if m.startswith("core")} == {
+        "core.companies",
+        "core.ledger",
+        "core.models",
+    }

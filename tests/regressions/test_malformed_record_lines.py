@@ -87,10 +87,12 @@ async def test_odd_lines_are_skipped_and_the_event_is_done_at_once(
     events = await inbox.claim(POLICY)
     assert len(events) == len(ODD)
     caplog.set_level(logging.WARNING, logger="core.bookings")
+    handlers = inbox.Handlers()
+    bookings.register(handlers)
     if together:
-        outcomes = [o async for o in inbox.process_all(events, inbox.default_handlers(), POLICY)]
+        outcomes = [o async for o in inbox.process_all(events, handlers, POLICY)]
     else:
-        outcomes = [await inbox.process(e, inbox.default_handlers(), POLICY) for e in events]
+        outcomes = [await inbox.process(e, handlers, POLICY) for e in events]
     assert [(o.status, o.error) for o in outcomes] == [(inbox.InboxStatus.DONE, None)] * len(ODD)
     assert await inbox.counts() == {"pending": 0, "done": len(ODD), "dead": 0}
     await check_bookings()

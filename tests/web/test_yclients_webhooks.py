@@ -89,7 +89,10 @@ async def start(
     app = create_app(settings)
     app[INBOX_POLICY] = policy
     if handlers is not None:
-        app[INBOX_HANDLERS] = handlers
+        registry = inbox.Handlers()
+        for source, handler in handlers.items():
+            registry.register(source, handler)
+        app[INBOX_HANDLERS] = registry
     if notifier is not None:
         app[NOTIFIER] = notifier
     return await aiohttp_client(app)
