@@ -54,19 +54,18 @@ class InboxPolicy:
     max_attempts: int = 8
     retry_base: timedelta = timedelta(seconds=15)
     retry_max: timedelta = timedelta(minutes=30)
-    # Record events of one salon in a batch are applied together (process_all): a bigger
-    # batch drains a burst about twice as fast as 20 did, and is still done in well under
-    # a second, far inside the lease.
+    # A source's events in a batch are applied together (process_all): a bigger batch drains
+    # a burst faster, and is still done far inside the lease (bench/README.md, webhooks).
     batch_size: int = 100
     # Seconds the worker sleeps when nothing is due and nothing woke it.
     poll_interval: float = 2.0
     # YClients sends changes in bursts (a bulk edit, a day's visits closed at once). While
     # one is arriving (a webhook within `gather_quiet` s), the worker waits for a pause, and
     # the burst is then taken in full batches instead of a few events per wake-up; the
-    # requests storing it keep the CPU meanwhile (bench/webhooks.py). A flood with no pause
-    # still gets `burst_batch_size` events done every `gather_max` s (100/s): batches that
-    # small hold the event loop for milliseconds, where a full one once a second showed in
-    # the requests' p99, and 100/s keeps up with a steady stream from many salons.
+    # requests storing it keep the CPU meanwhile. A flood with no pause still gets
+    # `burst_batch_size` events done every `gather_max` s: batches that small hold the event
+    # loop only briefly, where a full one showed in the requests' tail latency, and that pace
+    # keeps up with a steady stream from many salons (bench/README.md, webhooks).
     gather_quiet: float = 0.05
     gather_max: float = 0.1
     burst_batch_size: int = 10

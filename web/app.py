@@ -136,8 +136,8 @@ async def announce_parts_ctx(app: web.Application) -> AsyncIterator[None]:
 
 async def freeze_gc_ctx(app: web.Application) -> AsyncIterator[None]:
     """After start-up, keep the garbage collector off what start-up built (modules, pydantic
-    schemas, routers: some 200,000 objects that live as long as the process). Walking them took
-    150–450 ms per full collection, a pause every update in flight waits out (bench/bot.py).
+    schemas, routers: objects that live as long as the process). Walking them made every full
+    collection a long pause that every update in flight waits out (bench/README.md, bot).
     No collection first: it would cost that much again, for little start-up garbage."""
     gc.freeze()
     yield

@@ -549,8 +549,9 @@ async def _keep_statistics_fresh(created: int) -> None:
     Autovacuum refreshes them only a minute or so after a bulk load, and PostgreSQL's docs
     advise an ANALYZE after one. A new salon's first sync, or a burst of its webhooks, fills
     the tables within seconds while the plans still take them for nearly empty: every lookup
-    by record id then reads all of the salon's bookings, and the sync slows down fourfold as
-    it goes. ANALYZE samples a bounded number of rows and also drops the stale cached plans.
+    by record id then reads all of the salon's bookings, and the sync slows down more and more
+    as it goes (bench/README.md, sync). ANALYZE samples a bounded number of rows and also
+    drops the stale cached plans.
     """
     if created <= 0 or _growth.busy:
         return
