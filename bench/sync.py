@@ -9,9 +9,10 @@ the real migrations and dropped at the end, even on failure. The YClients API is
 suite's emulator (tests/fakes/yclients.py) on 127.0.0.1, in this process.
 
 * unlimited: 50,000 records over 5,000 clients' phones, no rate limit; every round starts
-  from empty tables and runs `core.sync.sync_company(client, company, full=True)`. Reports
-  records/s (median of the rounds) and checks the sync made exactly ceil(50,000 / PAGE_SIZE)
-  list calls, created every booking and client, and awarded every bonus once.
+  from empty tables and runs `core.bookings.sync.sync_company(client, company, full=True)`.
+  Reports records/s (median of the rounds) and checks the sync made exactly
+  ceil(50,000 / PAGE_SIZE) list calls, created every booking and client, and awarded every
+  bonus once.
 * limited: 2,950 records (10 pages of PAGE_SIZE) with `rate_limit=5.0` (per_minute=None) and
   `catalogue=False` (its two calls are not list calls); the wall time must be within 10% of
   list calls / 5 seconds. Then once more, not a goal, with the emulator itself refusing a sixth
@@ -57,8 +58,8 @@ from _support import (
 )
 
 from core import db, ledger
+from core.bookings.sync import PAGE_SIZE, sync_company
 from core.models import Booking, Client, Company, IntegrationStatus, LedgerEntry, LedgerKind
-from core.sync import PAGE_SIZE, sync_company
 from core.yclients import YClientsClient
 from tests.fakes.yclients import (
     CHANGE_FORMAT,

@@ -4,10 +4,13 @@ Storing is one INSERT guarded by the unique (source, dedupe_key) constraint, so 
 delivery answers "seen" without a race. A worker claims due events under a lease (PostgreSQL:
 `FOR UPDATE SKIP LOCKED`, so several replicas drain one inbox; SQLite has a single writer),
 runs the source's handler, and marks the event done, or failed with exponential backoff, or
-dead after `max_attempts`. `process_all` does that for a claimed batch, applying the YClients
-record events of one salon together through one `bookings.apply_records`. A worker that dies
-mid-event leaves only a lease, which expires, and the event is tried again; handlers are
-idempotent, so a retry changes nothing twice.
+dead after `max_attempts`. `process_all` does that for a claimed batch, taking together the
+events of a source that registered a `Batch` (the YClients record events of one salon, see
+core/bookings/events.py). A worker that dies mid-event leaves only a lease, which expires, and
+the event is tried again; handlers are idempotent, so a retry changes nothing twice.
+
+The inbox knows no source: each registers its handler once (`Handlers.register`), in the
+composition root (web/app.py).
 
 Handlers return the ledger results their work produced; the caller notifies clients about
 them after the handler's transactions have committed.
@@ -15,31 +18,26 @@ them after the handler's transactions have committed.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
-from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
 from tortoise import connections
-from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.exceptions import IntegrityError
 from tortoise.expressions import F
 from tortoise.functions import Count
 from tortoise.transactions import in_transaction
 
-from core import bookings, companies
+from core import companies
 from core.ledger import LedgerResult
-from core.models import Client, Company, InboxEvent, InboxStatus, IntegrationStatus
-from core.phones import normalize_phone
-from core.yclients import parse_yclients_datetime
+from core.models import InboxEvent, InboxStatus
 
 log = logging.getLogger(__name__)
 
-YCLIENTS = "yclients"
 _KEY_MAX = 255
 _SOURCE_MAX = 16  # InboxEvent.source
 _ERROR_MAX = 2000
@@ -56,19 +54,18 @@ class InboxPolicy:
     max_attempts: int = 8
     retry_base: timedelta = timedelta(seconds=15)
     retry_max: timedelta = timedelta(minutes=30)
-    # Record events of one salon in a batch are applied together (process_all): a bigger
-    # batch drains a burst about twice as fast as 20 did, and is still done in well under
-    # a second, far inside the lease.
+    # A source's events in a batch are applied together (process_all): a bigger batch drains
+    # a burst faster, and is still done far inside the lease (bench/README.md, webhooks).
     batch_size: int = 100
     # Seconds the worker sleeps when nothing is due and nothing woke it.
     poll_interval: float = 2.0
     # YClients sends changes in bursts (a bulk edit, a day's visits closed at once). While
     # one is arriving (a webhook within `gather_quiet` s), the worker waits for a pause, and
     # the burst is then taken in full batches instead of a few events per wake-up; the
-    # requests storing it keep the CPU meanwhile (bench/webhooks.py). A flood with no pause
-    # still gets `burst_batch_size` events done every `gather_max` s (100/s): batches that
-    # small hold the event loop for milliseconds, where a full one once a second showed in
-    # the requests' p99, and 100/s keeps up with a steady stream from many salons.
+    # requests storing it keep the CPU meanwhile. A flood with no pause still gets
+    # `burst_batch_size` events done every `gather_max` s: batches that small hold the event
+    # loop only briefly, where a full one showed in the requests' tail latency, and that pace
+    # keeps up with a steady stream from many salons (bench/README.md, webhooks).
     gather_quiet: float = 0.05
     gather_max: float = 0.1
     burst_batch_size: int = 10
@@ -130,80 +127,26 @@ def _repaired(value: Any) -> Any:
     return value
 
 
-def _canonical(value: Any) -> bytes:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode(
-        "utf-8", "surrogatepass"
-    )
+@dataclass(frozen=True, slots=True)
+class ForHook:
+    """Store the event only for the salon whose webhook URL carries `token`, and only when the
+    event names that salon (`yclients_id`, as the event gives it)."""
+
+    token: str
+    yclients_id: object
 
 
-def _change_stamp(data: object) -> str | None:
-    if not isinstance(data, dict):
-        return None
-    raw = data.get("last_change_date")
-    if not isinstance(raw, str) or not raw.strip():
-        return None
-    try:
-        # `+03:00` and `+0300` spell the same instant: one key for both.
-        return parse_yclients_datetime(raw).astimezone(UTC).isoformat()
-    except ValueError:
-        return raw.strip()
+@dataclass(frozen=True, slots=True)
+class Stored:
+    """What became of an event offered to `store`."""
+
+    created: bool  # stored now; False for a duplicate, or for an event `hook` kept out
+    event_id: int | None  # the new event's id when created
+    company_id: int | None  # Company.pk it belongs to; with `hook`, None when no salon has it
+    yclients_id: int | None = None  # with `hook`: that salon's YClients id
 
 
-def dedupe_key_for_yclients(payload: Mapping[str, Any]) -> str:
-    """company:resource:resource_id:status:last_change_date:hash of `data`.
-
-    Identical deliveries (YClients has sent one change as four identical updates) give one
-    key. The hash of the canonical `data` is always part of it, not only when there is no
-    `last_change_date`: that date has one-second resolution, and two real changes within a
-    second must not be taken for one. A spurious extra event costs nothing — acting on an event
-    is idempotent — while a dropped one would lose a change until the next sync.
-    """
-    data = payload.get("data")
-    digest = hashlib.sha256(_canonical(data)).hexdigest()
-    stamp = _change_stamp(data) or "-"
-    key = ":".join(
-        str(part)
-        for part in (
-            payload.get("company_id"),
-            payload.get("resource"),
-            payload.get("resource_id"),
-            payload.get("status"),
-            stamp,
-            digest[:32],
-        )
-    )
-    if len(key) > _KEY_MAX:
-        key = "sha256:" + hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()
-    return key
-
-
-async def store(
-    source: str, dedupe_key: str, payload: dict[str, Any], company_id: int | None
-) -> tuple[InboxEvent, bool]:
-    """Store an inbound event once; `(event, False)` when this key was already stored."""
-    conn = connections.get("default")
-    if (
-        conn.capabilities.dialect == "postgres"
-        and len(source) <= _SOURCE_MAX
-        and len(dedupe_key) <= _KEY_MAX
-    ):
-        return await _store_pg(conn, source, dedupe_key, payload, company_id)
-    try:
-        event = await InboxEvent.create(
-            source=source,
-            dedupe_key=dedupe_key,
-            payload=storable(payload),
-            company_id=company_id,
-            next_attempt_at=_now(),
-        )
-    except IntegrityError:
-        # The unique constraint decides, so two racing deliveries store one event.
-        existing = await InboxEvent.get_or_none(source=source, dedupe_key=dedupe_key)
-        if existing is None:
-            raise
-        return existing, False
-    return event, True
-
+DedupeKey = str | Callable[[dict[str, Any]], str]
 
 # What InboxEvent.create writes, as one statement that a duplicate key leaves alone.
 _STORE = (
@@ -212,55 +155,8 @@ _STORE = (
     "VALUES ($1, $2, $3, $4::text::jsonb, $5, $6, $6, NULL, 0, NULL) "
     "ON CONFLICT (source, dedupe_key) DO NOTHING RETURNING id"
 )
-
-
-async def _store_pg(
-    conn: BaseDBAsyncClient,
-    source: str,
-    dedupe_key: str,
-    payload: dict[str, Any],
-    company_id: int | None,
-) -> tuple[InboxEvent, bool]:
-    """PostgreSQL: the INSERT without the ORM's per-row work, the payload serialised once."""
-    text = _as_json(payload)
-    if not _keepable(text):
-        payload = _repaired(payload)
-        text = json.dumps(payload, ensure_ascii=False)
-    now = _now()
-    values = [source, dedupe_key, company_id, text, InboxStatus.PENDING.value, now]
-    rows = await conn.execute_query_dict(_STORE, values)
-    if not rows:
-        # The unique constraint decided: another delivery of this event came first.
-        existing = await InboxEvent.get_or_none(source=source, dedupe_key=dedupe_key)
-        if existing is None:
-            raise IntegrityError(f"inbox event {source}:{dedupe_key} conflicted and vanished")
-        return existing, False
-    event = InboxEvent(
-        id=rows[0]["id"],
-        source=source,
-        dedupe_key=dedupe_key,
-        company_id=company_id,
-        payload=payload,
-        status=InboxStatus.PENDING,
-        received_at=now,
-        next_attempt_at=now,
-        attempts=0,
-    )
-    event._saved_in_db = True
-    return event, True
-
-
-@dataclass(frozen=True, slots=True)
-class HookDelivery:
-    """What became of an event posted to a salon's webhook URL."""
-
-    salon_id: int | None  # Company.pk; None when no salon has this hook token
-    yclients_id: int | None  # that salon's YClients id
-    created: bool  # stored now; False for a duplicate, or for an event of another salon
-
-
 # The salon found by its hook token and the event stored for it in one round trip: the
-# INSERT runs only when the event's company_id is that salon's and the token is equal byte for
+# INSERT runs only when the event's company is that salon and the token is equal byte for
 # byte (COLLATE "C"), and a duplicate key leaves the stored event alone (event_id NULL). No
 # row at all: no salon has this token.
 _STORE_FOR_HOOK = (
@@ -278,58 +174,110 @@ _BIGINT = range(-(2**63), 2**63)
 _PENDING = InboxStatus.PENDING.value
 
 
-async def store_for_hook(
-    hook_token: str, event: dict[str, Any], body: bytes | None = None
-) -> HookDelivery:
-    """Store a YClients event posted to `hook_token`'s URL if that salon is the event's
-    `company_id`; the caller answers 404 (no salon), 403 (another salon's event) or 200.
-    `body` is the request body `event` was parsed from, if the caller has it.
+async def store(
+    source: str,
+    dedupe_key: DedupeKey,
+    payload: dict[str, Any],
+    company_id: int | None = None,
+    *,
+    hook: ForHook | None = None,
+    body: bytes | None = None,
+) -> Stored:
+    """Store an inbound event once: the unique (source, dedupe_key) decides, so a duplicate
+    delivery, racing or not, is answered `created=False`.
 
-    This is the webhook's hot path. On PostgreSQL it is one statement (the salon lookup and
-    the INSERT … ON CONFLICT together) on one pool checkout, and the body is stored as it
-    came when jsonb takes it as it is; elsewhere the lookup, then `store`.
+    The event belongs to `company_id`, or with `hook` to the salon whose webhook URL it came
+    to: nothing is stored when no salon has that token (`company_id` None) or the event names
+    another salon (the caller answers 404 or 403). `dedupe_key` may be a function of the
+    payload as it is kept (what PostgreSQL cannot keep replaced, see `storable`). `body` is
+    the request body `payload` was parsed from, if the caller has it.
+
+    This is every webhook's hot path. On PostgreSQL it is one statement on one pool checkout
+    (with `hook`, the salon lookup and the INSERT … ON CONFLICT together), and the body is
+    stored as it came when jsonb takes it as it is; elsewhere the lookup, then the ORM.
     """
-    company_id = event.get("company_id")
     conn = connections.get("default")
-    if conn.capabilities.dialect != "postgres":
-        company = await companies.by_hook_token(hook_token)
-        if company is None:
-            return HookDelivery(None, None, False)
-        if company_id != company.yclients_id:
-            return HookDelivery(company.pk, company.yclients_id, False)
-        event = storable(event)
-        _, created = await store(YCLIENTS, dedupe_key_for_yclients(event), event, company.pk)
-        return HookDelivery(company.pk, company.yclients_id, created)
-    # An id no bigint holds is no salon's: compared as NULL, nothing is stored.
-    yclients_id = company_id if isinstance(company_id, int) and company_id in _BIGINT else None
+    if conn.capabilities.dialect != "postgres" or len(source) > _SOURCE_MAX:
+        payload = storable(payload)
+        return await _store_orm(source, _key(dedupe_key, payload), payload, company_id, hook)
     text = _verbatim(body)
+    as_it_came = text is not None
     if text is None:
-        # The key too is made from the repaired value: a NUL in it would fail the INSERT.
-        event = storable(event)
-    key = dedupe_key_for_yclients(event)
-    args = [hook_token, YCLIENTS, key, text, _PENDING, _now(), yclients_id]
+        text = _as_json(payload)
+        if not _keepable(text):
+            # The key too is made from the repaired value: a NUL in it would fail the INSERT.
+            payload = _repaired(payload)
+            text = json.dumps(payload, ensure_ascii=False)
+    key = _key(dedupe_key, payload)
+    if len(key) > _KEY_MAX:
+        return await _store_orm(source, key, payload, company_id, hook)
+    if hook is None:
+        sql, args = _STORE, [source, key, company_id, text, _PENDING, _now()]
+    else:
+        # An id no bigint holds is no salon's: compared as NULL, nothing is stored.
+        yclients_id = hook.yclients_id
+        wanted = yclients_id if isinstance(yclients_id, int) and yclients_id in _BIGINT else None
+        sql, args = _STORE_FOR_HOOK, [hook.token, source, key, text, _PENDING, _now(), wanted]
     db: Any
     async with conn.acquire_connection() as db:
         # asyncpg itself, without the ORM's per-query wrapping (exception translation,
         # logging, rows as dicts).
-        if text is not None:
-            try:
-                row = await db.fetchrow(_STORE_FOR_HOOK, *args)
-            except asyncpg.DataError:
-                # jsonb refused the body as it came (a number beyond numeric's range, say);
-                # the parsed value, serialised, is taken below.
-                text = None
-        if text is None:
-            args[3] = json.dumps(event, ensure_ascii=False)
-            row = await db.fetchrow(_STORE_FOR_HOOK, *args)
+        try:
+            row = await db.fetchrow(sql, *args)
+        except asyncpg.DataError:
+            if not as_it_came:
+                raise
+            # jsonb refused the body as it came (a number beyond numeric's range, say); the
+            # parsed value, serialised, is taken instead.
+            args[3] = json.dumps(payload, ensure_ascii=False)
+            row = await db.fetchrow(sql, *args)
+    if hook is None:
+        event_id = row["id"] if row is not None else None
+        return Stored(event_id is not None, event_id, company_id)
     if row is None:
-        return HookDelivery(None, None, False)
-    if not companies.same_hook_token(row["hook_token"], hook_token):
+        return Stored(False, None, None)
+    if not companies.same_hook_token(row["hook_token"], hook.token):
         # Only a non-deterministic collation could match a near miss; the INSERT's byte
         # comparison kept its event out.
         log.error("the hook token lookup matched a different token; check the collation")
-        return HookDelivery(None, None, False)
-    return HookDelivery(row["id"], row["yclients_id"], row["event_id"] is not None)
+        return Stored(False, None, None)
+    event_id = row["event_id"]
+    return Stored(event_id is not None, event_id, row["id"], row["yclients_id"])
+
+
+def _key(dedupe_key: DedupeKey, payload: dict[str, Any]) -> str:
+    return dedupe_key if isinstance(dedupe_key, str) else dedupe_key(payload)
+
+
+async def _store_orm(
+    source: str,
+    key: str,
+    payload: dict[str, Any],
+    company_id: int | None,
+    hook: ForHook | None,
+) -> Stored:
+    yclients_id: int | None = None
+    if hook is not None:
+        company = await companies.by_hook_token(hook.token)
+        if company is None:
+            return Stored(False, None, None)
+        company_id, yclients_id = company.pk, company.yclients_id
+        if hook.yclients_id != company.yclients_id:
+            return Stored(False, None, company_id, yclients_id)
+    try:
+        event = await InboxEvent.create(
+            source=source,
+            dedupe_key=key,
+            payload=payload,
+            company_id=company_id,
+            next_attempt_at=_now(),
+        )
+    except IntegrityError:
+        # The unique constraint decides, so two racing deliveries store one event.
+        if not await InboxEvent.exists(source=source, dedupe_key=key):
+            raise
+        return Stored(False, None, company_id, yclients_id)
+    return Stored(True, event.id, company_id, yclients_id)
 
 
 def _verbatim(body: bytes | None) -> str | None:
@@ -409,9 +357,49 @@ async def counts() -> dict[str, int]:
     return {status.value: int(found.get(status, 0)) for status in InboxStatus}
 
 
-async def process(
-    event: InboxEvent, handlers: Mapping[str, Handler], policy: InboxPolicy
-) -> Outcome:
+@dataclass(frozen=True, slots=True)
+class Batch:
+    """How a source takes several of its events together (optional; see `process_all`).
+
+    `accepts`: whether an event may join a batch. `groups`: a run of accepted events split into
+    independent groups, each a list of waves applied in order; a wave that raises sends the
+    rest of its group one event at a time through the handler, the other groups stay batched.
+    `apply`: one wave's work, committed when it returns, and the ledger results it produced.
+    """
+
+    accepts: Callable[[InboxEvent], bool]
+    groups: Callable[[Sequence[InboxEvent]], Sequence[Sequence[Sequence[InboxEvent]]]]
+    apply: Callable[[Sequence[InboxEvent]], Awaitable[Sequence[LedgerResult]]]
+
+
+class Handlers:
+    """The handler of each source, registered once: the inbox itself knows no source."""
+
+    def __init__(self) -> None:
+        self._handlers: dict[str, Handler] = {}
+        self._batches: dict[str, Batch] = {}
+
+    def register(self, source: str, handler: Handler, batch: Batch | None = None) -> None:
+        """A second registration for one source is refused: it would silently replace one."""
+        if source in self._handlers:
+            raise ValueError(f"an inbox handler for source {source!r} is registered already")
+        if len(source) > _SOURCE_MAX:
+            raise ValueError(f"source {source!r} is longer than {_SOURCE_MAX} characters")
+        self._handlers[source] = handler
+        if batch is not None:
+            self._batches[source] = batch
+
+    def handler(self, source: str) -> Handler | None:
+        return self._handlers.get(source)
+
+    def batch(self, source: str) -> Batch | None:
+        return self._batches.get(source)
+
+    def __contains__(self, source: object) -> bool:
+        return source in self._handlers
+
+
+async def process(event: InboxEvent, handlers: Handlers, policy: InboxPolicy) -> Outcome:
     """Run the event's handler and record the outcome; the handler's ledger results come back
     for the caller to notify about (everything is committed by then)."""
     if event.attempts > policy.max_attempts:
@@ -419,7 +407,7 @@ async def process(
         error = f"gave up after {event.attempts - 1} attempts without an outcome"
         status = await mark_failed(event, error, policy)
         return Outcome(event, status, error=error)
-    handler = handlers.get(event.source)
+    handler = handlers.handler(event.source)
     try:
         if handler is None:
             raise LookupError(f"no handler for source {event.source!r}")
@@ -444,107 +432,67 @@ async def process(
 
 async def process_all(
     events: Sequence[InboxEvent],
-    handlers: Mapping[str, Handler],
+    handlers: Handlers,
     policy: InboxPolicy,
     *,
     stop: Callable[[], bool] = lambda: False,
 ) -> AsyncGenerator[Outcome, None]:
     """Claimed events, in order, with the same outcomes as `process` one by one — but the
-    record events of the default YClients handler are taken together.
+    events of a source registered with a `Batch` are taken together.
 
-    A run of such events (nothing else between them) goes, salon by salon, through one
-    `bookings.apply_records` per wave and is marked done with one UPDATE. A wave ends before
-    a record it already holds, so a record's events still apply one after another and the
-    ledger sees every change in the order the events came. Every other event goes through
-    `process`; so does every event of a wave whose batch raised (and those after it), which
-    keeps failures, retries and dead events exactly per event. A wave's ledger results come
-    with the outcome of its last event; outcomes are yielded as soon as they are committed.
-    Once `stop()` is true nothing more is started: the events left keep their lease.
+    A run of events its batch accepts (nothing else between them) is split by the batch into
+    groups of waves; each wave is applied at once and marked done with one UPDATE. Every other
+    event goes through `process`; so does every event of a wave whose batch raised (and those
+    after it in its group), which keeps failures, retries and dead events exactly per event. A
+    wave's ledger results come with the outcome of its last event; outcomes are yielded as
+    soon as they are committed. Once `stop()` is true nothing more is started: the events left
+    keep their lease.
     """
-    batchable = handlers.get(YCLIENTS) is handle_yclients
     run: list[InboxEvent] = []
     for event in events:
-        if batchable and _is_record_event(event, policy):
+        batch = handlers.batch(event.source)
+        batchable = (
+            batch is not None and event.attempts <= policy.max_attempts and batch.accepts(event)
+        )
+        if run and (not batchable or event.source != run[0].source):
+            async for outcome in _process_batch(run, handlers, policy, stop):
+                yield outcome
+            run = []
+        if batchable:
             run.append(event)
             continue
-        async for outcome in _process_records(run, handlers, policy, stop):
-            yield outcome
-        run = []
         if stop():
             return
         yield await process(event, handlers, policy)
-    async for outcome in _process_records(run, handlers, policy, stop):
-        yield outcome
+    if run:
+        async for outcome in _process_batch(run, handlers, policy, stop):
+            yield outcome
 
 
-def _is_record_event(event: InboxEvent, policy: InboxPolicy) -> bool:
-    payload = event.payload
-    if event.source != YCLIENTS or event.company_id is None or not isinstance(payload, dict):
-        return False
-    data = payload.get("data")
-    return (
-        event.attempts <= policy.max_attempts
-        and payload.get("resource") == "record"
-        and isinstance(data, dict)
-        and isinstance(data.get("id"), int)
-        and not isinstance(data.get("id"), bool)
-    )
-
-
-def _waves(events: Sequence[InboxEvent]) -> list[list[InboxEvent]]:
-    """Consecutive slices in which no record comes twice."""
-    waves: list[list[InboxEvent]] = []
-    held: set[int] = set()
-    for event in events:
-        record_id = event.payload["data"]["id"]
-        if not waves or record_id in held:
-            waves.append([])
-            held = set()
-        waves[-1].append(event)
-        held.add(record_id)
-    return waves
-
-
-async def _process_records(
+async def _process_batch(
     events: Sequence[InboxEvent],
-    handlers: Mapping[str, Handler],
+    handlers: Handlers,
     policy: InboxPolicy,
     stop: Callable[[], bool],
 ) -> AsyncGenerator[Outcome, None]:
-    by_company: dict[int, list[InboxEvent]] = {}
-    for event in events:
-        assert event.company_id is not None
-        by_company.setdefault(event.company_id, []).append(event)
-    for company_id, group in by_company.items():
-        if stop():
-            return
-        company = await Company.get_or_none(id=company_id)
-        if company is None or company.integration_status is IntegrationStatus.UNINSTALLED:
-            log.info("inbox: %d event(s) of a salon gone or uninstalled, nothing to do", len(group))
-            await _mark_all_done(group)
-            for event in group:
-                yield Outcome(event, InboxStatus.DONE)
-            continue
-        waves = _waves(group)
-        for index, wave in enumerate(waves):
+    batch = handlers.batch(events[0].source)
+    if batch is None:
+        raise LookupError(f"no batch handler for source {events[0].source!r}")
+    for group in batch.groups(events):
+        for index, wave in enumerate(group):
             if stop():
                 return
-            records = [
-                {**e.payload["data"], "deleted": True}
-                if e.payload.get("status") == "delete"
-                else e.payload["data"]
-                for e in wave
-            ]
             try:
-                stats = await bookings.apply_records(company, records)
+                changes = list(await batch.apply(wave))
             except Exception as exc:
                 log.warning(
-                    "inbox: a batch of %d record event(s) failed (%s: %s); each goes alone",
+                    "inbox: a batch of %d %s event(s) failed (%s: %s); each goes alone",
                     len(wave),
+                    wave[0].source,
                     type(exc).__name__,
                     exc,
                 )
-                for event in (e for rest in waves[index:] for e in rest):
+                for event in (e for rest in group[index:] for e in rest):
                     if stop():
                         return
                     yield await process(event, handlers, policy)
@@ -552,7 +500,7 @@ async def _process_records(
             await _mark_all_done(wave)
             for event in wave[:-1]:
                 yield Outcome(event, InboxStatus.DONE)
-            yield Outcome(wave[-1], InboxStatus.DONE, stats.changes)
+            yield Outcome(wave[-1], InboxStatus.DONE, changes)
 
 
 async def _mark_all_done(events: Sequence[InboxEvent]) -> None:
@@ -564,70 +512,3 @@ async def _mark_all_done(events: Sequence[InboxEvent]) -> None:
         event.status = InboxStatus.DONE
         event.processed_at = now
         event.next_attempt_at = None
-
-
-async def handle_yclients(event: InboxEvent) -> list[LedgerResult]:
-    """A salon's entity event: records become bookings and bonuses, clients get their name,
-    phone and email refreshed; every other resource is kept in the inbox and left alone.
-    An uninstalled salon's events are done without action."""
-    payload = event.payload
-    if event.company_id is not None:
-        company = await Company.get_or_none(id=event.company_id)
-    else:
-        company = await Company.get_or_none(yclients_id=int(payload["company_id"]))
-    if company is None or company.integration_status is IntegrationStatus.UNINSTALLED:
-        log.info("inbox event %s: salon gone or uninstalled, nothing to do", event.id)
-        return []
-    resource, status, data = payload.get("resource"), payload.get("status"), payload.get("data")
-    if resource == "record":
-        if not isinstance(data, dict) or "id" not in data:
-            raise ValueError("a record event without data.id")
-        stats = await bookings.apply_record_by_id(company, data, deleted=status == "delete")
-        return stats.changes
-    if resource == "client" and status != "delete" and isinstance(data, dict):
-        await _refresh_client(company, data)
-    return []
-
-
-async def _refresh_client(company: Company, data: dict[str, Any]) -> None:
-    yclients_id = data.get("id")
-    if not isinstance(yclients_id, int) or isinstance(yclients_id, bool):
-        return
-    client = await Client.filter(company_id=company.id, yclients_client_id=yclients_id).first()
-    if client is None:
-        return
-    changed: list[str] = []
-    name = data.get("name")
-    if isinstance(name, str) and name.strip() and name.strip() != client.name:
-        client.name = name.strip()[:255]
-        changed.append("name")
-    email = data.get("email")
-    if isinstance(email, str) and email.strip() and email.strip().lower() != client.email:
-        client.email = email.strip().lower()[:255]
-        changed.append("email")
-    raw_phone = data.get("phone")
-    phone = normalize_phone(raw_phone) if isinstance(raw_phone, str | int) else None
-    if (
-        phone
-        and phone != client.phone
-        # A number another client of the salon holds stays theirs.
-        and not await Client.filter(company_id=company.id, phone=phone)
-        .exclude(id=client.id)
-        .exists()
-    ):
-        client.phone = phone
-        changed.append("phone")
-    if not changed:
-        return
-    try:
-        await client.save(update_fields=changed)
-    except IntegrityError:
-        # The phone was taken meanwhile; keep the rest.
-        if "phone" not in changed or len(changed) == 1:
-            return
-        changed.remove("phone")
-        await Client.filter(id=client.id).update(**{f: getattr(client, f) for f in changed})
-
-
-def default_handlers() -> dict[str, Handler]:
-    return {YCLIENTS: handle_yclients}

@@ -11,13 +11,21 @@ update and the same unique key. Elsewhere (SQLite, inside a caller's transaction
 that locks the row first) they are two statements in an explicit transaction (a savepoint when
 nested).
 
+`accrue_many` is the bulk path (the sync and the inbox settle a page of visits at once): on
+PostgreSQL every balance move and every entry of the batch in one statement, leaving exactly the
+rows `accrue` one by one would leave.
+
+This module is the only writer of ledger entries and of `client.balance`. Every operation may
+run inside a caller's open transaction (`in_transaction` nests as a savepoint), so a caller that
+holds other rows locked (the bookings being settled) keeps them until its own commit.
+
 An idempotency key makes a repeat a no-op that returns the first result. Nothing is sent from
 here: callers notify the client after the transaction has committed.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import cast
 
@@ -228,6 +236,120 @@ async def accrue(
     return await _apply(
         client_id, _positive(amount), LedgerKind.ACCRUAL, key, booking_id=booking_id, reason=reason
     )
+
+
+@dataclass(frozen=True, slots=True)
+class Accrual:
+    """One accrual of `accrue_many`: the arguments `accrue` takes."""
+
+    client_id: int
+    amount: int
+    key: str
+    booking_id: int | None = None
+    reason: str = ""
+
+
+async def accrue_many(accruals: Sequence[Accrual]) -> list[LedgerResult]:
+    """`accrue` for each item, in order, with the same results and the same rows.
+
+    On PostgreSQL several of them go in one transaction of two statements (a savepoint inside a
+    caller's transaction): the clients' rows are locked in id order, then every balance moves by
+    the sum of its items and every entry gets the `balance_after` that accruing one by one in
+    this order would have left. When that cannot hold (a key already used, by a concurrent
+    webhook or sync; a client gone) nothing of it is kept and the items go one by one, which
+    replays or refuses each exactly as `accrue` does. Elsewhere they go one by one.
+    """
+    for accrual in accruals:
+        _positive(accrual.amount)
+        if not accrual.key:
+            raise ValueError("an idempotency key is required")
+    results = await _accrue_together(accruals) if len(accruals) > 1 else None
+    if results is not None:
+        return results
+    return [
+        await accrue(a.client_id, a.amount, a.key, booking_id=a.booking_id, reason=a.reason)
+        for a in accruals
+    ]
+
+
+async def lock_clients(client_ids: Iterable[int]) -> None:
+    """PostgreSQL: lock the clients' rows in id order for the caller's transaction, before any
+    of them moves. Callers that move several clients' balances in one transaction do this first,
+    so two of them never lock the same clients in opposite orders (a deadlock). A no-op on
+    SQLite, which has one writer."""
+    conn = connections.get("default")
+    ids = sorted(set(client_ids))
+    if ids and conn.capabilities.dialect == "postgres":
+        await conn.execute_query(_LOCK_CLIENTS, [ids])
+
+
+# Several accruals, their balance moves and their entries in one statement (PostgreSQL): each
+# client's balance moves by the sum of its items, and each entry's `balance_after` is what
+# one-by-one accruals in this order would have left. The rows are locked first, in id order.
+_LOCK_CLIENTS = "SELECT id FROM client WHERE id = ANY($1::int[]) ORDER BY id FOR UPDATE"
+_ACCRUE_ALL = (
+    "WITH item AS ("
+    "SELECT * FROM unnest($1::int[], $2::int[], $3::varchar[], $4::int[], $5::text[]) "
+    "WITH ORDINALITY AS t(client_id, amount, idempotency_key, booking_id, reason, ord)), "
+    "total AS (SELECT client_id, sum(amount) AS amount FROM item GROUP BY client_id), "
+    "moved AS (UPDATE client SET balance = client.balance + total.amount FROM total "
+    "WHERE client.id = total.client_id RETURNING client.id, client.company_id, client.balance) "
+    "INSERT INTO ledger_entry (company_id, client_id, kind, amount, balance_after, booking_id, "
+    "staff_id, idempotency_key, reason, created_at) "
+    "SELECT moved.company_id, item.client_id, $6::varchar, item.amount, "
+    "moved.balance - coalesce(sum(item.amount) OVER (PARTITION BY item.client_id "
+    "ORDER BY item.ord ROWS BETWEEN 1 FOLLOWING AND UNBOUNDED FOLLOWING), 0), "
+    "item.booking_id, NULL, item.idempotency_key, item.reason, $7::timestamptz "
+    "FROM item JOIN moved ON moved.id = item.client_id ORDER BY item.ord "
+    "RETURNING id, company_id, client_id, idempotency_key, balance_after"
+)
+
+
+async def _accrue_together(accruals: Sequence[Accrual]) -> list[LedgerResult] | None:
+    """All the accruals in one transaction of two statements, on PostgreSQL; None (nothing
+    written) elsewhere, or when a key is already used or a client is gone."""
+    conn = connections.get("default")
+    if conn.capabilities.dialect != "postgres" or any(
+        len(a.key) > _KEY_MAX_LENGTH for a in accruals
+    ):
+        return None
+    client_ids = sorted({a.client_id for a in accruals})
+    values = [
+        [a.client_id for a in accruals],
+        [a.amount for a in accruals],
+        [a.key for a in accruals],
+        [a.booking_id for a in accruals],
+        [a.reason for a in accruals],
+        LedgerKind.ACCRUAL.value,
+        timezone.localtime(),  # what the ORM writes for auto_now_add
+    ]
+    try:
+        async with in_transaction() as tx:
+            locked = await tx.execute_query_dict(_LOCK_CLIENTS, [client_ids])
+            if len(locked) != len(client_ids):
+                raise _GoOneByOne
+            rows = await tx.execute_query_dict(_ACCRUE_ALL, values)
+            if len(rows) != len(accruals):
+                raise _GoOneByOne
+    except (_GoOneByOne, IntegrityError):
+        return None
+    by_key = {row["idempotency_key"]: row for row in rows}
+    return [
+        LedgerResult(
+            int(by_key[a.key]["id"]),
+            int(by_key[a.key]["company_id"]),
+            a.client_id,
+            LedgerKind.ACCRUAL,
+            a.amount,
+            int(by_key[a.key]["balance_after"]),
+            created=True,
+        )
+        for a in accruals
+    ]
+
+
+class _GoOneByOne(Exception):
+    pass
 
 
 async def welcome(client_id: int, amount: int, key: str) -> LedgerResult:

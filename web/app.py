@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from core import db, inbox
+from core import bookings, db, inbox, onboarding
 from core.backoff import BackoffPolicy, Clock
 from core.health import PartStates
 from core.notifications import LoggingNotifier
@@ -53,6 +53,16 @@ log = logging.getLogger(__name__)
 MAX_BODY = 1024 * 1024
 
 
+def inbox_handlers(app: web.Application) -> inbox.Handlers:
+    """Every source the inbox drains, each registered once (a second one is refused)."""
+    handlers = inbox.Handlers()
+    bookings.register(handlers)
+    handlers.register(onboarding.MARKETPLACE, marketplace.inbox_handler(app))
+    # session.status keeps the salon's link state current, messages go to the channel.
+    handlers.register(onboarding.WHATSAPP, whatsapp_channel.inbox_handler(app))
+    return handlers
+
+
 def create_app(settings: Settings) -> web.Application:
     metrics = Metrics()
     app = web.Application(
@@ -66,12 +76,7 @@ def create_app(settings: Settings) -> web.Application:
     app[NOTIFIER] = LoggingNotifier()
     app[INBOX_WAKEUP] = InboxWakeup()
     app[INBOX_POLICY] = inbox.InboxPolicy()
-    app[INBOX_HANDLERS] = {
-        **inbox.default_handlers(),
-        **marketplace.inbox_handlers(app),
-        # Takes source `whatsapp` over: messages to the channel, session.status as before.
-        **whatsapp_channel.inbox_handlers(app),
-    }
+    app[INBOX_HANDLERS] = inbox_handlers(app)
     app[WHATSAPP] = None
     app[BOT_USERNAME] = BotUsername(settings)
     app[ONBOARDING_POLL_MS] = 3000
@@ -154,8 +159,8 @@ async def part_states_ctx(app: web.Application) -> AsyncIterator[None]:
 
 async def freeze_gc_ctx(app: web.Application) -> AsyncIterator[None]:
     """After start-up, keep the garbage collector off what start-up built (modules, pydantic
-    schemas, routers: some 200,000 objects that live as long as the process). Walking them took
-    150–450 ms per full collection, a pause every update in flight waits out (bench/bot.py).
+    schemas, routers: objects that live as long as the process). Walking them made every full
+    collection a long pause that every update in flight waits out (bench/README.md, bot).
     No collection first: it would cost that much again, for little start-up garbage."""
     gc.freeze()
     yield

@@ -18,12 +18,12 @@ from bot import console
 from core import companies, db, onboarding
 from core import staff as staff_service
 from core.bookings import ApplyStats
+from core.bookings.sync import sync_company
 from core.checks import run_checks
 from core.logging import setup_logging
 from core.models import Company, IntegrationStatus, MarketplaceEvent, Staff, StaffRole, SyncState
 from core.phones import normalize_phone
 from core.settings import Settings, SettingsError, load_settings
-from core.sync import sync_company
 from core.yclients import Forbidden, Unauthorized, YClientsClient, YClientsError
 
 log = logging.getLogger("salonbot")

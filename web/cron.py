@@ -13,11 +13,11 @@ from prometheus_client import Counter
 from tzlocal import get_localzone
 
 from core import watchdog
+from core.bookings.sync import SyncReport, sync_all
 from core.i18n import pick_locale
 from core.locks import run_exclusive
 from core.models import Company
 from core.notifications import BalanceNotice
-from core.sync import SyncReport, sync_all
 from web.keys import METRICS, NOTIFIER, SETTINGS, TELEGRAM, WHATSAPP, YCLIENTS
 
 log = logging.getLogger(__name__)

@@ -1,11 +1,12 @@
 """The inbox worker: a task that drains the inbox for the life of the app.
 
-It claims due events, hands each to its source's handler (core.inbox; YClients record events
-of one salon are applied together, see `inbox.process_all`), and tells clients about balance
-changes only after the handler's work has committed. It wakes at once when a webhook
-stores an event (INBOX_WAKEUP) and otherwise polls, which also picks up retries whose backoff
-has passed and events whose lease ran out. At shutdown the task is cancelled: an event in hand
-keeps its lease, which expires, and it is tried again after the restart.
+It claims due events, hands each to its source's handler (core.inbox; a source may take its
+events together, as YClients record events of one salon are, see `inbox.process_all`), and
+tells clients about balance changes only after the handler's work has committed. It wakes at
+once when a webhook stores an event (INBOX_WAKEUP) and otherwise polls, which also picks up
+retries whose backoff has passed and events whose lease ran out. At shutdown the task is
+cancelled: an event in hand keeps its lease, which expires, and it is tried again after the
+restart.
 """
 
 from __future__ import annotations
@@ -15,12 +16,12 @@ import contextlib
 import dataclasses
 import logging
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator
 
 from aiohttp import web
 
 from core import inbox
-from core.inbox import Handler, InboxPolicy
+from core.inbox import Handlers, InboxPolicy
 from core.models import InboxStatus
 from core.notifications import BalanceNotice
 from web.keys import INBOX_HANDLERS, INBOX_POLICY, INBOX_WAKEUP, METRICS, NOTIFIER
@@ -35,7 +36,7 @@ class InboxWorker:
         self,
         app: web.Application,
         policy: InboxPolicy,
-        handlers: Mapping[str, Handler],
+        handlers: Handlers,
     ) -> None:
         self.app = app
         self.policy = policy
@@ -47,8 +48,8 @@ class InboxWorker:
         """One claimed batch, processed in order; the number of events claimed."""
         events = await inbox.claim(policy or self.policy)
         metrics = self.app[METRICS]
-        # Record events of one salon are applied together (core.inbox.process_all); each
-        # outcome comes once its work has committed.
+        # A source's batch takes its events together (core.inbox.process_all); each outcome
+        # comes once its work has committed.
         outcomes = inbox.process_all(events, self.handlers, self.policy, stop=self._stopping)
         async with contextlib.aclosing(outcomes):
             async for outcome in outcomes:

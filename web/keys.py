@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import math
 import time
-from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 from aiohttp import web
@@ -15,7 +14,7 @@ from bot.telegram.dispatcher import TelegramBot
 from bot.whatsapp.channel import WhatsAppBot
 from core.backoff import BackoffPolicy, Clock
 from core.health import PartStates
-from core.inbox import Handler, InboxPolicy
+from core.inbox import Handlers, InboxPolicy
 from core.notifications import Notifier
 from core.onboarding import BotUsername
 from core.settings import Settings
@@ -52,7 +51,7 @@ INBOX_WAKEUP = web.AppKey("inbox_wakeup", InboxWakeup)
 YCLIENTS_STORES = web.AppKey("yclients_stores", asyncio.Semaphore)
 # How the inbox worker drains the inbox, and the handler for each event source.
 INBOX_POLICY = web.AppKey("inbox_policy", InboxPolicy)
-INBOX_HANDLERS: web.AppKey[Mapping[str, Handler]] = web.AppKey("inbox_handlers")
+INBOX_HANDLERS: web.AppKey[Handlers] = web.AppKey("inbox_handlers")
 # None while the WHATSAPP_* settings are incomplete (one log line says which is missing).
 WHATSAPP: web.AppKey[WhatsAppGateway | None] = web.AppKey("whatsapp")
 # The Telegram bot's username for the client links on the onboarding page.

@@ -624,9 +624,9 @@ async def lifecycle_webhook(request: web.Request) -> web.Response:
     return _json({"ok": True})
 
 
-def inbox_handlers(app: web.Application) -> dict[str, Handler]:
-    """Handlers for the sources this module and the WhatsApp webhook store; the gateway is
-    looked up when an event is handled, since it starts with the app."""
+def inbox_handler(app: web.Application) -> Handler:
+    """The handler for source `marketplace` (lifecycle events); the gateway is looked up when
+    an event is handled, since it starts with the app."""
     settings = app[SETTINGS]
 
     async def marketplace_handler(event: InboxEvent) -> list[LedgerResult]:
@@ -634,10 +634,7 @@ def inbox_handlers(app: web.Application) -> dict[str, Handler]:
             event, gateway=app.get(WHATSAPP), application_id=settings.yclients_app_id
         )
 
-    return {
-        onboarding.MARKETPLACE: marketplace_handler,
-        onboarding.WHATSAPP: onboarding.handle_whatsapp_event,
-    }
+    return marketplace_handler
 
 
 def setup_routes(app: web.Application) -> None:

@@ -2,8 +2,8 @@
 
 A job runs in the background of the web process and the request is answered at once. A second
 request while the salon's job runs gets that job's state instead of a second sync; across
-replicas a per-salon advisory lock (core.sync.sync_company_once) does the same, and the salon's
-SyncState tells any replica how the last run went. Jobs are cancelled on shutdown.
+replicas a per-salon advisory lock (core.bookings.sync.sync_company_once) does the same, and
+the salon's SyncState tells any replica how the last run went. Jobs are cancelled on shutdown.
 """
 
 from __future__ import annotations
@@ -18,8 +18,7 @@ from typing import Any, Literal
 
 from aiohttp import web
 
-from core import sync
-from core.bookings import ApplyStats
+from core.bookings import ApplyStats, sync
 from core.models import Company, SyncState
 from core.notifications import BalanceNotice
 from core.yclients import Priority, YClientsClient, YClientsError

@@ -110,7 +110,7 @@ async def watch_gateway(gateway: WhatsAppGateway, states: PartStates, backoff: B
         await backoff.clock.sleep(GATEWAY_CHECK_EVERY)
 
 
-def inbox_handlers(app: web.Application) -> dict[str, Handler]:
+def inbox_handler(app: web.Application) -> Handler:
     """The handler for source `whatsapp`: `session.status` keeps the salon's link state
     current, `message` goes to the channel; the channel is looked up when an event is
     handled, since it starts with the app."""
@@ -130,4 +130,4 @@ def inbox_handlers(app: web.Application) -> dict[str, Handler]:
         # Balance changes a message makes (a staff redeem) are told by the dialog itself.
         return []
 
-    return {onboarding.WHATSAPP: whatsapp_handler}
+    return whatsapp_handler

@@ -41,9 +41,10 @@ async def whatsapp_webhook(request: web.Request) -> web.Response:
         return web.json_response({"ok": False, "error": str(exc)}, status=exc.status)
     company_id = await request.app[WHATSAPP_SESSIONS].company_id(event.session)
     try:
-        _, created = await inbox.store(
+        stored = await inbox.store(
             SOURCE, dedupe_key(event)[:255], inbox.storable(event.data), company_id
         )
+        created = stored.created
     except Exception:
         log.exception("a WhatsApp webhook could not be stored")
         return web.json_response({"ok": False, "error": "try again later"}, status=503)

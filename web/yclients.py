@@ -17,6 +17,7 @@ from typing import Any
 from aiohttp import web
 
 from core import companies, inbox, jsonbody
+from core.bookings import YCLIENTS, dedupe_key_for_yclients
 from web.edge import BodyRefused, read_body, refused_response
 from web.keys import INBOX_WAKEUP, METRICS, YCLIENTS_STORES
 
@@ -90,10 +91,13 @@ async def yclients_webhook_handler(request: web.Request) -> web.Response:
             if await companies.by_hook_token(token) is None:
                 raise Refused(404, "unknown webhook URL") from None
             raise
-        # The salon lookup and the store are one statement on PostgreSQL (inbox.store_for_hook).
+        # The salon lookup and the store are one statement on PostgreSQL (inbox.store).
+        hook = inbox.ForHook(token, event.get("company_id"))
         async with request.app[YCLIENTS_STORES]:
-            delivery = await inbox.store_for_hook(token, event, body)
-        if delivery.salon_id is None:
+            delivery = await inbox.store(
+                YCLIENTS, dedupe_key_for_yclients, event, hook=hook, body=body
+            )
+        if delivery.company_id is None:
             raise Refused(404, "unknown webhook URL")
         if event["company_id"] != delivery.yclients_id:
             raise Refused(403, "company_id is not the salon of this webhook URL")
@@ -104,7 +108,7 @@ async def yclients_webhook_handler(request: web.Request) -> web.Response:
         log.exception("a YClients webhook could not be stored")
         return web.json_response({"ok": False, "error": "try again later"}, status=503)
     created = delivery.created
-    request.app[METRICS].inbox_received.labels(inbox.YCLIENTS, str(not created).lower()).inc()
+    request.app[METRICS].inbox_received.labels(YCLIENTS, str(not created).lower()).inc()
     if created:
         request.app[INBOX_WAKEUP].set(bulk=True)
     return web.Response(body=_STORED if created else _DUPLICATE, content_type="application/json")

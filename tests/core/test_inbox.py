@@ -1,14 +1,17 @@
 from __future__ import annotations
 
+import ast
 import asyncio
 from collections.abc import Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from core import inbox, ledger
+from core import bookings, inbox, ledger
+from core.bookings import apply as bookings_apply
 from core.clients import create_client
 from core.inbox import InboxPolicy
 from core.ledger import LedgerResult
@@ -22,6 +25,9 @@ from core.models import (
     IntegrationStatus,
     LedgerEntry,
 )
+from core.settings import Settings
+from web.app import create_app
+from web.keys import INBOX_HANDLERS
 
 POLICY = InboxPolicy(
     lease=timedelta(seconds=60),
@@ -60,6 +66,18 @@ def event(data: Any, status: str = "update", resource: str = "record") -> dict[s
     }
 
 
+def yclients_handlers() -> inbox.Handlers:
+    handlers = inbox.Handlers()
+    bookings.register(handlers)
+    return handlers
+
+
+def only(source: str, handler: inbox.Handler) -> inbox.Handlers:
+    handlers = inbox.Handlers()
+    handlers.register(source, handler)
+    return handlers
+
+
 async def salon(**fields: Any) -> Company:
     return await Company.create(
         yclients_id=555,
@@ -71,11 +89,11 @@ async def salon(**fields: Any) -> Company:
 
 
 async def put(company: Company, payload: dict[str, Any]) -> InboxEvent:
-    stored, created = await inbox.store(
-        inbox.YCLIENTS, inbox.dedupe_key_for_yclients(payload), payload, company.id
+    stored = await inbox.store(
+        bookings.YCLIENTS, bookings.dedupe_key_for_yclients(payload), payload, company.id
     )
-    assert created
-    return stored
+    assert stored.created and stored.event_id is not None
+    return await InboxEvent.get(id=stored.event_id)
 
 
 async def run_all(policy: InboxPolicy = POLICY) -> list[LedgerResult]:
@@ -83,7 +101,7 @@ async def run_all(policy: InboxPolicy = POLICY) -> list[LedgerResult]:
     changes: list[LedgerResult] = []
     while events := await inbox.claim(policy):
         for claimed in events:
-            changes.extend((await inbox.process(claimed, inbox.default_handlers(), policy)).changes)
+            changes.extend((await inbox.process(claimed, yclients_handlers(), policy)).changes)
     return changes
 
 
@@ -92,30 +110,30 @@ async def run_all(policy: InboxPolicy = POLICY) -> list[LedgerResult]:
 
 def test_identical_deliveries_share_a_key_and_any_real_change_gets_its_own() -> None:
     burst = [event(record(attendance=1)) for _ in range(4)]
-    assert len({inbox.dedupe_key_for_yclients(e) for e in burst}) == 1
-    key = inbox.dedupe_key_for_yclients(burst[0])
+    assert len({bookings.dedupe_key_for_yclients(e) for e in burst}) == 1
+    key = bookings.dedupe_key_for_yclients(burst[0])
     assert key.startswith("555:record:1:update:2026-11-20T07:00:00+00:00:")
     # Key order inside data does not matter; the content does, even within the same second.
     shuffled = event(dict(reversed(list(record(attendance=1).items()))))
-    assert inbox.dedupe_key_for_yclients(shuffled) == key
-    assert inbox.dedupe_key_for_yclients(event(record(attendance=-1))) != key
-    assert inbox.dedupe_key_for_yclients(event(record(attendance=1), "delete")) != key
+    assert bookings.dedupe_key_for_yclients(shuffled) == key
+    assert bookings.dedupe_key_for_yclients(event(record(attendance=-1))) != key
+    assert bookings.dedupe_key_for_yclients(event(record(attendance=1), "delete")) != key
 
 
 def test_dedupe_key_without_change_date_hashes_data_and_stays_short() -> None:
-    bare = inbox.dedupe_key_for_yclients(event({"id": 5}, "delete"))
+    bare = bookings.dedupe_key_for_yclients(event({"id": 5}, "delete"))
     assert bare.startswith("555:record:5:delete:-:")
-    assert bare == inbox.dedupe_key_for_yclients(event({"id": 5}, "delete"))
-    assert bare != inbox.dedupe_key_for_yclients(event({"id": 6}, "delete"))
+    assert bare == bookings.dedupe_key_for_yclients(event({"id": 5}, "delete"))
+    assert bare != bookings.dedupe_key_for_yclients(event({"id": 6}, "delete"))
     # The same instant spelled two ways keeps one stamp.
-    colon = inbox.dedupe_key_for_yclients(
+    colon = bookings.dedupe_key_for_yclients(
         event({"id": 5, "last_change_date": "2026-11-20T10:00:00+03:00"})
     )
-    plain = inbox.dedupe_key_for_yclients(
+    plain = bookings.dedupe_key_for_yclients(
         event({"id": 5, "last_change_date": "2026-11-20T10:00:00+0300"})
     )
     assert colon.split(":")[4:7] == plain.split(":")[4:7]
-    huge = inbox.dedupe_key_for_yclients(event(None, resource="x" * 1000))
+    huge = bookings.dedupe_key_for_yclients(event(None, resource="x" * 1000))
     assert huge.startswith("sha256:") and len(huge) <= 255
 
 
@@ -131,16 +149,15 @@ def test_storable_replaces_what_postgres_cannot_keep() -> None:
 async def test_a_duplicate_is_stored_once_even_when_racing(orm: str) -> None:
     company = await salon()
     payload = event(record(attendance=1))
-    key = inbox.dedupe_key_for_yclients(payload)
+    key = bookings.dedupe_key_for_yclients(payload)
     results = await asyncio.gather(
-        *(inbox.store(inbox.YCLIENTS, key, payload, company.id) for _ in range(4))
+        *(inbox.store(bookings.YCLIENTS, key, payload, company.id) for _ in range(4))
     )
-    assert sorted(created for _, created in results) == [False, False, False, True]
-    assert len({stored.id for stored, _ in results}) == 1
+    assert sorted(stored.created for stored in results) == [False, False, False, True]
+    assert [stored.company_id for stored in results] == [company.id] * 4
     assert await InboxEvent.all().count() == 1
     # The same key from another source is another event.
-    _, created = await inbox.store("whatsapp", key, payload, company.id)
-    assert created
+    assert (await inbox.store("whatsapp", key, payload, company.id)).created
 
 
 async def test_claim_leases_events_until_the_lease_runs_out(orm: str) -> None:
@@ -198,13 +215,13 @@ async def test_process_records_failures_and_gives_up_on_events_that_never_finish
         raise RuntimeError("handler bug")
 
     first, second = await inbox.claim(POLICY)
-    outcome = await inbox.process(first, {inbox.YCLIENTS: broken}, POLICY)
+    outcome = await inbox.process(first, only(bookings.YCLIENTS, broken), POLICY)
     assert outcome.status is InboxStatus.PENDING and outcome.error == "RuntimeError: handler bug"
-    outcome = await inbox.process(second, {}, POLICY)
+    outcome = await inbox.process(second, inbox.Handlers(), POLICY)
     assert outcome.error is not None and "no handler" in outcome.error
     # Leases that kept expiring (a worker dying on it) count as attempts too.
     second.attempts = POLICY.max_attempts + 1
-    outcome = await inbox.process(second, inbox.default_handlers(), POLICY)
+    outcome = await inbox.process(second, yclients_handlers(), POLICY)
     assert outcome.status is InboxStatus.DEAD
     assert not await Booking.filter(yclients_record_id=2).exists()
 
@@ -285,7 +302,7 @@ async def run_together(policy: InboxPolicy = POLICY) -> list[inbox.Outcome]:
     """Claim and process like the worker does, through process_all."""
     outcomes: list[inbox.Outcome] = []
     while events := await inbox.claim(policy):
-        async for outcome in inbox.process_all(events, inbox.default_handlers(), policy):
+        async for outcome in inbox.process_all(events, yclients_handlers(), policy):
             outcomes.append(outcome)
     return outcomes
 
@@ -295,13 +312,13 @@ async def test_a_run_of_record_events_is_one_batch_per_wave_with_one_by_one_resu
 ) -> None:
     company = await salon()
     calls: list[list[int]] = []
-    apply = inbox.bookings.apply_records
+    apply = bookings_apply.apply_records
 
     async def counting(company: Company, records: Sequence[dict[str, Any]]) -> Any:
         calls.append([r["id"] for r in records])
         return await apply(company, records)
 
-    monkeypatch.setattr(inbox.bookings, "apply_records", counting)
+    monkeypatch.setattr(bookings_apply, "apply_records", counting)
     stamp = "2026-11-20T1{}:00:00+0300"
     await put(company, event(record(1, last_change_date=stamp.format(1)), "create"))
     await put(company, event(record(2, attendance=1, last_change_date=stamp.format(1))))
@@ -328,14 +345,14 @@ async def test_a_failing_batch_goes_event_by_event_and_only_the_bad_one_fails(
     await put(company, event(record(1, attendance=1)))
     await put(company, event(record(2, attendance=1, datetime="not a date at all")))
     await put(company, event(record(3, attendance=1)))
-    apply = inbox.bookings.apply_records
+    apply = bookings_apply.apply_records
 
     async def picky(company: Company, records: Sequence[dict[str, Any]]) -> Any:
         if any(r["id"] == 2 for r in records):
             raise ValueError("record 2 is broken")
         return await apply(company, records)
 
-    monkeypatch.setattr(inbox.bookings, "apply_records", picky)
+    monkeypatch.setattr(bookings_apply, "apply_records", picky)
     outcomes = await run_together()
     assert [(o.event.payload["data"]["id"], o.status) for o in outcomes] == [
         (1, InboxStatus.DONE),
@@ -368,7 +385,7 @@ async def test_other_events_keep_their_place_and_custom_handlers_go_one_by_one(
     await put(company, event(record(5)))
     await put(company, event(record(6)))
     events = await inbox.claim(POLICY)
-    done = [o async for o in inbox.process_all(events, {inbox.YCLIENTS: mine}, POLICY)]
+    done = [o async for o in inbox.process_all(events, only(bookings.YCLIENTS, mine), POLICY)]
     assert seen == [5, 6] and [o.status for o in done] == [InboxStatus.DONE] * 2
     assert not await Booking.filter(yclients_record_id__in=[5, 6]).exists()
 
@@ -379,10 +396,7 @@ async def test_process_all_starts_nothing_once_told_to_stop(orm: str) -> None:
         await put(company, event(record(i)))
     events = await inbox.claim(POLICY)
     assert [
-        o
-        async for o in inbox.process_all(
-            events, inbox.default_handlers(), POLICY, stop=lambda: True
-        )
+        o async for o in inbox.process_all(events, yclients_handlers(), POLICY, stop=lambda: True)
     ] == []
     assert await inbox.counts() == {"pending": 2, "done": 0, "dead": 0}
     assert not await Booking.exists()
@@ -407,3 +421,43 @@ def test_storable_returns_a_clean_value_as_it_is_and_reads_escapes_right() -> No
     assert inbox.storable({"k": ["\x00"]}) == {"k": ["\ufffd"]}
     assert inbox.storable({"\ud800": 1}) == {"\ufffd": 1}
     assert inbox.storable({"n": {1, 2}}) == {"n": {1, 2}}  # not JSON: left to the caller
+
+
+# --- the registry ---
+
+
+async def test_a_source_is_registered_once() -> None:
+    handlers = yclients_handlers()
+    with pytest.raises(ValueError, match="registered already"):
+        handlers.register(bookings.YCLIENTS, bookings.handle_yclients)
+    with pytest.raises(ValueError, match="registered already"):
+        bookings.register(handlers)
+    assert bookings.YCLIENTS in handlers and "whatsapp" not in handlers
+
+
+def test_the_app_registers_every_source_once(settings: Settings) -> None:
+    """The composition root's registry: one handler per source, the YClients one with its
+    batch (the `whatsapp` handler was once registered twice, the second winning silently)."""
+    handlers = create_app(settings)[INBOX_HANDLERS]
+    assert all(source in handlers for source in ("yclients", "marketplace", "whatsapp"))
+    assert handlers.batch("yclients") is bookings.RECORD_BATCH
+    assert handlers.batch("whatsapp") is None and handlers.batch("marketplace") is None
+
+
+def test_the_inbox_imports_no_feature() -> None:
+    """core/inbox.py is plumbing: of core it imports only the ledger's result type, the models
+    and the salon lookup, never a feature (bookings, onboarding, whatsapp, ...)."""
+    tree = ast.parse(Path(inbox.__file__).read_text(encoding="utf-8"))
+    imported: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            imported.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module == "core":
+            imported.update(f"core.{alias.name}" for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            imported.add(node.module)
+    assert {m for m in imported if m.startswith("core")} == {
+        "core.companies",
+        "core.ledger",
+        "core.models",
+    }

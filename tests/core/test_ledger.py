@@ -3,10 +3,11 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from tortoise.transactions import in_transaction
 
 from core import ledger
 from core.clients import create_client
-from core.models import Client, Company, LedgerEntry, LedgerKind
+from core.models import Booking, Client, Company, LedgerEntry, LedgerKind
 
 
 async def make_client(balance: int = 0, *, welcome: int = 0) -> Client:
@@ -138,3 +139,140 @@ async def test_concurrent_repeats_of_one_key_debit_once(orm: str) -> None:
     assert sum(o.created for o in outcomes) == 1
     assert {o.entry_id for o in outcomes} == {outcomes[0].entry_id}
     assert await ledger.balance(client.id) == 900
+
+
+async def _twin_salons() -> tuple[list[int], list[int]]:
+    """Two salons with three clients each, the same balances: one for `accrue_many`, one for
+    `accrue` one by one."""
+    sides: list[list[int]] = []
+    for n in (1, 2):
+        company = await Company.create(yclients_id=100 + n, hook_token=f"twin-{n}")
+        ids = []
+        for i, balance in enumerate((0, 70, 5)):
+            client = (await create_client(company, phone=f"+7999000{n}{i:03d}")).client
+            if balance:
+                await ledger.accrue(client.id, balance, f"seed:{client.id}")
+            ids.append(client.id)
+        sides.append(ids)
+    return sides[0], sides[1]
+
+
+def _plan(ids: list[int], side: str, booking_ids: list[int]) -> list[ledger.Accrual]:
+    """Several accruals per client, interleaved, two of them with a booking ref."""
+    amounts = [(0, 100), (1, 30), (0, 25), (2, 7), (1, 1), (0, 300), (2, 50)]
+    return [
+        ledger.Accrual(
+            ids[who],
+            amount,
+            f"{side}:{k}",
+            booking_id=booking_ids[who] if who < len(booking_ids) else None,
+            reason=f"visit {k}",
+        )
+        for k, (who, amount) in enumerate(amounts)
+    ]
+
+
+async def _entries(ids: list[int], side: str) -> list[tuple[object, ...]]:
+    entries = await LedgerEntry.filter(client_id__in=ids, idempotency_key__startswith=side)
+    return [
+        (
+            ids.index(e.client_id),
+            e.kind,
+            e.amount,
+            e.balance_after,
+            e.idempotency_key.removeprefix(side),
+            e.booking_id is not None,
+            e.reason,
+            e.staff_id,
+        )
+        for e in sorted(entries, key=lambda e: e.id)
+    ]
+
+
+def _shape(results: list[ledger.LedgerResult], ids: list[int]) -> list[tuple[object, ...]]:
+    return [
+        (ids.index(r.client_id), r.kind, r.amount, r.balance, r.created, r.shortfall)
+        for r in results
+    ]
+
+
+@pytest.mark.parametrize("inside_a_transaction", [False, True])
+async def test_accrue_many_leaves_the_rows_accrue_one_by_one_leaves(
+    orm: str, inside_a_transaction: bool
+) -> None:
+    bulk_ids, single_ids = await _twin_salons()
+    bulk_bookings = await _bookings(bulk_ids)
+    single_bookings = await _bookings(single_ids)
+    bulk_plan = _plan(bulk_ids, "a", bulk_bookings)
+    single_plan = _plan(single_ids, "b", single_bookings)
+
+    async def bulk() -> list[ledger.LedgerResult]:
+        return await ledger.accrue_many(bulk_plan)
+
+    if inside_a_transaction:
+        # As the bookings are settled: inside the transaction that holds their rows.
+        async with in_transaction():
+            bulk_results = await bulk()
+    else:
+        bulk_results = await bulk()
+    single_results = [
+        await ledger.accrue(a.client_id, a.amount, a.key, booking_id=a.booking_id, reason=a.reason)
+        for a in single_plan
+    ]
+    assert _shape(bulk_results, bulk_ids) == _shape(single_results, single_ids)
+    assert await _entries(bulk_ids, "a") == await _entries(single_ids, "b")
+    bulk_refs = [e.booking_id for e in await LedgerEntry.filter(idempotency_key__startswith="a")]
+    assert bulk_refs.count(None) == 2 and set(bulk_refs) - {None} == set(bulk_bookings)
+    assert [await ledger.balance(i) for i in bulk_ids] == [
+        await ledger.balance(i) for i in single_ids
+    ]
+    assert [await ledger.balance(i) for i in bulk_ids] == [425, 101, 62]
+    assert await ledger.reconcile() == []
+    # The same batch again replays every item, as repeats of `accrue` do.
+    again = await ledger.accrue_many(bulk_plan)
+    assert [(r.entry_id, r.balance, r.created) for r in again] == [
+        (r.entry_id, r.balance, False) for r in bulk_results
+    ]
+
+
+async def test_accrue_many_with_a_key_taken_meanwhile_matches_one_by_one(orm: str) -> None:
+    bulk_ids, single_ids = await _twin_salons()
+    bulk_plan = _plan(bulk_ids, "a", [])
+    single_plan = _plan(single_ids, "b", [])
+    # A concurrent webhook accrued the third item already, on both sides.
+    for plan in (bulk_plan, single_plan):
+        third = plan[2]
+        await ledger.accrue(third.client_id, third.amount, third.key, reason=third.reason)
+    bulk_results = await ledger.accrue_many(bulk_plan)
+    single_results = [
+        await ledger.accrue(a.client_id, a.amount, a.key, reason=a.reason) for a in single_plan
+    ]
+    assert [r.created for r in bulk_results] == [True, True, False, True, True, True, True]
+    assert _shape(bulk_results, bulk_ids) == _shape(single_results, single_ids)
+    assert await _entries(bulk_ids, "a") == await _entries(single_ids, "b")
+    assert await ledger.reconcile() == []
+
+
+async def test_accrue_many_refuses_what_accrue_refuses(orm: str) -> None:
+    client = await make_client()
+    item = ledger.Accrual
+    with pytest.raises(ValueError):
+        await ledger.accrue_many([item(client.id, 10, "ok"), item(client.id, 0, "zero")])
+    with pytest.raises(ValueError):
+        await ledger.accrue_many([item(client.id, 10, "")])
+    with pytest.raises(ledger.ClientNotFound):
+        await ledger.accrue_many([item(client.id, 10, "k1"), item(999_999, 5, "k2")])
+    assert await ledger.balance(client.id) == 10  # the first went one by one before the refusal
+    assert await ledger.accrue_many([]) == []
+
+
+async def _bookings(ids: list[int]) -> list[int]:
+    """A booking for each of the first two clients (entries refer to them)."""
+    found = []
+    for n, client_id in enumerate(ids[:2]):
+        client = await Client.get(id=client_id)
+        booking = await Booking.create(
+            company_id=client.company_id, yclients_record_id=1000 + n, client_id=client_id
+        )
+        found.append(booking.id)
+    return found

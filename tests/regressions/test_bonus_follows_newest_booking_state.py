@@ -15,6 +15,7 @@ import pytest
 from tortoise.functions import Sum
 
 from core import bookings, db, ledger
+from core.bookings import apply as bookings_apply
 from core.bookings import apply_records
 from core.models import Booking, BookingStatus, Company, LedgerEntry
 
@@ -73,7 +74,7 @@ async def test_the_booking_stays_locked_while_its_bonus_is_settled(
     await apply_records(company, [record(1, 0, 10)])
     (booking_id,) = await Booking.all().values_list("id", flat=True)
     seen: list[str] = []
-    settle: Callable[..., Awaitable[None]] = bookings._settle_bonuses
+    settle: Callable[..., Awaitable[None]] = bookings_apply._settle_bonuses
 
     async def probing(*args: Any) -> None:
         probe = await asyncpg.connect(orm)
@@ -87,7 +88,7 @@ async def test_the_booking_stays_locked_while_its_bonus_is_settled(
             await probe.close()
         await settle(*args)
 
-    monkeypatch.setattr(bookings, "_settle_bonuses", probing)
+    monkeypatch.setattr(bookings_apply, "_settle_bonuses", probing)
     stats = await apply_records(company, [record(1, 1, 11)])
     assert stats.awarded == 1
     assert seen == ["locked"]

@@ -12,10 +12,10 @@ import pytest
 from aiohttp import web
 
 from core import watchdog
+from core.bookings.sync import SyncReport
 from core.locks import run_exclusive
 from core.models import CronTick
 from core.settings import Settings
-from core.sync import SyncReport
 from web import cron
 from web.cron import scheduled_tick, sync_tick, watchdog_tick
 from web.keys import SETTINGS, WHATSAPP, YCLIENTS

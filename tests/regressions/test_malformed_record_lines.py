@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from core import inbox, ledger
+from core import bookings, inbox, ledger
 from core.bookings import apply_records
 from core.inbox import InboxPolicy
 from core.models import Booking, BookingStatus, Company, IntegrationStatus
@@ -60,10 +60,10 @@ async def store(company: Company, record: dict[str, Any]) -> None:
         "status": "update",
         "data": record,
     }
-    _, created = await inbox.store(
-        inbox.YCLIENTS, inbox.dedupe_key_for_yclients(payload), payload, company.id
+    stored = await inbox.store(
+        bookings.YCLIENTS, bookings.dedupe_key_for_yclients(payload), payload, company.id
     )
-    assert created
+    assert stored.created
 
 
 async def check_bookings() -> None:
@@ -87,10 +87,12 @@ async def test_odd_lines_are_skipped_and_the_event_is_done_at_once(
     events = await inbox.claim(POLICY)
     assert len(events) == len(ODD)
     caplog.set_level(logging.WARNING, logger="core.bookings")
+    handlers = inbox.Handlers()
+    bookings.register(handlers)
     if together:
-        outcomes = [o async for o in inbox.process_all(events, inbox.default_handlers(), POLICY)]
+        outcomes = [o async for o in inbox.process_all(events, handlers, POLICY)]
     else:
-        outcomes = [await inbox.process(e, inbox.default_handlers(), POLICY) for e in events]
+        outcomes = [await inbox.process(e, handlers, POLICY) for e in events]
     assert [(o.status, o.error) for o in outcomes] == [(inbox.InboxStatus.DONE, None)] * len(ODD)
     assert await inbox.counts() == {"pending": 0, "done": len(ODD), "dead": 0}
     await check_bookings()

@@ -15,7 +15,8 @@ import pytest
 from aiohttp.test_utils import TestClient
 from pydantic import SecretStr
 
-from core import companies, sync
+from core import companies
+from core.bookings import sync
 from core.models import Booking, Company, IntegrationStatus, LedgerKind, SyncState
 from core.notifications import BalanceNotice
 from core.settings import Settings

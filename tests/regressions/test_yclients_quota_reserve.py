@@ -10,8 +10,8 @@ import itertools
 
 import httpx
 
+from core.bookings.sync import sync_all
 from core.models import Company, IntegrationStatus
-from core.sync import sync_all
 from core.yclients import Priority, RateLimiter, YClientsClient
 
 

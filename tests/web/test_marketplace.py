@@ -19,6 +19,7 @@ from PIL import Image
 from pydantic import SecretStr
 
 from core import companies, db
+from core.bookings.sync import sync_all
 from core.checks import check_whatsapp, run_checks
 from core.models import (
     Booking,
@@ -32,7 +33,6 @@ from core.models import (
 )
 from core.onboarding import TOKEN_AUDIENCE, TOKEN_PURPOSE, issue_token
 from core.settings import Settings
-from core.sync import sync_all
 from core.whatsapp import sign_webhook
 from core.yclients import YClientsClient
 from tests.fakes.waha import WahaEmulator

@@ -89,7 +89,10 @@ async def start(
     app = create_app(settings)
     app[INBOX_POLICY] = policy
     if handlers is not None:
-        app[INBOX_HANDLERS] = handlers
+        registry = inbox.Handlers()
+        for source, handler in handlers.items():
+            registry.register(source, handler)
+        app[INBOX_HANDLERS] = registry
     if notifier is not None:
         app[NOTIFIER] = notifier
     return await aiohttp_client(app)
@@ -540,7 +543,7 @@ async def test_stores_are_admitted_a_few_at_a_time_in_arrival_order(
 ) -> None:
     salon = await open_salon(await start(aiohttp_client, settings))
     gate = salon.client.app[YCLIENTS_STORES]
-    real_store, real_acquire = inbox.store_for_hook, gate.acquire
+    real_store, real_acquire = inbox.store, gate.acquire
     in_flight, most, arrived, order = 0, 0, 0, []
     arrival, release = asyncio.Event(), asyncio.Event()
 
@@ -550,17 +553,17 @@ async def test_stores_are_admitted_a_few_at_a_time_in_arrival_order(
         arrival.set()
         return await real_acquire()
 
-    async def held_store(token: str, event: dict[str, Any], body: bytes | None = None) -> Any:
+    async def held_store(source: str, key: Any, event: dict[str, Any], **kwargs: Any) -> Any:
         nonlocal in_flight, most
         in_flight += 1
         most = max(most, in_flight)
         order.append(event["resource_id"])
         await release.wait()
         in_flight -= 1
-        return await real_store(token, event, body)
+        return await real_store(source, key, event, **kwargs)
 
     monkeypatch.setattr(gate, "acquire", counting_acquire)
-    monkeypatch.setattr(inbox, "store_for_hook", held_store)
+    monkeypatch.setattr(inbox, "store", held_store)
     payloads = [salon.yc.webhook_for_record(salon.add_record(attendance=0)) for _ in range(12)]
     answers = []
     for sent, payload in enumerate(payloads, start=1):

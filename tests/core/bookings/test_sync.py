@@ -9,9 +9,9 @@ import asyncpg
 import pytest
 
 from core import db, ledger
+from core.bookings.sync import PAGE_SIZE, sync_all, sync_company
 from core.locks import lock_key, run_exclusive
 from core.models import Booking, BookingStatus, Company, IntegrationStatus, SyncState
-from core.sync import PAGE_SIZE, sync_all, sync_company
 from core.yclients import YClientsClient
 from tests.fakes.yclients import PARTNER_TOKEN, USER_TOKEN, YClientsEmulator
 

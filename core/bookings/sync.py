@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from core.bookings import ApplyStats, apply_records
+from core.bookings.apply import ApplyStats, apply_records
 from core.locks import is_held, run_exclusive
 from core.models import Company, IntegrationStatus, SyncState
 from core.onboarding import lift_all_frozen

@@ -5,14 +5,16 @@ from typing import Any
 import pytest
 from tortoise import connections
 
-from core import bookings, codes, ledger
+from core import codes, ledger
 from core.bookings import (
     ApplyStats,
     apply_record_by_id,
     apply_records,
     booking_status,
+    matching,
     visit_value,
 )
+from core.bookings import apply as bookings_apply
 from core.clients import create_client
 from core.models import Booking, BookingStatus, Client, Company, LedgerEntry, MarketplaceEvent
 
@@ -228,10 +230,10 @@ async def test_accruals_whose_key_was_taken_meanwhile_replay_one_by_one(orm: str
     # A webhook for record 1 won the race and accrued with the key this page would use.
     raced = await ledger.accrue(one.client_id, 200, f"booking:{one.id}:0:accrual")
     stats = ApplyStats()
-    await bookings._accrue_all(
+    await bookings_apply._accrue_all(
         [
-            bookings._Accrual(one.client_id, 200, f"booking:{one.id}:0:accrual", one.id, "r1"),
-            bookings._Accrual(two.client_id, 200, f"booking:{two.id}:0:accrual", two.id, "r2"),
+            ledger.Accrual(one.client_id, 200, f"booking:{one.id}:0:accrual", one.id, "r1"),
+            ledger.Accrual(two.client_id, 200, f"booking:{two.id}:0:accrual", two.id, "r2"),
         ],
         stats,
     )
@@ -246,7 +248,7 @@ async def test_accruals_whose_key_was_taken_meanwhile_replay_one_by_one(orm: str
 async def test_a_phone_taken_meanwhile_falls_back_to_one_by_one(orm: str) -> None:
     company = await salon()
     taken = (await create_client(company, phone="+79990000001")).client
-    created = await bookings._clients_for_phones(
+    created = await matching._clients_for_phones(
         company,
         {
             "+79990000001": record(1, client={"id": 1, "phone": "79990000001"}),
@@ -263,16 +265,16 @@ async def test_a_phone_taken_meanwhile_falls_back_to_one_by_one(orm: str) -> Non
 async def test_statistics_are_refreshed_once_a_load_outgrows_them(
     orm: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(bookings, "_growth", bookings._Growth())
-    monkeypatch.setattr(bookings, "_ANALYZE_AFTER", 50)
+    monkeypatch.setattr(bookings_apply, "_growth", bookings_apply._Growth())
+    monkeypatch.setattr(bookings_apply, "_ANALYZE_AFTER", 50)
     company = await salon()
     analyzed = "SELECT reltuples FROM pg_class WHERE oid = 'booking'::regclass"
     conn = connections.get("default")
     await apply_records(company, [record(i) for i in range(1, 41)])
-    assert bookings._growth.created == 40
+    assert bookings_apply._growth.created == 40
     await apply_records(company, [record(i) for i in range(41, 81)])
-    assert bookings._growth.created == 0
+    assert bookings_apply._growth.created == 0
     assert (await conn.execute_query_dict(analyzed))[0]["reltuples"] == 80
     # Grown by less than the statistics know of: nothing to do yet.
     await apply_records(company, [record(i) for i in range(81, 141)])
-    assert bookings._growth.created == 60
+    assert bookings_apply._growth.created == 60

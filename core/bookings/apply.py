@@ -10,10 +10,8 @@ same record twice, or a sync and a webhook racing, changes nothing twice; attend
 
 from __future__ import annotations
 
-import functools
 import json
 import logging
-import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -21,26 +19,22 @@ from typing import Any
 
 from tortoise import connections, timezone
 from tortoise.backends.base.client import BaseDBAsyncClient, TransactionalDBClient
-from tortoise.exceptions import IntegrityError
 from tortoise.transactions import in_transaction
 
-from core import codes, ledger
-from core.clients import create_client
+from core import ledger
+from core.bookings.matching import match_clients
 from core.models import (
     Booking,
     BookingStatus,
-    Client,
     Company,
     LedgerEntry,
     LedgerKind,
     MarketplaceEvent,
 )
-from core.phones import normalize_phone
 from core.yclients import parse_yclients_datetime
 
 log = logging.getLogger(__name__)
 
-_CODE_CANDIDATE = re.compile(r"[0-9A-Za-z]{3}[-\s]?[0-9A-Za-z]{3}[-\s]?[0-9A-Za-z]{3}")
 _BOOKING_FIELDS = (
     "client_id",
     "visit_at",
@@ -123,18 +117,6 @@ def booking_status(record: dict[str, Any]) -> BookingStatus:
     }.get(_attendance(record), BookingStatus.PENDING)
 
 
-def codes_in(text: str | None) -> list[str]:
-    if not text:
-        return []
-    found = [codes.parse(m.group(0)) for m in _CODE_CANDIDATE.finditer(text)]
-    return [code for code in found if code]
-
-
-def _record_client(record: dict[str, Any]) -> dict[str, Any] | None:
-    client = record.get("client")
-    return client if isinstance(client, dict) and client else None
-
-
 def _well_formed(record: dict[str, Any]) -> dict[str, Any]:
     """The record with what has the wrong shape taken out, so that one odd field is not an
     error the inbox would retry to death: a service line that is not an object is skipped
@@ -213,128 +195,6 @@ def _changed_at(record: dict[str, Any]) -> datetime:
     return _when(record.get("last_change_date")) or datetime.min.replace(tzinfo=UTC)
 
 
-async def _match_clients(
-    company: Company, records: Sequence[dict[str, Any]]
-) -> dict[int, int | None]:
-    """Record id -> client id: the code in the comment, then phone, then email. A record whose
-    client has a phone but is not known yet creates that client (no welcome bonus: they have
-    not joined the bot); one with neither stays unmatched."""
-    by_code: dict[int, str] = {}
-    by_phone: dict[int, str] = {}
-    by_email: dict[int, str] = {}
-    for record in records:
-        record_id = int(record["id"])
-        found = codes_in(record.get("comment"))
-        if found:
-            by_code[record_id] = found[0]
-        info = _record_client(record)
-        if info:
-            phone = _normalized_phone(info.get("phone"))
-            if phone:
-                by_phone[record_id] = phone
-            email = (info.get("email") or "").strip().lower()
-            if email:
-                by_email[record_id] = email
-    # Ids only: building a model per row costs more than the rest of the lookup.
-    clients = Client.filter(company_id=company.id)
-    known_codes: dict[str, int] = dict(
-        await clients.filter(code__in=set(by_code.values())).values_list("code", "id")
-    )
-    known_phones: dict[str, int] = dict(
-        await clients.filter(phone__in=set(by_phone.values())).values_list("phone", "id")
-    )
-    known_emails: dict[str, int] = {
-        (email or "").lower(): client_id
-        for email, client_id in await clients.filter(email__in=set(by_email.values())).values_list(
-            "email", "id"
-        )
-    }
-    matched: dict[int, int | None] = {}
-    # Phone -> the first record that brings it, for clients not known yet: created together,
-    # and every record waiting for one of them gets it after.
-    new_phones: dict[str, dict[str, Any]] = {}
-    waiting: list[tuple[int, str]] = []
-    for record in records:
-        record_id = int(record["id"])
-        phone = by_phone.get(record_id)
-        client = _first(known_codes.get(by_code.get(record_id, "")), known_phones.get(phone or ""))
-        if client is None and phone is not None and phone in new_phones:
-            # An earlier record brought this phone: matched by phone, before any email.
-            waiting.append((record_id, phone))
-        else:
-            client = _first(client, known_emails.get(by_email.get(record_id, "")))
-            if client is None and phone is not None:
-                new_phones[phone] = record
-                waiting.append((record_id, phone))
-        matched[record_id] = client
-    if new_phones:
-        created = await _clients_for_phones(company, new_phones)
-        for record_id, phone in waiting:
-            matched[record_id] = created[phone]
-    return matched
-
-
-def _first(*client_ids: int | None) -> int | None:
-    return next((c for c in client_ids if c is not None), None)
-
-
-def _normalized_phone(raw: object) -> str | None:
-    """normalize_phone, remembered: a salon's records bring the same few thousand numbers
-    again and again, and parsing one costs more than the rest of matching its record."""
-    if isinstance(raw, str | int) and not isinstance(raw, bool):
-        return _normalized_phone_cached(raw)
-    return normalize_phone(raw)  # type: ignore[arg-type]
-
-
-@functools.lru_cache(maxsize=32_768)
-def _normalized_phone_cached(raw: str | int) -> str | None:
-    return normalize_phone(raw)
-
-
-async def _clients_for_phones(
-    company: Company, new_phones: dict[str, dict[str, Any]]
-) -> dict[str, int]:
-    """Phone -> client id for phones no client of the salon had: one INSERT for all of them.
-
-    If that fails (a phone created meanwhile by a concurrent sync, webhook or chat, or — rarely
-    — a code already taken), nothing of it is kept and each is created or found one by one.
-    """
-    fresh = [
-        Client(company_id=company.id, phone=phone, code=codes.generate(), **_client_fields(record))
-        for phone, record in new_phones.items()
-    ]
-    try:
-        async with in_transaction() as conn:
-            await Client.bulk_create(fresh, using_db=conn)
-    except IntegrityError:
-        return {
-            phone: (await _client_for_phone(company, record, phone)).id
-            for phone, record in new_phones.items()
-        }
-    # bulk_create does not return ids on every backend: read them back.
-    found = Client.filter(company_id=company.id, phone__in=list(new_phones))
-    return dict(await found.values_list("phone", "id"))
-
-
-def _client_fields(record: dict[str, Any]) -> dict[str, Any]:
-    info = _record_client(record) or {}
-    yclients_id = info.get("id")
-    return {
-        "name": str(info.get("name") or ""),
-        "email": (info.get("email") or "").strip().lower() or None,
-        "yclients_client_id": int(yclients_id) if yclients_id else None,
-    }
-
-
-async def _client_for_phone(company: Company, record: dict[str, Any], phone: str) -> Client:
-    try:
-        new = await create_client(company, phone=phone, welcome=False, **_client_fields(record))
-        return new.client
-    except IntegrityError:
-        # Created meanwhile by a concurrent sync, webhook or chat.
-        return await Client.get(company_id=company.id, phone=phone)
-
-
 def _booking_values(record: dict[str, Any], client_id: int | None) -> dict[str, Any]:
     staff = record.get("staff") or {}
     return {
@@ -392,7 +252,7 @@ async def apply_records(company: Company, records: Sequence[dict[str, Any]]) -> 
     newest = _newest_per_id(records)
     if not newest:
         return stats
-    matched = await _match_clients(company, list(newest.values()))
+    matched = await match_clients(company, list(newest.values()))
     async with in_transaction() as conn:
         if conn.capabilities.dialect == "postgres":
             touched, created = await _upsert_locked(conn, company, newest, matched, stats)
@@ -603,14 +463,12 @@ async def _settle_bonuses(
             plan.append((booking, reverse, accrue, count.get(booking.id, 0)))
     if not plan:
         return
-    if conn.capabilities.dialect == "postgres":
-        # The clients' rows in id order before any of them moves: appliers of different
-        # bookings of the same clients would otherwise lock them in opposite orders.
-        client_ids = sorted({b.client_id for b, *_ in plan if b.client_id is not None})
-        await conn.execute_query(_LOCK_CLIENTS, [client_ids])
+    # The clients' rows in id order before any of them moves: appliers of different bookings
+    # of the same clients would otherwise lock them in opposite orders.
+    await ledger.lock_clients(b.client_id for b, *_ in plan if b.client_id is not None)
     # Accruals wait here and go to the ledger together; a reversal sends the waiting ones first,
     # so the entries come in the order one-by-one would write them.
-    waiting: list[_Accrual] = []
+    waiting: list[ledger.Accrual] = []
     for booking, reverse, accrue, seq in plan:
         assert booking.client_id is not None
         if reverse:
@@ -647,7 +505,7 @@ async def _settle_bonuses(
                     )
         if accrue:
             waiting.append(
-                _Accrual(
+                ledger.Accrual(
                     booking.client_id,
                     accrue,
                     f"booking:{booking.id}:{seq}:accrual",
@@ -658,100 +516,14 @@ async def _settle_bonuses(
     await _accrue_all(waiting, stats)
 
 
-@dataclass(frozen=True, slots=True)
-class _Accrual:
-    client_id: int
-    amount: int
-    key: str
-    booking_id: int
-    reason: str
-
-
-# Several accruals, their balance moves and their entries in one statement (PostgreSQL): each
-# client's balance moves by the sum of its items, and each entry's `balance_after` is what
-# one-by-one accruals in this order would have left. The rows are locked first, in id order.
-_LOCK_CLIENTS = "SELECT id FROM client WHERE id = ANY($1::int[]) ORDER BY id FOR UPDATE"
-_ACCRUE_ALL = (
-    "WITH item AS ("
-    "SELECT * FROM unnest($1::int[], $2::int[], $3::varchar[], $4::int[], $5::text[]) "
-    "WITH ORDINALITY AS t(client_id, amount, idempotency_key, booking_id, reason, ord)), "
-    "total AS (SELECT client_id, sum(amount) AS amount FROM item GROUP BY client_id), "
-    "moved AS (UPDATE client SET balance = client.balance + total.amount FROM total "
-    "WHERE client.id = total.client_id RETURNING client.id, client.company_id, client.balance) "
-    "INSERT INTO ledger_entry (company_id, client_id, kind, amount, balance_after, booking_id, "
-    "staff_id, idempotency_key, reason, created_at) "
-    "SELECT moved.company_id, item.client_id, $6::varchar, item.amount, "
-    "moved.balance - coalesce(sum(item.amount) OVER (PARTITION BY item.client_id "
-    "ORDER BY item.ord ROWS BETWEEN 1 FOLLOWING AND UNBOUNDED FOLLOWING), 0), "
-    "item.booking_id, NULL, item.idempotency_key, item.reason, $7::timestamptz "
-    "FROM item JOIN moved ON moved.id = item.client_id ORDER BY item.ord "
-    "RETURNING id, company_id, client_id, idempotency_key, balance_after"
-)
-
-
-async def _accrue_all(accruals: Sequence[_Accrual], stats: ApplyStats) -> None:
-    """The accruals, in order; what they created is counted in `stats`."""
+async def _accrue_all(accruals: Sequence[ledger.Accrual], stats: ApplyStats) -> None:
+    """The accruals, in order (`ledger.accrue_many`); what they created is counted in `stats`."""
     if not accruals:
         return
-    results = await _accrue_together(accruals) if len(accruals) > 1 else None
-    if results is None:
-        results = [
-            await ledger.accrue(
-                a.client_id, a.amount, a.key, booking_id=a.booking_id, reason=a.reason
-            )
-            for a in accruals
-        ]
-    for result in results:
+    for result in await ledger.accrue_many(accruals):
         if result.created:
             stats.awarded += 1
             stats.changes.append(result)
-
-
-async def _accrue_together(accruals: Sequence[_Accrual]) -> list[ledger.LedgerResult] | None:
-    """All the accruals in one transaction of two statements, on PostgreSQL; None (nothing
-    written) elsewhere, or when a key is already used (a concurrent webhook or sync did one of
-    them) or a client is gone: the caller then goes one by one, which replays or refuses each
-    exactly as it always has."""
-    conn = connections.get("default")
-    if conn.capabilities.dialect != "postgres":
-        return None
-    client_ids = sorted({a.client_id for a in accruals})
-    values = [
-        [a.client_id for a in accruals],
-        [a.amount for a in accruals],
-        [a.key for a in accruals],
-        [a.booking_id for a in accruals],
-        [a.reason for a in accruals],
-        LedgerKind.ACCRUAL.value,
-        timezone.localtime(),  # what the ORM writes for auto_now_add
-    ]
-    try:
-        async with in_transaction() as tx:
-            locked = await tx.execute_query_dict(_LOCK_CLIENTS, [client_ids])
-            if len(locked) != len(client_ids):
-                raise _GoOneByOne
-            rows = await tx.execute_query_dict(_ACCRUE_ALL, values)
-            if len(rows) != len(accruals):
-                raise _GoOneByOne
-    except (_GoOneByOne, IntegrityError):
-        return None
-    by_key = {row["idempotency_key"]: row for row in rows}
-    return [
-        ledger.LedgerResult(
-            int(by_key[a.key]["id"]),
-            int(by_key[a.key]["company_id"]),
-            a.client_id,
-            LedgerKind.ACCRUAL,
-            a.amount,
-            int(by_key[a.key]["balance_after"]),
-            created=True,
-        )
-        for a in accruals
-    ]
-
-
-class _GoOneByOne(Exception):
-    pass
 
 
 # --- planner statistics after bulk loads (PostgreSQL) ---------------------------------------
@@ -777,8 +549,9 @@ async def _keep_statistics_fresh(created: int) -> None:
     Autovacuum refreshes them only a minute or so after a bulk load, and PostgreSQL's docs
     advise an ANALYZE after one. A new salon's first sync, or a burst of its webhooks, fills
     the tables within seconds while the plans still take them for nearly empty: every lookup
-    by record id then reads all of the salon's bookings, and the sync slows down fourfold as
-    it goes. ANALYZE samples a bounded number of rows and also drops the stale cached plans.
+    by record id then reads all of the salon's bookings, and the sync slows down more and more
+    as it goes (bench/README.md, sync). ANALYZE samples a bounded number of rows and also
+    drops the stale cached plans.
     """
     if created <= 0 or _growth.busy:
         return
