@@ -152,10 +152,12 @@ def now_ms() -> int:
 async def test_lifecycle_from_qr_to_working(
     waha: WahaEmulator, gateway: WahaGateway, receiver: Receiver
 ) -> None:
+    waha.start_gate = asyncio.Event()  # STARTING until the QR check below has run
     info = await gateway.ensure_session(SESSION, receiver.url, METADATA)
     assert info == SessionInfo(name=SESSION, status="STARTING")
     with pytest.raises(QrNotAvailable):
         await gateway.qr_value(SESSION)
+    waha.start_gate.set()
 
     first = await receiver.wait_for(status_is("SCAN_QR_CODE"))
     assert first.session == SESSION and first.metadata == METADATA and first.me_id is None

@@ -114,6 +114,8 @@ class WahaEmulator:
         self.qr_series = qr_series
         self.delivery_attempts = delivery_attempts
         self.retry_delay = retry_delay
+        # When set, a starting session stays STARTING until the test sets this event.
+        self.start_gate: asyncio.Event | None = None
 
         self.sessions: dict[str, FakeSession] = {}
         self.calls: list[Call] = []
@@ -302,6 +304,8 @@ class WahaEmulator:
 
     async def _run(self, session: FakeSession) -> None:
         await asyncio.sleep(self.start_delay)
+        if self.start_gate is not None:
+            await self.start_gate.wait()
         if session.me:
             # Linked before and still authorised: WAHA restores it without a QR.
             self._set_status(session, WORKING)
