@@ -19,10 +19,9 @@ from functools import partial
 from pathlib import Path
 from typing import TextIO
 
-from bot.dialog import CONSOLE, Dialog, Reply, Session
+from bot.dialog import CONSOLE, Action, Dialog, Reply, Session, actions
 from bot.dialog.menu import Intent, label
 from bot.whatsapp import menu
-from bot.whatsapp.render import CANCEL_REDEEM, CONFIRM
 from core.models import Company
 from core.notifications import BalanceNotice, render
 
@@ -63,7 +62,7 @@ class Console:
         )
         self.session.company = company
         self.dialog = Dialog(ConsoleNotifier(out, lambda: self.session.locale))
-        self.actions: list[str] = []
+        self.actions: list[Action | None] = []
 
     async def run(self, read_line: ReadLine) -> None:
         company = self.session.company
@@ -91,13 +90,11 @@ class Console:
         else:
             await self._turn(self._typed(line))
 
-    def _confirmation(self, line: str) -> str | None:
-        """The Confirm (or Cancel) button of a redeem on screen, when the line says yes (no)."""
-        word = menu.key(line)
-        prefix = CONFIRM if word in menu.YES else CANCEL_REDEEM if word in menu.NO else None
-        if prefix is None:
-            return None
-        return next((a for a in self.actions if a.startswith(prefix)), None)
+    def _confirmation(self, line: str) -> Action | None:
+        """The Confirm (or Cancel) button of a redeem on screen, when the line says yes (no),
+        as WhatsApp reads it."""
+        shown = next((a for a in self.actions if isinstance(a, actions.ConfirmRedeem)), None)
+        return menu.confirmation(line, shown.token) if shown is not None else None
 
     def _typed(self, line: str) -> Callable[[Session], Awaitable[list[Reply]]]:
         async def step(s: Session) -> list[Reply]:
@@ -128,7 +125,8 @@ class Console:
                 print(f"     [image: {path}]", file=self.out)
             numbered = [b for row in reply.buttons for b in row]
             if numbered:
-                self.actions = [b.action or "" for b in numbered]
+                # A link's number presses nothing (the dialog says the button is not active).
+                self.actions = [b.action for b in numbered]
                 for n, button in enumerate(numbered, 1):
                     target = f" → {button.url}" if button.url else ""
                     print(f"     [{n}] {button.text}{target}", file=self.out)

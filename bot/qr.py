@@ -13,8 +13,8 @@ from qrcode.constants import ERROR_CORRECT_M
 def qr_png(text: str) -> bytes:
     """A PNG of `text` as a QR code. Cached: a client asks for the same code again and again.
 
-    The mask is fixed: choosing the "best" of eight takes most of the time (1.8 ms against
-    0.5 ms a code), and any mask reads fine with a phone's camera.
+    The mask is fixed: choosing the "best" of eight takes most of the time of making a code,
+    and any mask reads fine with a phone's camera.
     """
     qr = qrcode.QRCode(error_correction=ERROR_CORRECT_M, box_size=10, border=4, mask_pattern=0)
     qr.add_data(text)

@@ -1,14 +1,26 @@
-"""Creating and finding clients; every client gets a unique code when it is created."""
+"""Creating, finding and linking clients: one client card per salon and phone, reached from
+every chat channel the person used.
+
+Every client gets a unique code when it is created. A chat channel ties itself to the card
+here and nowhere else: `join_by_phone` (a phone the channel verified: Telegram's contact of the
+sender's own), `link_chat` (a channel that knows the sender's number without asking, WhatsApp,
+or has to make do without it, a hidden `@lid` sender), `client_by_phone` (the console's trusted
+phone), and `remember_channel` (where balance notices go: the channel used last).
+"""
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Any
 
 from tortoise.exceptions import IntegrityError
 
 from core import codes, ledger
-from core.models import Client, Company
+from core.models import Client, Company, LedgerEntry
+from core.phones import mask_chat_id, mask_phone
+
+log = logging.getLogger(__name__)
 
 _CODE_ATTEMPTS = 5
 
@@ -164,3 +176,127 @@ async def _join(
             bonus = result
             client.balance = result.balance
     return JoinedClient(client, False, bonus)
+
+
+async def client_by_phone(company: Company, phone: str, *, name: str = "") -> JoinedClient:
+    """The salon's client with this (trusted, normalised) phone, or a new one with the welcome
+    bonus; no chat is tied to it (the console)."""
+    client = await Client.get_or_none(company_id=company.id, phone=phone)
+    if client is not None:
+        return JoinedClient(client, False, None)
+    new = await create_client(company, phone=phone, name=name)
+    return JoinedClient(new.client, True, new.welcome)
+
+
+def has_written(client: Client) -> bool:
+    """Whether this client has talked to the bot before, read off what the chat channels
+    write on the card: a Telegram user id or a WhatsApp chat id is tied to it only when the
+    person joins a chat, and `last_channel` is set by every turn in a remembered channel. A
+    card the YClients sync created (from a record) has none of them, so its first contact is
+    greeted as a first one, not "welcome back". Linking writes them, so it is asked before
+    (link_chat does)."""
+    return (
+        client.telegram_user_id is not None
+        or client.whatsapp_chat_id is not None
+        or client.last_channel is not None
+    )
+
+
+async def remember_channel(client: Client, channel: str) -> None:
+    """Balance notices follow the client to the chat channel they used last."""
+    if client.last_channel != channel:
+        client.last_channel = channel
+        await Client.filter(id=client.id).update(last_channel=channel)
+
+
+@dataclass(frozen=True, slots=True)
+class LinkedChat:
+    # The chat's client after linking (None only when nothing could be tied).
+    client: Client | None
+    # The card is new to the salon (greeted as such rather than welcomed back).
+    created: bool = False
+    # The client had written to the bot before this message (has_written, asked before
+    # linking): only they are welcomed back.
+    returning: bool = False
+    # The welcome bonus this link earned, for the caller to tell after commit.
+    welcome: ledger.LedgerResult | None = None
+
+
+async def link_chat(
+    company: Company,
+    *,
+    whatsapp_chat_id: str,
+    phone: str | None,
+    current: Client | None,
+    channel: str,
+    name: str = "",
+    locale: str | None = None,
+) -> LinkedChat:
+    """Tie a chat to the salon's client before a turn, in a channel that knows the sender's
+    number without asking (WhatsApp delivered from it: `phone`, normalised) — or cannot see it
+    (WhatsApp's hidden `@lid` senders: `phone` None).
+
+    `current` is the client the chat is tied to already. A chat with a phone joins the card of
+    that phone (the one the YClients sync made included); a chat whose number stays hidden gets
+    a card of its own without a phone and without the welcome bonus, so a phone or a code it
+    types opens nobody's balance. Once its number is known, an untouched phoneless card steps
+    aside for the salon's card with that phone; one with history is left for the salon to
+    merge (a warning in the log)."""
+    if current is not None and (current.phone is not None or phone is None):
+        return LinkedChat(current, returning=has_written(current))
+    created = False
+    returning = current is not None and has_written(current)
+    welcome: ledger.LedgerResult | None = None
+    try:
+        if phone is not None:
+            if not returning:
+                owner = await Client.get_or_none(company_id=company.id, phone=phone)
+                returning = owner is not None and has_written(owner)
+            joined = await _join_chat(company, phone, whatsapp_chat_id, name, locale, current)
+            if joined is None:
+                return LinkedChat(current, returning=returning)
+            client, created, welcome = joined.client, joined.created, joined.welcome
+        else:
+            new = await create_client(
+                company, whatsapp_chat_id=whatsapp_chat_id, name=name, welcome=False
+            )
+            client, created = new.client, True
+    except IntegrityError:
+        # Another replica linked this chat meanwhile: take what it made.
+        found = await Client.get_or_none(company_id=company.id, whatsapp_chat_id=whatsapp_chat_id)
+        if found is None:
+            raise
+        client = found
+    await remember_channel(client, channel)
+    return LinkedChat(client, created, returning and not created, welcome)
+
+
+async def _join_chat(
+    company: Company,
+    phone: str,
+    chat_id: str,
+    name: str,
+    locale: str | None,
+    current: Client | None,
+) -> JoinedClient | None:
+    try:
+        return await join_by_phone(
+            company, phone, whatsapp_chat_id=chat_id, name=name, locale=locale
+        )
+    except PhoneTaken:
+        pass
+    # The chat had a card without a phone (its number was hidden) and the number, now known,
+    # is another card's.
+    if current is None or current.phone is not None:
+        return None
+    if current.balance or await LedgerEntry.exists(client_id=current.id):
+        log.warning(
+            "chat %s: client %s has history and %s is another client's; "
+            "the salon should merge them",
+            mask_chat_id(chat_id),
+            current.id,
+            mask_phone(phone),
+        )
+        return None
+    await Client.filter(id=current.id).update(whatsapp_chat_id=None)
+    return await join_by_phone(company, phone, whatsapp_chat_id=chat_id, name=name, locale=locale)

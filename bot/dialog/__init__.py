@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from bot.dialog import actions
+from bot.dialog.actions import Action
 from bot.dialog.dialog import SALON_PREFIX, STAFF_PREFIX, Dialog
 from bot.dialog.menu import Intent
 from bot.dialog.replies import Button, Image, Reply
@@ -13,6 +15,7 @@ __all__ = [
     "STAFF_PREFIX",
     "TELEGRAM",
     "WHATSAPP",
+    "Action",
     "Button",
     "Channel",
     "Dialog",
@@ -20,4 +23,5 @@ __all__ = [
     "Intent",
     "Reply",
     "Session",
+    "actions",
 ]

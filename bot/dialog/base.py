@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 
 from bot.companies import CompanyCache
 from bot.dialog.menu import Intent, main_menu
@@ -18,9 +19,17 @@ log = logging.getLogger(__name__)
 
 
 class Flows:
-    def __init__(self, notifier: Notifier, companies: CompanyCache | None = None) -> None:
+    def __init__(
+        self,
+        notifier: Notifier,
+        companies: CompanyCache | None = None,
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.notifier = notifier
         self.companies = companies or CompanyCache()
+        # Seconds since the epoch; tests move it instead of waiting.
+        self.clock = clock
 
     async def notify(self, notices: Sequence[BalanceNotice]) -> None:
         """Tell clients about balance changes; the ledger has committed by now. A failure to

@@ -8,7 +8,7 @@ from typing import Any
 
 from tortoise.functions import Sum
 
-from bot.dialog import formats
+from bot.dialog import actions, formats
 from bot.dialog.base import Flows
 from bot.dialog.menu import Intent
 from bot.dialog.replies import Button, Image, Reply, rows
@@ -88,20 +88,6 @@ def service_titles(booking: Booking) -> str:
     )
 
 
-def has_written(client: Client) -> bool:
-    """Whether this client has talked to the bot before, read off what the chat channels
-    write on the card: a Telegram user id or a WhatsApp chat id is tied to it only when the
-    person joins a chat, and `last_channel` is set by every turn in a remembered channel. A
-    card the YClients sync created (from a record) has none of them, so its first contact is
-    greeted as a first one, not "welcome back". A channel that links the card during the very
-    turn it greets in must ask this before linking (bot.whatsapp.channel does)."""
-    return (
-        client.telegram_user_id is not None
-        or client.whatsapp_chat_id is not None
-        or client.last_channel is not None
-    )
-
-
 def balance_line(s: Session, balance: int) -> str:
     return ngettext(
         s.locale, "Your balance: {n} point.", "Your balance: {n} points.", balance
@@ -123,7 +109,7 @@ class ClientFlows(Flows):
 
     async def welcome(self, s: Session, *, returning: bool | None = None) -> list[Reply]:
         """After /start in a bound salon: the menu, or the phone first. "Welcome back" only to
-        a client who has written before (`returning`; by default has_written)."""
+        a client who has written before (`returning`; by default core.clients.has_written)."""
         assert s.company is not None
         closed = self.salon_closed(s)
         if closed is not None:
@@ -137,7 +123,7 @@ class ClientFlows(Flows):
             greeting = s._("Welcome to {salon}! Here you book visits and collect bonuses.")
             return [Reply(greeting.format(salon=title)), *self.ask_phone(s)]
         if returning is None:
-            returning = has_written(s.client)
+            returning = clients.has_written(s.client)
         if returning:
             text = s._("Welcome back to {salon}!").format(salon=title)
         else:
@@ -167,9 +153,8 @@ class ClientFlows(Flows):
                 joined = await clients.join_by_phone(
                     s.company, phone, name=s.name, locale=s.locale, **link
                 )
-                client, welcome = joined.client, joined.welcome
             else:
-                client, welcome = await self._by_phone(s.company, phone, s)
+                joined = await clients.client_by_phone(s.company, phone, name=s.name)
         except clients.PhoneTaken:
             return [
                 Reply(
@@ -179,9 +164,9 @@ class ClientFlows(Flows):
                     )
                 )
             ]
-        if s.channel.remembered and client.last_channel != s.channel.name:
-            client.last_channel = s.channel.name
-            await Client.filter(id=client.id).update(last_channel=s.channel.name)
+        client, welcome = joined.client, joined.welcome
+        if s.channel.remembered:
+            await clients.remember_channel(client, s.channel.name)
         s.client = client
         replies: list[Reply] = []
         if welcome is not None:
@@ -196,15 +181,6 @@ class ClientFlows(Flows):
         elif welcome is None:
             replies.append(Reply(balance_line(s, client.balance)))
         return replies
-
-    async def _by_phone(
-        self, company: Company, phone: str, s: Session
-    ) -> tuple[Client, ledger.LedgerResult | None]:
-        client = await Client.get_or_none(company_id=company.id, phone=phone)
-        if client is not None:
-            return client, None
-        new = await clients.create_client(company, phone=phone, name=s.name)
-        return new.client, new.welcome
 
     async def client_intent(self, s: Session, intent: Intent) -> list[Reply]:
         handlers = {
@@ -265,7 +241,9 @@ class ClientFlows(Flows):
     def _more(self, s: Session, entries: list[LedgerEntry]) -> tuple[tuple[Button, ...], ...]:
         if len(entries) <= HISTORY_PAGE:
             return ()
-        return rows(Button(s._("Earlier changes"), action=f"hist:{entries[HISTORY_PAGE - 1].id}"))
+        return rows(
+            Button(s._("Earlier changes"), action=actions.History(entries[HISTORY_PAGE - 1].id))
+        )
 
     def _entry(self, s: Session, entry: LedgerEntry) -> str:
         what = s._(_KINDS[entry.kind])
@@ -310,7 +288,7 @@ class ClientFlows(Flows):
             lines += [self._visit(s, b, earned.get(b.id, 0)) for b in recent]
         if not lines:
             text = s._("You have no visits yet.")
-            book = rows(Button(s._("📅 Book a visit"), action="book"))
+            book = rows(Button(s._("📅 Book a visit"), action=actions.Book()))
             return [Reply(text, buttons=book)]
         return [Reply("\n".join(lines))]
 
@@ -358,7 +336,9 @@ class ClientFlows(Flows):
         return [Reply(text, image=Image(qr_png(shown), f"code-{s.client.code}.png"))]
 
     async def language(self, s: Session) -> list[Reply]:
-        buttons = tuple(Button(LANGUAGE_NAMES[loc], action=f"lang:{loc}") for loc in LOCALES)
+        buttons = tuple(
+            Button(LANGUAGE_NAMES[loc], action=actions.Language(loc)) for loc in LOCALES
+        )
         return [Reply(s._("Choose the language:"), buttons=(buttons,))]
 
     async def set_language(self, s: Session, locale: str) -> list[Reply]:

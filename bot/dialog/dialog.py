@@ -2,8 +2,10 @@
 
 A channel turns what arrives into one of these calls — `start` (with a deep-link payload),
 `contact` (a phone the channel vouches for), `intent` (a command or a menu label), `text`
-(anything typed), `action` (a pressed button) — after `prepare`, and renders the replies. The
-person's flow state lives in the Session, which the channel keeps between turns.
+(anything typed), `action` (a pressed button, parsed with bot.dialog.actions) — after
+`prepare` (and `arrive` in a channel that knows the sender's number without asking), and
+renders the replies. The person's flow state lives in the Session, which the channel keeps
+between turns.
 
 Deep-link payloads: `salon-<yclients_id>` binds the chat to that salon; `staff-<token>` accepts
 a staff invite (core.staff).
@@ -11,14 +13,17 @@ a staff invite (core.staff).
 
 from __future__ import annotations
 
+from bot.dialog import actions
+from bot.dialog.actions import Action
 from bot.dialog.client import ClientFlows
 from bot.dialog.menu import COMMANDS, STAFF_INTENTS, Intent, intent_for
 from bot.dialog.replies import Button, Reply, rows
 from bot.dialog.session import Session
 from bot.dialog.staff import StaffFlows
-from core import codes
+from core import clients, codes
 from core.i18n import pick_locale
 from core.models import Client, Company, Staff
+from core.notifications import BalanceNotice, render
 
 SALON_PREFIX = "salon-"
 STAFF_PREFIX = "staff-"
@@ -37,6 +42,12 @@ class Dialog(ClientFlows, StaffFlows):
                 s.go(None)
                 s.data.pop("company_id", None)
         await self._load_client(s)
+        self._choose_locale(s)
+
+    @staticmethod
+    def _choose_locale(s: Session) -> None:
+        # The client's own choice, then the chat's (made before the client was known), then
+        # what the channel suggests (Telegram's language_code, the salon's default).
         s.locale = pick_locale(
             s.client.locale if s.client else None, s.data.get("locale"), s.language_hint
         )
@@ -46,14 +57,38 @@ class Dialog(ClientFlows, StaffFlows):
         if s.company is None:
             return
         s.client = await Client.get_or_none(company_id=s.company.id, **s.identity)
-        await self._remember_channel(s)
-
-    async def _remember_channel(self, s: Session) -> None:
         if s.client is not None and s.channel.remembered:
-            if s.client.last_channel != s.channel.name:
-                # Balance notices follow the client to the channel they used last.
-                s.client.last_channel = s.channel.name
-                await Client.filter(id=s.client.id).update(last_channel=s.channel.name)
+            await clients.remember_channel(s.client, s.channel.name)
+
+    async def arrive(self, s: Session, *, phone: str | None, first: bool) -> list[Reply]:
+        """Before a turn in a channel that knows the sender's number without asking (WhatsApp:
+        `phone`, verified and normalised, or None while it stays hidden): tie the chat to the
+        salon's client (core.clients.link_chat), tell a welcome bonus it earned, and greet a
+        `first` message of the chat. Call after prepare(), with the salon bound."""
+        assert s.company is not None
+        linked = await clients.link_chat(
+            s.company,
+            whatsapp_chat_id=str(s.identity["whatsapp_chat_id"]),
+            phone=phone,
+            current=s.client,
+            channel=s.channel.name,
+            name=s.name,
+            locale=s.data.get("locale"),
+        )
+        s.client = linked.client
+        self._choose_locale(s)
+        replies: list[Reply] = []
+        if linked.welcome is not None:
+            replies.append(Reply(render(BalanceNotice.from_result(linked.welcome), s.locale)))
+        if not first:
+            return replies
+        if linked.created or s.client is None:
+            # A new card: no phone to ask for (the channel vouches for it or cannot) and no
+            # balance to show beyond the welcome bonus told above.
+            text = s._("Welcome to {salon}! Here you book visits and collect bonuses.")
+            text = text.format(salon=s.company.title or s._("the salon"))
+            return [*replies, Reply(text, menu=await self.menu(s))]
+        return [*replies, *await self.welcome(s, returning=linked.returning)]
 
     async def _companies(self, s: Session) -> list[Company]:
         """The salons this person is a client or staff member of."""
@@ -88,7 +123,8 @@ class Dialog(ClientFlows, StaffFlows):
         choices = await self._companies(s)
         if len(choices) > 1:
             buttons = [
-                Button(c.title or str(c.yclients_id), action=f"salon:{c.id}") for c in choices
+                Button(c.title or str(c.yclients_id), action=actions.PickSalon(c.id))
+                for c in choices
             ]
             return [Reply(s._("Which salon?"), buttons=rows(*buttons[:20]))]
         return self.no_salon(s)
@@ -140,35 +176,40 @@ class Dialog(ClientFlows, StaffFlows):
             return await self.redeem(s, text)
         return None
 
-    async def action(self, s: Session, action: str) -> list[Reply]:
-        verb, _sep, arg = action.partition(":")
-        simple = {
-            "book": Intent.BOOK,
-            "bal": Intent.BALANCE,
-            "visits": Intent.VISITS,
-            "code": Intent.MY_CODE,
-            "help": Intent.HELP,
-        }
-        if verb in simple and not arg:
-            return await self.intent(s, simple[verb])
-        if verb == "lang":
-            return await (self.set_language(s, arg) if arg else self.language(s))
-        if verb == "hist" and arg.isdigit():
-            return await self.history(s, int(arg))
-        if verb == "salon" and arg.isdigit():
-            company = await Company.get_or_none(id=int(arg))
-            if company is not None:
-                s.bind(company)
-                await self._load_client(s)
-                return await self.welcome(s)
-        if verb == "rc" and arg:
-            return await self.confirm_redeem(s, arg)
-        if verb == "rx" and arg:
-            return await self.cancel_redeem(s, arg)
-        if verb == "aj" and arg.isdigit():
-            replies = await self.adjust_client(s, int(arg))
-            return replies if replies is not None else await self.unknown(s)
-        if verb == "stop":
-            s.go(None)
-            return [Reply(s._("Cancelled."), edit=True)]
+    async def action(self, s: Session, action: Action | None) -> list[Reply]:
+        """A pressed button (the channel parsed its data: bot.dialog.actions); None for data
+        that is no action of today's vocabulary."""
+        match action:
+            case actions.Book() | actions.Balance() | actions.Visits() | actions.MyCode():
+                return await self.intent(s, _SHOWS[type(action)])
+            case actions.Help():
+                return await self.intent(s, Intent.HELP)
+            case actions.Language(locale=locale):
+                return await (self.set_language(s, locale) if locale else self.language(s))
+            case actions.History(before_id=before_id):
+                return await self.history(s, before_id)
+            case actions.PickSalon(company_id=company_id):
+                company = await Company.get_or_none(id=company_id)
+                if company is not None:
+                    s.bind(company)
+                    await self._load_client(s)
+                    return await self.welcome(s)
+            case actions.ConfirmRedeem(token=token):
+                return await self.confirm_redeem(s, token)
+            case actions.CancelRedeem(token=token):
+                return await self.cancel_redeem(s, token)
+            case actions.AdjustClient(client_id=client_id):
+                replies = await self.adjust_client(s, client_id)
+                return replies if replies is not None else await self.unknown(s)
+            case actions.Stop():
+                s.go(None)
+                return [Reply(s._("Cancelled."), edit=True)]
         return [Reply(s._("This button is no longer active."))]
+
+
+_SHOWS: dict[type[Action], Intent] = {
+    actions.Book: Intent.BOOK,
+    actions.Balance: Intent.BALANCE,
+    actions.Visits: Intent.VISITS,
+    actions.MyCode: Intent.MY_CODE,
+}

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from bot.dialog.actions import Action
+
 
 @dataclass(frozen=True, slots=True)
 class Button:
@@ -15,7 +17,7 @@ class Button:
     or a `url` that opens outside the chat."""
 
     text: str
-    action: str | None = None
+    action: Action | None = None
     url: str | None = None
 
 

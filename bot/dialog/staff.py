@@ -8,7 +8,8 @@ malformed code, an unknown one and another salon's all get the same "not found".
 A redeem asks for confirmation with two buttons carrying a token derived from the message that
 asked for it (Session.turn_token): the pending request stays in the chat's data, the ledger
 entry's idempotency key is `redeem:<token>`, so a double tap, two replicas handling both taps,
-or the request and its tap delivered again, debit once. An adjustment's key is
+or the request and its tap delivered again, debit once. The confirmation counts within
+CONFIRM_WITHIN of the question, whatever the channel. An adjustment's key is
 `adjust:<token>` of the message that completes it, so a redelivered `/adjust` changes nothing
 twice.
 """
@@ -16,9 +17,9 @@ twice.
 from __future__ import annotations
 
 import re
-from datetime import datetime
+from datetime import datetime, timedelta
 
-from bot.dialog import formats
+from bot.dialog import actions, formats
 from bot.dialog.base import Flows, is_admin
 from bot.dialog.replies import Button, Reply, rows
 from bot.dialog.session import Session
@@ -28,6 +29,9 @@ from core.models import Booking, BookingStatus, Client, LedgerEntry, Staff
 from core.notifications import BalanceNotice
 from core.phones import mask_phone, normalize_phone
 
+# How long a redeem waits for its confirmation, in every channel (a button in Telegram,
+# «да» in WhatsApp and the console).
+CONFIRM_WITHIN = timedelta(minutes=2)
 _NUMBER = re.compile(r"^[+\-−]?\d{1,7}$")
 
 
@@ -61,7 +65,7 @@ class StaffFlows(Flows):
         return [Reply(text.format(time=formats.clock(until, s.company)))]
 
     def _cancel_button(self, s: Session) -> tuple[tuple[Button, ...], ...]:
-        return rows(Button(s._("✖️ Cancel"), action="stop"))
+        return rows(Button(s._("✖️ Cancel"), action=actions.Stop()))
 
     def _card(self, s: Session, client: Client) -> str:
         return s._("{name}, {phone}\nBalance: {balance}").format(
@@ -182,6 +186,8 @@ class StaffFlows(Flows):
             None,
             redeem={
                 "token": token,
+                # When it was asked: a confirmation is taken within CONFIRM_WITHIN only.
+                "at": self.clock(),
                 "company_id": client.company_id,
                 "client_id": client.id,
                 "amount": amount,
@@ -200,8 +206,8 @@ class StaffFlows(Flows):
                 ),
                 buttons=(
                     (
-                        Button(s._("✅ Confirm"), action=f"rc:{token}"),
-                        Button(s._("✖️ Cancel"), action=f"rx:{token}"),
+                        Button(s._("✅ Confirm"), action=actions.ConfirmRedeem(token)),
+                        Button(s._("✖️ Cancel"), action=actions.CancelRedeem(token)),
                     ),
                 ),
             )
@@ -225,6 +231,12 @@ class StaffFlows(Flows):
             # Not a request of this staff member's salon (a chat that changed salons).
             s.go(None, redeem=None)
             return [Reply(self._not_found(s)[0].text, edit=True)]
+        if not self.clock() - float(pending.get("at") or 0) <= CONFIRM_WITHIN.total_seconds():
+            # A late «да» or tap may answer a question nobody is asking any more (the client
+            # left, the amount changed); a request kept from before this rule has no time.
+            s.go(None, redeem=None)
+            text = s._("The two minutes to confirm are over: nothing was redeemed.")
+            return [Reply(text, edit=True)]
         # The client was found in this salon when the request was made, server-side; the
         # button carries only the token.
         client_id, amount = int(pending["client_id"]), int(pending["amount"])
@@ -281,7 +293,9 @@ class StaffFlows(Flows):
         text = self._card(s, client) + "\n" + s._("Visits: {n}").format(n=visits)
         buttons: tuple[tuple[Button, ...], ...] = ()
         if is_admin(staff):
-            buttons = rows(Button(s._("✏️ Adjust the balance"), action=f"aj:{client.id}"))
+            buttons = rows(
+                Button(s._("✏️ Adjust the balance"), action=actions.AdjustClient(client.id))
+            )
         # No redeem button and no code here: a redeem needs the code the client shows.
         return [Reply(text, buttons=buttons)]
 

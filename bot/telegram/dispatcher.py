@@ -60,8 +60,8 @@ def build_i18n() -> I18n:
 
 # Every Bot API answer is validated as `Response[<the method's result type>]`. pydantic keeps
 # those generic classes in a weak cache which the garbage collector empties under load, and a
-# rebuild costs milliseconds (measured: a third of the bot's time at 500 updates/s), so the
-# ones this bot uses are held for the life of the process.
+# rebuild is slow enough to show in the bot's profile (bench/README.md), so the ones this bot
+# uses are held for the life of the process.
 _USED_METHODS: tuple[type[TelegramMethod[Any]], ...] = (
     SendMessage,
     SendPhoto,

@@ -4,12 +4,13 @@ updates a second."""
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from aiogram.filters import Filter
 from aiogram.types import CallbackQuery, Message
 
+from bot.dialog import actions
+from bot.dialog.actions import Action
 from bot.dialog.menu import intent_for
 
 
@@ -24,13 +25,18 @@ class HasContact(Filter):
 
 
 class ButtonData(Filter):
-    """A pressed button whose data matches `pattern` (from its start to its end)."""
+    """A pressed button whose data parses as one of `kinds` (bot.dialog.actions; any data at
+    all without kinds, the action then None when it does not parse); the handler gets the
+    parsed `action`, as aiogram's CallbackData filter hands over its object."""
 
-    def __init__(self, pattern: str) -> None:
-        self.pattern = re.compile(pattern)
+    def __init__(self, *kinds: type[Action]) -> None:
+        self.kinds = kinds
 
-    async def __call__(self, callback: CallbackQuery) -> bool:
-        return self.pattern.fullmatch(callback.data or "") is not None
+    async def __call__(self, callback: CallbackQuery) -> bool | dict[str, Any]:
+        action = actions.parse(callback.data)
+        if self.kinds and not isinstance(action, self.kinds):
+            return False
+        return {"action": action}
 
 
 class MenuLabel(Filter):

@@ -29,7 +29,9 @@ def inline_markup(reply: Reply) -> InlineKeyboardMarkup | None:
             [
                 InlineKeyboardButton(text=b.text, url=b.url)
                 if b.url
-                else InlineKeyboardButton(text=b.text, callback_data=b.action or "noop")
+                else InlineKeyboardButton(
+                    text=b.text, callback_data=b.action.pack() if b.action else "noop"
+                )
                 for b in row
             ]
             for row in reply.buttons

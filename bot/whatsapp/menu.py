@@ -8,7 +8,8 @@ is `баланс`), so a sentence that merely contains one is not taken for it.
 
 from __future__ import annotations
 
-from bot.dialog import Dialog, Intent, Reply, Session
+from bot.dialog import Dialog, Intent, Reply, Session, actions
+from bot.dialog.actions import Action
 from bot.dialog.menu import intent_for, label
 from core import codes
 from core.i18n import _, gettext
@@ -93,6 +94,17 @@ def key(text: str) -> str:
 
 # Keys are compared after `key()`: spell the stored words the same way.
 WORDS = {key(word): intent for word, intent in WORDS.items()}
+
+
+def confirmation(text: str, token: str) -> Action | None:
+    """The button of a redeem waiting for confirmation that a typed «да» (Confirm) or «нет»
+    (Cancel) presses; None for anything else."""
+    word = key(text)
+    if word in YES:
+        return actions.ConfirmRedeem(token)
+    if word in NO:
+        return actions.CancelRedeem(token)
+    return None
 
 
 def menu_lines(locale: str, *, staff: bool) -> str:

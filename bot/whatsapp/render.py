@@ -12,21 +12,18 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from bot.dialog import Intent, Reply
+from bot.dialog import Intent, Reply, actions
 from bot.dialog.menu import label
 from bot.whatsapp.menu import MENU, MENU_LABEL, menu_lines
 from bot.whatsapp.outbox import Outgoing
 from core.i18n import gettext
 
-CONFIRM = "rc:"
-CANCEL_REDEEM = "rx:"
-STOP = "stop"
-
 
 @dataclass(slots=True)
 class Rendered:
     messages: list[Outgoing] = field(default_factory=list)
-    # The actions of the numbered choices, in order (empty: numbers mean the menu).
+    # The packed actions of the numbered choices, in order (empty: numbers mean the menu);
+    # kept on the chat until the next message (bot.dialog.actions.parse reads them back).
     options: list[str] = field(default_factory=list)
     # The token of a redeem waiting for «да»/«yes».
     confirm: str | None = None
@@ -43,22 +40,22 @@ def render(replies: Sequence[Reply], locale: str) -> Rendered:
         choices: list[str] = []
         for row in reply.buttons:
             for button in row:
-                action = button.action or ""
+                action = button.action
                 if button.url:
                     lines.append(f"{button.text}: {button.url}")
-                elif action.startswith(CONFIRM):
-                    out.confirm = action.removeprefix(CONFIRM)
+                elif isinstance(action, actions.ConfirmRedeem):
+                    out.confirm = action.token
                     lines += ["", gettext(locale, "Reply “да” (yes) to confirm within 2 minutes.")]
-                elif action.startswith(CANCEL_REDEEM):
+                elif isinstance(action, actions.CancelRedeem):
                     lines.append(gettext(locale, "Reply “нет” (no) to cancel."))
-                elif action == STOP:
+                elif isinstance(action, actions.Stop):
                     lines.append(f"{MENU} — {label(Intent.CANCEL, locale)}")
                     way_on = True
-                elif action:
+                elif action is not None:
                     # Only the last reply's choices are live: what came before is superseded.
                     if not choices:
                         out.options = []
-                    out.options.append(action)
+                    out.options.append(action.pack())
                     choices.append(f"{len(out.options)} — {button.text}")
         if out.confirm:
             way_on = True

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from bot.dialog import Button, Image, Reply
+from bot.dialog.actions import CancelRedeem, ConfirmRedeem, Language, Stop
 from bot.dialog.menu import main_menu
 from bot.whatsapp.channel import Incoming
 from bot.whatsapp.outbox import Manners, Outbox, Outgoing, RateLimiter
@@ -71,7 +72,9 @@ def test_the_menu_is_numbered_and_staff_see_their_commands() -> None:
 def test_choices_are_numbered_links_written_out_and_a_redeem_asks_for_yes() -> None:
     choose = Reply(
         "Выберите язык:",
-        buttons=((Button("Русский", action="lang:ru"), Button("English", action="lang:en")),),
+        buttons=(
+            (Button("Русский", action=Language("ru")), Button("English", action=Language("en"))),
+        ),
     )
     out = render([choose], "ru")
     assert out.options == ["lang:ru", "lang:en"]
@@ -84,13 +87,15 @@ def test_choices_are_numbered_links_written_out_and_a_redeem_asks_for_yes() -> N
 
     confirm = Reply(
         "Redeem 100?",
-        buttons=((Button("✅", action="rc:tok"), Button("✖️", action="rx:tok")),),
+        buttons=(
+            (Button("✅", action=ConfirmRedeem("tok")), Button("✖️", action=CancelRedeem("tok"))),
+        ),
     )
     out = render([confirm], "ru")
     assert out.confirm == "tok" and out.options == []
     assert "Ответьте «да»" in out.messages[0].text and "«нет»" in out.messages[0].text
 
-    step = Reply("Пришлите код клиента.", buttons=((Button("✖️ Отмена", action="stop"),),))
+    step = Reply("Пришлите код клиента.", buttons=((Button("✖️ Отмена", action=Stop()),),))
     assert render([step], "ru").messages[0].text == "Пришлите код клиента.\n0 — ✖️ Отмена"
 
 

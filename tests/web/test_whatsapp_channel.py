@@ -327,11 +327,12 @@ async def test_staff_added_by_phone_redeem_with_confirmation_once_and_both_are_t
         # «redeem» in English, cancelled with «нет».
         await say(bench, session, staff_chat, f"redeem {client.code} 100")
         assert "Отменено" in texts(await say(bench, session, staff_chat, "нет"))
-        # A confirmation older than two minutes is refused.
+        # A confirmation older than two minutes is refused (the dialog keeps the time of the
+        # question with the pending redeem, in every channel).
         await say(bench, session, staff_chat, f"списать {shown} 100")
         chat = await WhatsAppChat.get(chat_id=staff_chat)
-        chat.offered["confirm"]["at"] = time.time() - 121
-        await WhatsAppChat.filter(id=chat.id).update(offered=chat.offered)
+        chat.data["redeem"]["at"] = time.time() - 121
+        await WhatsAppChat.filter(id=chat.id).update(data=chat.data)
         assert "истекли" in texts(await say(bench, session, staff_chat, "да"))
         assert await LedgerEntry.filter(kind=LedgerKind.REDEMPTION).count() == 1
 

@@ -6,7 +6,7 @@ from aiogram import Bot, Router
 from aiogram.filters import Command, CommandObject
 from aiogram.types import Message
 
-from bot.dialog import Dialog, Intent, Session
+from bot.dialog import Dialog, Intent, Session, actions
 from bot.dialog.menu import COMMANDS, STAFF_INTENTS
 from bot.telegram.filters import ButtonData, MenuLabel
 from bot.telegram.handlers.buttons import button_handler
@@ -34,6 +34,16 @@ def get_router() -> Router:
     router.message.register(command_handler, Command(*CLIENT_COMMANDS))
     router.message.register(menu_handler, MenuLabel())
     router.callback_query.register(
-        button_handler, ButtonData(r"(book|bal|visits|code|help|lang(:\w+)?|hist:\d+|salon:\d+)")
+        button_handler,
+        ButtonData(
+            actions.Book,
+            actions.Balance,
+            actions.Visits,
+            actions.MyCode,
+            actions.Help,
+            actions.Language,
+            actions.History,
+            actions.PickSalon,
+        ),
     )
     return router

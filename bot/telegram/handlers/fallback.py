@@ -8,7 +8,7 @@ from aiogram import Bot, Router
 from aiogram.types import Message
 
 from bot.dialog import Dialog, Session
-from bot.telegram.filters import HasText
+from bot.telegram.filters import ButtonData, HasText
 from bot.telegram.handlers.buttons import button_handler
 from bot.telegram.render import send_replies
 
@@ -26,5 +26,5 @@ def get_router() -> Router:
     router = Router(name="fallback")
     router.message.register(text_handler, HasText())
     router.message.register(anything_handler)
-    router.callback_query.register(button_handler)
+    router.callback_query.register(button_handler, ButtonData())
     return router

@@ -7,7 +7,7 @@ from aiogram import Bot, Router
 from aiogram.filters import Command, CommandObject
 from aiogram.types import Message
 
-from bot.dialog import Dialog, Session
+from bot.dialog import Dialog, Session, actions
 from bot.dialog.menu import COMMANDS, STAFF_INTENTS
 from bot.telegram.filters import ButtonData
 from bot.telegram.handlers.buttons import button_handler
@@ -26,6 +26,8 @@ async def staff_command_handler(
 def get_router() -> Router:
     router = Router(name="staff")
     router.message.register(staff_command_handler, Command(*STAFF_COMMANDS))
-    # rc/rx: confirm or cancel a redeem (with its token); aj: adjust a looked-up client.
-    router.callback_query.register(button_handler, ButtonData(r"(rc|rx|aj):[\w-]+"))
+    router.callback_query.register(
+        button_handler,
+        ButtonData(actions.ConfirmRedeem, actions.CancelRedeem, actions.AdjustClient),
+    )
     return router
