@@ -12,11 +12,11 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
+from bot.telegram.username import BotUsername
 from core import db, inbox
 from core.backoff import BackoffPolicy, Clock
 from core.health import PartStates
 from core.notifications import LoggingNotifier
-from core.onboarding import BotUsername
 from core.parts import half_configured, parts
 from core.settings import Settings
 from core.whatsapp import GatewayNotConfigured, WahaGateway

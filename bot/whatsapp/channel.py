@@ -31,6 +31,7 @@ from typing import Any
 
 from tortoise.exceptions import IntegrityError
 
+from bot.companies import unavailable_reply
 from bot.dialog import WHATSAPP, Dialog, Reply, Session
 from bot.dialog.client import has_written
 from bot.whatsapp import menu
@@ -41,7 +42,6 @@ from core.i18n import pick_locale
 from core.models import Client, Company, IntegrationStatus, LedgerEntry, WhatsAppChat
 from core.notifications import BalanceNotice
 from core.notifications import render as render_notice
-from core.onboarding import unavailable_reply
 from core.phones import mask_chat_id, mask_phone, normalize_phone
 from core.whatsapp import GatewayError, WhatsAppGateway, phone_from_chat_id
 

@@ -20,6 +20,7 @@ from pydantic import SecretStr
 
 from core import companies, db
 from core.checks import check_whatsapp, run_checks
+from core.marketplace import TOKEN_AUDIENCE, TOKEN_PURPOSE, issue_token
 from core.models import (
     Booking,
     Company,
@@ -30,7 +31,6 @@ from core.models import (
     LedgerKind,
     MarketplaceEvent,
 )
-from core.onboarding import TOKEN_AUDIENCE, TOKEN_PURPOSE, issue_token
 from core.settings import Settings
 from core.sync import sync_all
 from core.whatsapp import sign_webhook

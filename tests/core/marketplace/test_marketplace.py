@@ -1,4 +1,4 @@
-"""core.onboarding without the app: signed user data, salon ids, tokens, links, the poster."""
+"""core.marketplace without the app: signed user data, salon ids, tokens, links, the poster."""
 
 from __future__ import annotations
 
@@ -16,12 +16,11 @@ import pytest
 from PIL import Image, ImageFont
 from pydantic import SecretStr
 
-from core import poster
-from core.models import IntegrationStatus
-from core.onboarding import (
+from bot.companies import unavailable_reply
+from bot.telegram.username import BotUsername
+from core.marketplace import (
     MAX_BRANCHES,
     TOKEN_AUDIENCE,
-    BotUsername,
     SignatureInvalid,
     SignatureMissing,
     TokenInvalid,
@@ -32,13 +31,14 @@ from core.onboarding import (
     encode_user_data,
     issue_token,
     partner_token_matches,
+    poster,
     read_token,
     salon_ids_from_query,
     telegram_link,
-    unavailable_reply,
     verify_user_data,
     whatsapp_link,
 )
+from core.models import IntegrationStatus
 from core.settings import Settings
 
 PARTNER = "partner-token-0123456789"
