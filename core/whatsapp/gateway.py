@@ -4,18 +4,17 @@ implementation (shared/reference/whatsapp-waha.md).
 Decisions worth knowing:
 
 - One pooled `aiohttp.ClientSession` per gateway (the client, never aiohttp's server): every
-  WhatsApp answer is a send, a seen mark and maybe typing, and aiohttp's client spends about a
-  tenth of the CPU httpx did per request (70 µs against 500–1,200 µs, measured for
-  bench/whatsapp.py), which was most of an answer's cost. Only idempotent calls are retried on
-  5xx, 429, timeouts and connection errors (GET session/QR/lids,
+  WhatsApp answer is a send, a seen mark and maybe typing, so the HTTP client's cost per
+  request is most of an answer's cost, and aiohttp's client costs far less CPU per request than
+  httpx did (the figures: bench/README.md, "WhatsApp messages end to end"). Only idempotent
+  calls are retried on 5xx, 429, timeouts and connection errors (GET session/QR/lids,
   start/stop/restart/logout/delete); a send or a pairing-code request is never retried, since
   a repeat could reach the client twice or burn a link attempt: the caller gets
   GatewayUnavailable and decides.
 - `ensure_session` never creates a second session: it looks the name up first and, if two
   processes race to create it, the loser reads the winner's session back.
-- `verify_webhook` checks the HMAC on the raw bytes before anything parses them. The
-  `X-Webhook-Timestamp` header is not covered by the HMAC, so the freshness check only stops
-  lazy replays; the real guard is the dedupe on the (signed) event id in the inbox.
+- Webhooks are verified by core.whatsapp.webhook (`WahaGateway.verify_webhook` passes our HMAC
+  key on).
 """
 
 from __future__ import annotations
