@@ -20,6 +20,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+# The inbox source of lifecycle webhooks.
 MARKETPLACE = "marketplace"
 
 

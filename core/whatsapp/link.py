@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+# The inbox source of the gateway's webhook events.
 WHATSAPP = "whatsapp"
 
 _CONNECTION_EVENTS = ("whatsapp_connected", "whatsapp_disconnected")
