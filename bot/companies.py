@@ -3,14 +3,16 @@
 A salon's row changes rarely (a title, the synced catalogue, a freeze) while every update needs
 it: reading it each time was a fifth of an update's cost. An entry lives `ttl` seconds, so a
 change is seen within that. `SessionCompanies` does the same for the WhatsApp webhook's
-question "whose gateway session is this".
+question "whose gateway session is this". `unavailable_reply` is what a client of a salon
+that left or is paused is told instead of the menu.
 """
 
 from __future__ import annotations
 
 import time
 
-from core.models import Company
+from core.i18n import _, gettext
+from core.models import Company, IntegrationStatus
 
 
 class CompanyCache:
@@ -51,3 +53,21 @@ class SessionCompanies:
             return None
         self._known[session] = (now + self.ttl, company.id)
         return company.id
+
+
+_UNINSTALLED_REPLY = _(
+    "This salon no longer uses this bot. Please contact the salon directly. Thank you for "
+    "being with us!"
+)
+_FROZEN_REPLY = _(
+    "The salon's bot is paused for now. Please contact the salon directly or try again later."
+)
+
+
+def unavailable_reply(status: IntegrationStatus, locale: str) -> str | None:
+    """What the bot answers a client of a salon that left or is paused; None when it works."""
+    if status is IntegrationStatus.UNINSTALLED:
+        return gettext(locale, _UNINSTALLED_REPLY)
+    if status is IntegrationStatus.FROZEN:
+        return gettext(locale, _FROZEN_REPLY)
+    return None

@@ -58,7 +58,8 @@ class Company(Model):
     marketplace_user_email = fields.CharField(max_length=255, null=True)
     marketplace_user_phone = fields.CharField(max_length=32, null=True)
     # When the marketplace user above was bound as the salon's owner: the first signed user
-    # YClients confirmed (core.onboarding). Unset, the user fields are informational only.
+    # YClients confirmed (core.marketplace.registration). Unset, the user fields are
+    # informational only.
     marketplace_owner_bound_at = fields.DatetimeField(null=True)
     # sha256 hex of the salon's api key; the key itself is shown once and never stored.
     api_key_hash = fields.CharField(max_length=64, null=True, unique=True)
@@ -76,7 +77,7 @@ class Company(Model):
     welcome_bonus = fields.IntField(default=0)
     max_redeem_percent = fields.SmallIntField(default=30)
     default_locale = fields.CharField(max_length=8, default="ru")
-    # The WhatsApp watchdog (core.watchdog): when it restarted the session lately (epoch
+    # The WhatsApp watchdog (core.whatsapp.watchdog): when it restarted the session lately (epoch
     # seconds; WhatsApp refuses links for hours after too many attempts, so restarts are
     # capped), and when it told the salon's admins the session is down (None while it works).
     whatsapp_restarts: fields.JSONField[list[float]] = fields.JSONField(default=list)
@@ -308,7 +309,7 @@ class MarketplaceEvent(Model):
 
 
 # A signed registration redirect seen for a salon: the signature's sha256 and when it was first
-# used, so a replayed URL is recognised (core.onboarding).
+# used, so a replayed URL is recognised (core.marketplace.registration).
 class RedirectUse(Model):
     id = fields.BigIntField(primary_key=True)
     signature_hash = fields.CharField(max_length=64)

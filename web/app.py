@@ -12,13 +12,15 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from core import bookings, db, inbox, onboarding
+from bot.telegram.username import BotUsername
+from core import bookings, db, inbox
 from core.backoff import BackoffPolicy, Clock
 from core.health import PartStates
+from core.marketplace import MARKETPLACE
 from core.notifications import LoggingNotifier
-from core.onboarding import BotUsername
 from core.parts import half_configured, parts
 from core.settings import Settings
+from core.whatsapp import WHATSAPP as WHATSAPP_SOURCE
 from core.whatsapp import GatewayNotConfigured, WahaGateway
 from core.yclients import YClientsClient
 from web import api, health, marketplace, telegram, whatsapp_channel, whatsapp_webhook, yclients
@@ -57,9 +59,9 @@ def inbox_handlers(app: web.Application) -> inbox.Handlers:
     """Every source the inbox drains, each registered once (a second one is refused)."""
     handlers = inbox.Handlers()
     bookings.register(handlers)
-    handlers.register(onboarding.MARKETPLACE, marketplace.inbox_handler(app))
+    handlers.register(MARKETPLACE, marketplace.inbox_handler(app))
     # session.status keeps the salon's link state current, messages go to the channel.
-    handlers.register(onboarding.WHATSAPP, whatsapp_channel.inbox_handler(app))
+    handlers.register(WHATSAPP_SOURCE, whatsapp_channel.inbox_handler(app))
     return handlers
 
 

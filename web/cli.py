@@ -15,7 +15,8 @@ from typing import Any
 from aiohttp import web
 
 from bot import console
-from core import companies, db, onboarding
+from bot.telegram.username import BotUsername
+from core import companies, db, marketplace
 from core import staff as staff_service
 from core.bookings import ApplyStats
 from core.bookings.sync import sync_company
@@ -255,10 +256,10 @@ def cmd_company_list(settings: Settings, args: argparse.Namespace) -> int:
 
 
 async def _client_links(settings: Settings, company: Company) -> tuple[str | None, str | None]:
-    username = await onboarding.BotUsername(settings).get()
+    username = await BotUsername(settings).get()
     return (
-        onboarding.telegram_link(username, company.yclients_id),
-        onboarding.whatsapp_link(company.whatsapp_phone),
+        marketplace.telegram_link(username, company.yclients_id),
+        marketplace.whatsapp_link(company.whatsapp_phone),
     )
 
 
@@ -388,7 +389,7 @@ def _role(args: argparse.Namespace) -> StaffRole:
 def cmd_staff_invite(settings: Settings, args: argparse.Namespace) -> int:
     async def work() -> int:
         company = await _salon(args.company)
-        username = await onboarding.BotUsername(settings).get()
+        username = await BotUsername(settings).get()
         if username is None:
             raise CommandError(
                 "the bot's username is unknown: set TELEGRAM_BOT_TOKEN (Telegram is asked with "

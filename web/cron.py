@@ -12,12 +12,13 @@ from cronsim import CronSim
 from prometheus_client import Counter
 from tzlocal import get_localzone
 
-from core import watchdog
+from bot.alerts import alert_text
 from core.bookings.sync import SyncReport, sync_all
 from core.i18n import pick_locale
 from core.locks import run_exclusive
 from core.models import Company
 from core.notifications import BalanceNotice
+from core.whatsapp import watchdog
 from web.keys import METRICS, NOTIFIER, SETTINGS, TELEGRAM, WHATSAPP, YCLIENTS
 
 log = logging.getLogger(__name__)
@@ -91,7 +92,7 @@ async def sync_cron_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 # Every five minutes: often enough that clients are not left unanswered for long, rarely
-# enough that capped restarts (core.watchdog) spread over hours.
+# enough that capped restarts (core.whatsapp.watchdog) spread over hours.
 WATCHDOG_CRON = "*/5 * * * *"
 
 
@@ -128,7 +129,7 @@ async def _tell_admins(app: web.Application, alert: watchdog.Alert) -> None:
     company = await Company.get_or_none(id=alert.company_id)
     if running is None or company is None:
         return
-    text = watchdog.alert_text(
+    text = alert_text(
         alert, pick_locale(company.default_locale), company.title or str(company.yclients_id)
     )
     for chat_id in await watchdog.alert_recipients(company.id):

@@ -11,12 +11,12 @@ from aiohttp import web
 
 from bot.companies import SessionCompanies
 from bot.telegram.dispatcher import TelegramBot
+from bot.telegram.username import BotUsername
 from bot.whatsapp.channel import WhatsAppBot
 from core.backoff import BackoffPolicy, Clock
 from core.health import PartStates
 from core.inbox import Handlers, InboxPolicy
 from core.notifications import Notifier
-from core.onboarding import BotUsername
 from core.settings import Settings
 from core.whatsapp import WhatsAppGateway
 from core.yclients import YClientsClient

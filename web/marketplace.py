@@ -2,9 +2,10 @@
 its API, the poster, and the lifecycle webhook.
 
 Authentication: the redirect by YClients' signature on `user_data` (which user) plus the
-salon's owner binding and YClients' install status (which salon: core.onboarding.admit_redirect);
-the page and its API by the onboarding JWT the redirect issued (in the page URL, then as a
-Bearer header from the page's script); the lifecycle webhook by the partner token in its body.
+salon's owner binding and YClients' install status (which salon:
+core.marketplace.registration.admit_redirect); the page and its API by the onboarding JWT the
+redirect issued (in the page URL, then as a Bearer header from the page's script); the
+lifecycle webhook by the partner token in its body.
 Everything the owner sees is a page with a sentence, never a stack trace.
 """
 
@@ -25,14 +26,14 @@ import qrcode
 import qrcode.image.svg
 from aiohttp import web
 
-from core import inbox, jsonbody, onboarding
+from core import inbox, jsonbody, marketplace
 from core.i18n import _, gettext, locale_from_accept_language
 from core.inbox import Handler
 from core.ledger import LedgerResult
+from core.marketplace import OnboardingClaims, TokenInvalid
+from core.marketplace.poster import render_poster
 from core.models import Company, InboxEvent, IntegrationStatus
-from core.onboarding import OnboardingClaims, TokenInvalid
 from core.phones import normalize_phone
-from core.poster import render_poster
 from core.whatsapp import (
     GatewayError,
     QrNotAvailable,
@@ -40,6 +41,8 @@ from core.whatsapp import (
     SessionNotConnected,
     SessionStatus,
     WhatsAppGateway,
+    ensure_whatsapp,
+    live_status,
 )
 from core.yclients import YClientsError
 from web.edge import BodyRefused, bearer_token, read_body, read_json, refused_response
@@ -201,7 +204,7 @@ async def _salon_from_query(
 ) -> tuple[OnboardingClaims, Company] | web.Response:
     """The salon the page's token names, or the page that says why the link opens nothing."""
     try:
-        claims = onboarding.read_token(_secret(request), request.query.get("token", ""))
+        claims = marketplace.read_token(_secret(request), request.query.get("token", ""))
     except TokenInvalid as exc:
         log.info("onboarding page refused: %s", exc)
         return _refused(request, exc)
@@ -214,7 +217,7 @@ async def _salon_from_query(
 
 async def _salon_from_bearer(request: web.Request) -> tuple[OnboardingClaims, Company]:
     try:
-        claims = onboarding.read_token(_secret(request), bearer_token(request))
+        claims = marketplace.read_token(_secret(request), bearer_token(request))
     except TokenInvalid as exc:
         raise web.HTTPUnauthorized(
             text=json.dumps({"error": "token", "expired": exc.expired}),
@@ -252,32 +255,32 @@ _REFUSALS: dict[str, tuple[str, str, int]] = {
 
 async def registration_redirect(request: web.Request) -> web.StreamResponse:
     """GET /auth/yclients/redirect: verify, confirm ownership, register every branch, 302 to
-    the onboarding page (core.onboarding.admit_redirect says who may open what)."""
+    the onboarding page (core.marketplace.registration.admit_redirect says who may open what)."""
     settings = request.app[SETTINGS]
     client = request.app[YCLIENTS]
     if client is None or settings.yclients_partner_token is None:
         return _message(request, _OFF_TITLE, _OFF_TEXT, 503)
     try:
-        salon_ids = onboarding.salon_ids_from_query(request.query.items())
-    except onboarding.TooManyBranches as exc:
+        salon_ids = marketplace.salon_ids_from_query(request.query.items())
+    except marketplace.TooManyBranches as exc:
         log.warning("registration redirect refused: %s", exc)
         locale = _locale(request)
-        text = gettext(locale, _TOO_MANY_TEXT).format(limit=onboarding.MAX_BRANCHES)
+        text = gettext(locale, _TOO_MANY_TEXT).format(limit=marketplace.MAX_BRANCHES)
         nonce = secrets.token_urlsafe(16)
         page = message_page(locale, gettext(locale, _TOO_MANY_TITLE), text, nonce)
         return _html(page, nonce, 400)
     if not salon_ids:
         return _message(request, _UNSIGNED_TITLE, _NO_SALON_TEXT, 400)
-    user: onboarding.MarketplaceUser | None = None
+    user: marketplace.MarketplaceUser | None = None
     signature: str | None = None
     try:
-        user = onboarding.verify_user_data(
+        user = marketplace.verify_user_data(
             request.query.get("user_data"),
             request.query.get("user_data_sign"),
             settings.yclients_partner_token.get_secret_value(),
         )
         signature = request.query["user_data_sign"]
-    except onboarding.SignatureError as exc:
+    except marketplace.SignatureError as exc:
         if not settings.marketplace_allow_unsigned:
             log.warning("registration redirect for %s refused: %s", salon_ids, exc)
             return _message(request, _UNSIGNED_TITLE, _UNSIGNED_TEXT, 403)
@@ -297,7 +300,7 @@ async def registration_redirect(request: web.Request) -> web.StreamResponse:
         # Every YClients read happens before anything is written, within a bound: the owner's
         # browser is waiting.
         admissions = await asyncio.wait_for(
-            onboarding.admit_redirect(
+            marketplace.admit_redirect(
                 salon_ids,
                 user=user,
                 signature=signature,
@@ -308,10 +311,10 @@ async def registration_redirect(request: web.Request) -> web.StreamResponse:
             REDIRECT_DEADLINE,
         )
         for admission in admissions:
-            await onboarding.register_salon(
+            await marketplace.register_salon(
                 admission, user=user, signed=user is not None, branches=salon_ids, now=now
             )
-    except onboarding.RedirectRefused as exc:
+    except marketplace.RedirectRefused as exc:
         log.warning("registration redirect of user %s refused: %s", user_id, exc)
         title, text, status = _REFUSALS[exc.reason]
         return _message(request, title, text, status)
@@ -320,8 +323,8 @@ async def registration_redirect(request: web.Request) -> web.StreamResponse:
         log.warning("registration redirect: YClients unavailable for %s: %s", salon_ids, exc)
         return _message(request, _YCLIENTS_BUSY_TITLE, _YCLIENTS_BUSY_TEXT, 503)
     if signature is not None:
-        await onboarding.record_redirect_use(signature, salon_ids, now)
-    token = onboarding.issue_token(_secret(request), salon_ids[0], salon_ids)
+        await marketplace.record_redirect_use(signature, salon_ids, now)
+    token = marketplace.issue_token(_secret(request), salon_ids[0], salon_ids)
     raise web.HTTPFound(onboarding_url(token), headers={"Cache-Control": "no-store"})
 
 
@@ -331,8 +334,8 @@ async def registration_redirect(request: web.Request) -> web.StreamResponse:
 async def _links(request: web.Request, company: Company) -> tuple[str | None, str | None]:
     username = await request.app[BOT_USERNAME].get()
     return (
-        onboarding.telegram_link(username, company.yclients_id),
-        onboarding.whatsapp_link(company.whatsapp_phone),
+        marketplace.telegram_link(username, company.yclients_id),
+        marketplace.whatsapp_link(company.whatsapp_phone),
     )
 
 
@@ -349,7 +352,7 @@ async def onboarding_page_handler(request: web.Request) -> web.Response:
     ):
         try:
             # The database may lag the phone (a missed webhook): ask the gateway itself.
-            await asyncio.wait_for(onboarding.live_status(company, gateway), 5)
+            await asyncio.wait_for(live_status(company, gateway), 5)
         except (GatewayError, TimeoutError) as exc:
             log.info("onboarding page: gateway status unavailable: %s", exc)
     token = request.query["token"]
@@ -361,7 +364,7 @@ async def onboarding_page_handler(request: web.Request) -> web.Response:
         remaining = claims.expires_at - datetime.now(UTC)
         for other in sorted(others, key=lambda c: claims.branches.index(c.yclients_id)):
             # A branch link lives no longer than this one: the page never extends access.
-            branch_token = onboarding.issue_token(
+            branch_token = marketplace.issue_token(
                 _secret(request), other.yclients_id, claims.branches, ttl=remaining
             )
             branches.append((other.title or str(other.yclients_id), onboarding_url(branch_token)))
@@ -382,7 +385,7 @@ async def onboarding_page_handler(request: web.Request) -> web.Response:
             else None
         ),
         callback_error=(
-            await onboarding.last_callback_failure(company)
+            await marketplace.last_callback_failure(company)
             if company.integration_status is IntegrationStatus.PENDING_WHATSAPP
             else None
         ),
@@ -468,7 +471,7 @@ async def qr_handler(request: web.Request) -> web.Response:
             return refused_response(bad, {"error": "body", "message": bad.reason})
     restart = isinstance(body, dict) and body.get("restart") is True
     try:
-        info = await onboarding.ensure_whatsapp(
+        info = await ensure_whatsapp(
             company, gateway, request.app[SETTINGS].base_url, restart_failed=restart
         )
         return _json(await _state(company, info, gateway))
@@ -487,7 +490,7 @@ async def status_handler(request: web.Request) -> web.Response:
     ):
         return _json(await _state(company, None, gateway))
     try:
-        info = await onboarding.live_status(company, gateway)
+        info = await live_status(company, gateway)
         return _json(await _state(company, info, gateway))
     except GatewayError as exc:
         log.info("onboarding status for salon %s: %s", company.yclients_id, exc)
@@ -534,10 +537,10 @@ async def activate_handler(request: web.Request) -> web.Response:
     gateway = request.app[WHATSAPP]
     if gateway is not None and company.integration_status is IntegrationStatus.PENDING_WHATSAPP:
         try:
-            await onboarding.live_status(company, gateway)
+            await live_status(company, gateway)
         except GatewayError as exc:
             log.info("activation: gateway status unavailable, using the stored one: %s", exc)
-    result = await onboarding.activate(
+    result = await marketplace.activate(
         company.id,
         client=client,
         application_id=settings.yclients_app_id,
@@ -578,7 +581,7 @@ def _lifecycle_fields(body: Mapping[str, Any]) -> tuple[int | None, object]:
     ever store: a salon id beyond 64 bits, an event name with a NUL or a lone surrogate.
     Anything else — an unknown event, a salon id that is no number — is stored and audited."""
     raw_salon = body.get("salon_id")
-    salon_id = onboarding.as_int(raw_salon)
+    salon_id = marketplace.as_int(raw_salon)
     numeric = isinstance(raw_salon, int) or (
         isinstance(raw_salon, str) and raw_salon.strip().isascii() and raw_salon.strip().isdigit()
     )
@@ -601,17 +604,17 @@ async def lifecycle_webhook(request: web.Request) -> web.Response:
         body = _parse_lifecycle(await read_body(request, LIFECYCLE_MAX_BODY), request.content_type)
         token = request.app[SETTINGS].yclients_partner_token
         ours = token.get_secret_value() if token is not None else None
-        if not onboarding.partner_token_matches(body.get("partner_token"), ours):
+        if not marketplace.partner_token_matches(body.get("partner_token"), ours):
             log.warning("lifecycle webhook with a wrong partner_token refused")
             return _json({"ok": False, "error": "wrong partner_token"}, 403)
         salon_id, event = _lifecycle_fields(body)
     except BodyRefused as refused:
         return refused_response(refused, {"ok": False, "error": refused.reason})
     company = await Company.get_or_none(yclients_id=salon_id) if salon_id else None
-    payload = inbox.storable(onboarding.lifecycle_for_storage(body))
+    payload = inbox.storable(marketplace.lifecycle_for_storage(body))
     try:
         await inbox.store(
-            onboarding.MARKETPLACE,
+            marketplace.MARKETPLACE,
             f"{salon_id}:{event}:{uuid.uuid4().hex}"[:255],
             payload,
             company.id if company else None,
@@ -619,7 +622,7 @@ async def lifecycle_webhook(request: web.Request) -> web.Response:
     except Exception:
         log.exception("a lifecycle webhook could not be stored")
         return _json({"ok": False, "error": "try again later"}, 503)
-    request.app[METRICS].inbox_received.labels(onboarding.MARKETPLACE, "false").inc()
+    request.app[METRICS].inbox_received.labels(marketplace.MARKETPLACE, "false").inc()
     request.app[INBOX_WAKEUP].set()
     return _json({"ok": True})
 
@@ -630,7 +633,7 @@ def inbox_handler(app: web.Application) -> Handler:
     settings = app[SETTINGS]
 
     async def marketplace_handler(event: InboxEvent) -> list[LedgerResult]:
-        return await onboarding.handle_marketplace_event(
+        return await marketplace.handle_marketplace_event(
             event, gateway=app.get(WHATSAPP), application_id=settings.yclients_app_id
         )
 

@@ -21,13 +21,17 @@ from bot.notifier import RoutingNotifier
 from bot.whatsapp.channel import WhatsAppBot
 from bot.whatsapp.notifier import WhatsAppNotifier
 from bot.whatsapp.outbox import Manners, Outbox
-from core import onboarding
 from core.backoff import Backoff
 from core.health import PartStates
 from core.inbox import Handler
 from core.ledger import LedgerResult
 from core.models import InboxEvent
-from core.whatsapp import GatewayError, GatewayUnauthorized, WhatsAppGateway
+from core.whatsapp import (
+    GatewayError,
+    GatewayUnauthorized,
+    WhatsAppGateway,
+    apply_session_status,
+)
 from web.keys import (
     BACKOFF,
     CLOCK,
@@ -96,7 +100,7 @@ def gateway_failing(states: PartStates, exc: Exception) -> None:
 async def watch_gateway(gateway: WhatsAppGateway, states: PartStates, backoff: Backoff) -> None:
     """Runs as long as the process: the gateway's state for /health. Sending needs no restart
     after an outage (each message is its own request), so knowing is the healing here; the
-    sessions themselves are the watchdog's (core.watchdog)."""
+    sessions themselves are the watchdog's (core.whatsapp.watchdog)."""
     while True:
         try:
             await gateway.ping(retries=0)
@@ -118,7 +122,7 @@ def inbox_handler(app: web.Application) -> Handler:
     async def whatsapp_handler(event: InboxEvent) -> list[LedgerResult]:
         kind = event.payload.get("event")
         if kind == "session.status":
-            await onboarding.apply_session_status(event.payload, event.company_id)
+            await apply_session_status(event.payload, event.company_id)
         elif kind == "message":
             channel = app.get(WHATSAPP_BOT)
             if channel is None:

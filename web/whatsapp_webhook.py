@@ -5,7 +5,7 @@ refused, and the event is stored in the inbox under its (signed) event id — a 
 under its message id instead, so a message WAHA reports twice under two event ids is still
 answered once — and WAHA's retries and replays are stored once. The inbox worker acts on it
 (web.whatsapp_channel): `session.status` keeps the salon's link state current
-(core.onboarding), `message` goes to the WhatsApp channel (bot.whatsapp).
+(core.whatsapp.link), `message` goes to the WhatsApp channel (bot.whatsapp).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from aiohttp import web
 
 from bot.companies import SessionCompanies
 from core import inbox, jsonbody
-from core.onboarding import WHATSAPP as SOURCE
+from core.whatsapp import WHATSAPP as SOURCE
 from core.whatsapp import WebhookEvent, WebhookRejected
 from web.edge import BodyRefused, read_body, refused_response
 from web.keys import INBOX_WAKEUP, METRICS, WHATSAPP, WHATSAPP_SESSIONS

@@ -6,14 +6,13 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 
-from bot.companies import CompanyCache
+from bot.companies import CompanyCache, unavailable_reply
 from bot.dialog.menu import Intent, main_menu
 from bot.dialog.replies import Reply
 from bot.dialog.session import Session
 from core import staff as staff_service
 from core.models import Staff, StaffRole
 from core.notifications import BalanceNotice, Notifier
-from core.onboarding import unavailable_reply
 
 log = logging.getLogger(__name__)
 

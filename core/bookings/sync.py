@@ -15,8 +15,8 @@ from typing import Any
 
 from core.bookings.apply import ApplyStats, apply_records
 from core.locks import is_held, run_exclusive
+from core.marketplace import lift_all_frozen
 from core.models import Company, IntegrationStatus, SyncState
-from core.onboarding import lift_all_frozen
 from core.yclients import Priority, YClientsClient, YClientsError
 
 log = logging.getLogger(__name__)

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 import pytest
 
 from core.logging import ConsoleFormatter, JsonFormatter, Redactor, setup_logging
-from core.onboarding import MarketplaceUser
+from core.marketplace import MarketplaceUser
 
 TELEGRAM_SECRET = "tg-webhook-secret-0123456789abcdef"
 HOOK_TOKEN = "Zm9vYmFyLWhvb2stdG9rZW4tbm90LWNvbmZpZ3VyZWQ"  # a salon's: never configured

@@ -14,8 +14,8 @@ from pydantic import SecretStr
 
 from bot.telegram.dispatcher import webhook_token
 from core import companies
+from core.marketplace import issue_token
 from core.models import Company, IntegrationStatus
-from core.onboarding import issue_token
 from core.settings import Settings
 from core.whatsapp import sign_webhook
 from tests.fakes.telegram import TOKEN, FakeBotAPI, Person

@@ -11,11 +11,11 @@ from zoneinfo import ZoneInfo
 import pytest
 from aiohttp import web
 
-from core import watchdog
 from core.bookings.sync import SyncReport
 from core.locks import run_exclusive
 from core.models import CronTick
 from core.settings import Settings
+from core.whatsapp import watchdog
 from web import cron
 from web.cron import scheduled_tick, sync_tick, watchdog_tick
 from web.keys import SETTINGS, WHATSAPP, YCLIENTS

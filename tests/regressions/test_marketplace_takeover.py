@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from core import onboarding
+from core import marketplace
 from core.models import Company, IntegrationStatus, MarketplaceEvent
 from core.settings import Settings
 from tests.web.onboarding_support import (
@@ -123,12 +123,12 @@ async def test_fifty_branches_in_one_request_are_refused_and_nothing_is_register
         bench.yc.add_company(salon_id)
         bench.yc.install(salon_id, APP_ID, status="active")
     text = await refused(bench, list(range(900, 950)), status=400)
-    assert str(onboarding.MAX_BRANCHES) in text
+    assert str(marketplace.MAX_BRANCHES) in text
     assert await Company.all().count() == 0
     assert not bench.yc.requests
     # Within the cap, salons that belong to others (active in YClients, bound to nobody here)
     # are refused as a whole.
-    await refused(bench, list(range(900, 900 + onboarding.MAX_BRANCHES)))
+    await refused(bench, list(range(900, 900 + marketplace.MAX_BRANCHES)))
     assert await Company.all().count() == 0
 
 

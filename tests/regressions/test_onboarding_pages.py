@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from core.onboarding import issue_token
+from core.marketplace import issue_token
 from core.settings import Settings, SettingsError, load_settings
 from tests.web.onboarding_support import Bench, ClientFactory, open_bench
 

@@ -8,8 +8,8 @@ from collections.abc import AsyncIterator
 
 import pytest
 
+from core.marketplace import REDIRECT_GRACE
 from core.models import Company, MarketplaceEvent, RedirectUse
-from core.onboarding import REDIRECT_GRACE
 from core.settings import Settings
 from tests.web.onboarding_support import (
     APP_ID,

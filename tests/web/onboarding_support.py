@@ -22,8 +22,8 @@ from aiohttp.test_utils import TestClient
 from pydantic import SecretStr
 
 from core.inbox import InboxPolicy
+from core.marketplace import encode_user_data
 from core.models import Company, InboxEvent, InboxStatus
-from core.onboarding import encode_user_data
 from core.settings import Settings
 from tests.fakes.waha import WahaEmulator
 from tests.fakes.yclients import PARTNER_TOKEN, USER_TOKEN, YClientsEmulator

@@ -21,6 +21,7 @@ from pydantic import SecretStr
 from core import companies, db
 from core.bookings.sync import sync_all
 from core.checks import check_whatsapp, run_checks
+from core.marketplace import TOKEN_AUDIENCE, TOKEN_PURPOSE, issue_token
 from core.models import (
     Booking,
     Company,
@@ -31,7 +32,6 @@ from core.models import (
     LedgerKind,
     MarketplaceEvent,
 )
-from core.onboarding import TOKEN_AUDIENCE, TOKEN_PURPOSE, issue_token
 from core.settings import Settings
 from core.whatsapp import sign_webhook
 from core.yclients import YClientsClient

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from pydantic import SecretStr
 
-from core import codes, db, ledger, onboarding
+from core import codes, db, ledger
 from core.clients import create_client
 from core.models import (
     Client,
@@ -29,7 +29,7 @@ from core.models import (
     WhatsAppChat,
 )
 from core.settings import Settings
-from core.whatsapp import sign_webhook
+from core.whatsapp import ensure_whatsapp, sign_webhook
 from tests.bot.test_end_to_end import decode_qr, zbarimg
 from tests.fakes.telegram import TOKEN, FakeBotAPI, Person
 from tests.web.onboarding_support import (
@@ -79,7 +79,7 @@ async def link(bench: Bench, company: Company) -> str:
     """The salon's number linked through the gateway, as the onboarding page does it."""
     gateway = bench.client.app[WHATSAPP]
     assert gateway is not None
-    await onboarding.ensure_whatsapp(company, gateway, bench.base_url, restart_failed=False)
+    await ensure_whatsapp(company, gateway, bench.base_url, restart_failed=False)
     name = f"salon-{company.yclients_id}"
     await until(lambda: bench.waha.sessions[name].status == "SCAN_QR_CODE")
     await bench.waha.scan(name, phone=SALON_PHONE)

@@ -9,7 +9,7 @@ session waits for a QR, or is gone from the gateway): then only the owner can he
 again on the onboarding page. When the session works again they are told that too.
 
 The job takes plain values and returns plain data (`WatchdogReport`); web/ schedules it and
-delivers the alerts (core/ knows no chat).
+delivers the alerts, worded by bot.alerts (core/ knows no chat).
 """
 
 from __future__ import annotations
@@ -20,19 +20,19 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import TYPE_CHECKING
 
-from core.i18n import _, gettext
+from core.marketplace.status import audit
 from core.models import Company, IntegrationStatus, Staff, StaffRole
-from core.onboarding import audit, record_whatsapp_state
-from core.whatsapp import (
+from core.whatsapp.errors import (
     GatewayError,
     GatewayUnauthorized,
     GatewayUnavailable,
     SessionNotFound,
-    SessionStatus,
 )
+from core.whatsapp.gateway import SessionStatus
+from core.whatsapp.link import record_whatsapp_state
 
 if TYPE_CHECKING:
-    from core.whatsapp import WhatsAppGateway
+    from core.whatsapp.gateway import WhatsAppGateway
 
 log = logging.getLogger(__name__)
 
@@ -147,29 +147,6 @@ async def _set(company: Company, **values: object) -> None:
     await Company.filter(id=company.id).update(**values)
     for name, value in values.items():
         setattr(company, name, value)
-
-
-_TEXTS = {
-    Trouble.DOWN: _(
-        "WhatsApp of {salon} stopped working and an automatic restart did not help. Clients "
-        "get no answers there. The bot keeps trying; if it stays down, link WhatsApp again on "
-        "the onboarding page (open the app in YClients)."
-    ),
-    Trouble.CAPPED: _(
-        "WhatsApp of {salon} is down and the automatic restarts are used up for now (WhatsApp "
-        "blocks new links for hours after too many attempts). Please wait, then link WhatsApp "
-        "again on the onboarding page (open the app in YClients)."
-    ),
-    Trouble.UNLINKED: _(
-        "WhatsApp of {salon} was unlinked from the phone. Clients get no answers there until "
-        "it is linked again: open the app in YClients and scan the new QR code."
-    ),
-    Trouble.RECOVERED: _("WhatsApp of {salon} works again."),
-}
-
-
-def alert_text(alert: Alert, locale: str, salon: str) -> str:
-    return gettext(locale, _TEXTS[alert.trouble]).format(salon=salon)
 
 
 async def alert_recipients(company_id: int) -> list[int]:

@@ -1,4 +1,4 @@
-"""core.onboarding without the app: signed user data, salon ids, tokens, links, the poster."""
+"""core.marketplace without the app: signed user data, salon ids, tokens, links, the poster."""
 
 from __future__ import annotations
 
@@ -10,18 +10,13 @@ import io
 import json
 from datetime import UTC, datetime, timedelta
 
-import httpx
 import jwt
 import pytest
 from PIL import Image, ImageFont
-from pydantic import SecretStr
 
-from core import poster
-from core.models import IntegrationStatus
-from core.onboarding import (
+from core.marketplace import (
     MAX_BRANCHES,
     TOKEN_AUDIENCE,
-    BotUsername,
     SignatureInvalid,
     SignatureMissing,
     TokenInvalid,
@@ -32,14 +27,13 @@ from core.onboarding import (
     encode_user_data,
     issue_token,
     partner_token_matches,
+    poster,
     read_token,
     salon_ids_from_query,
     telegram_link,
-    unavailable_reply,
     verify_user_data,
     whatsapp_link,
 )
-from core.settings import Settings
 
 PARTNER = "partner-token-0123456789"
 KEY = "k" * 64
@@ -174,32 +168,11 @@ def test_partner_token_comparison() -> None:
     assert not partner_token_matches(PARTNER, None)
 
 
-def test_links_and_replies() -> None:
+def test_links() -> None:
     assert telegram_link("@salon_bot", 42) == "https://t.me/salon_bot?start=salon-42"
     assert telegram_link(None, 42) is None
     assert whatsapp_link("+79001234567") == "https://wa.me/79001234567"
     assert whatsapp_link(None) is None
-    assert unavailable_reply(IntegrationStatus.ACTIVE, "ru") is None
-    assert "no longer" in (unavailable_reply(IntegrationStatus.UNINSTALLED, "en") or "")
-    assert "приостановлен" in (unavailable_reply(IntegrationStatus.FROZEN, "ru") or "")
-
-
-async def test_bot_username_from_the_setting_or_getme_once() -> None:
-    calls: list[str] = []
-
-    def handler(request: httpx.Request) -> httpx.Response:
-        calls.append(request.url.path)
-        return httpx.Response(200, json={"ok": True, "result": {"username": "from_getme_bot"}})
-
-    token = "123456:" + "A" * 35
-    configured = Settings(_env_file=None, telegram_bot_username="@named_bot")  # type: ignore[call-arg]
-    assert await BotUsername(configured).get() == "named_bot"
-    with_token = Settings(_env_file=None, telegram_bot_token=SecretStr(token))  # type: ignore[call-arg]
-    names = BotUsername(with_token, transport=httpx.MockTransport(handler))
-    assert await names.get() == "from_getme_bot"
-    assert await names.get() == "from_getme_bot"
-    assert calls == [f"/bot{token}/getMe"]
-    assert await BotUsername(Settings(_env_file=None)).get() is None  # type: ignore[call-arg]
 
 
 def test_the_poster_has_both_codes_and_a_cyrillic_font() -> None:

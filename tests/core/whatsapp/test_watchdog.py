@@ -1,4 +1,4 @@
-"""core.watchdog against a scripted gateway: what it restarts, when it alerts, and the cap
+"""core.whatsapp.watchdog against a scripted gateway: what it restarts, when it alerts, and the cap
 over time (the restarts through the real app and WAHA emulator are in tests/web)."""
 
 from __future__ import annotations
@@ -6,10 +6,10 @@ from __future__ import annotations
 import secrets
 from datetime import UTC, datetime, timedelta
 
-from core import watchdog
+from bot.alerts import alert_text
 from core.models import Company, IntegrationStatus, MarketplaceEvent, Staff, StaffRole
-from core.watchdog import RESTART_CAP, RESTART_WINDOW, Trouble, check_sessions
-from core.whatsapp import GatewayUnavailable, SessionInfo, SessionNotFound
+from core.whatsapp import GatewayUnavailable, SessionInfo, SessionNotFound, watchdog
+from core.whatsapp.watchdog import RESTART_CAP, RESTART_WINDOW, Trouble, check_sessions
 
 NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 
@@ -100,5 +100,5 @@ async def test_alerts_go_to_admins_or_else_to_all_staff_in_telegram(orm: str) ->
     await Staff.create(company=company, telegram_user_id=13, role=StaffRole.ADMIN, active=False)
     assert await watchdog.alert_recipients(company.id) == [12]
     alert = watchdog.Alert(company.id, Trouble.CAPPED, "FAILED")
-    assert "Салон" in watchdog.alert_text(alert, "ru", "Салон")
-    assert watchdog.alert_text(alert, "en", "Rose").startswith("WhatsApp of Rose is down")
+    assert "Салон" in alert_text(alert, "ru", "Салон")
+    assert alert_text(alert, "en", "Rose").startswith("WhatsApp of Rose is down")

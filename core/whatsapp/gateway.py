@@ -1,42 +1,49 @@
-"""WhatsApp gateway: the interface the dialogs and the onboarding page use, and its WAHA
+"""WhatsApp gateway client: the interface the dialogs and the onboarding page use, and its WAHA
 implementation (shared/reference/whatsapp-waha.md).
 
 Decisions worth knowing:
 
 - One pooled `aiohttp.ClientSession` per gateway (the client, never aiohttp's server): every
-  WhatsApp answer is a send, a seen mark and maybe typing, and aiohttp's client spends about a
-  tenth of the CPU httpx did per request (70 µs against 500–1,200 µs, measured for
-  bench/whatsapp.py), which was most of an answer's cost. Only idempotent calls are retried on
-  5xx, 429, timeouts and connection errors (GET session/QR/lids,
+  WhatsApp answer is a send, a seen mark and maybe typing, so the HTTP client's cost per
+  request is most of an answer's cost, and aiohttp's client costs far less CPU per request than
+  httpx did (the figures: bench/README.md, "WhatsApp messages end to end"). Only idempotent
+  calls are retried on 5xx, 429, timeouts and connection errors (GET session/QR/lids,
   start/stop/restart/logout/delete); a send or a pairing-code request is never retried, since
   a repeat could reach the client twice or burn a link attempt: the caller gets
   GatewayUnavailable and decides.
 - `ensure_session` never creates a second session: it looks the name up first and, if two
   processes race to create it, the loser reads the winner's session back.
-- `verify_webhook` checks the HMAC on the raw bytes before anything parses them. The
-  `X-Webhook-Timestamp` header is not covered by the HMAC, so the freshness check only stops
-  lazy replays; the real guard is the dedupe on the (signed) event id in the inbox.
+- Webhooks are verified by core.whatsapp.webhook (`WahaGateway.verify_webhook` passes our HMAC
+  key on).
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
-import hashlib
-import hmac
 import json
 import logging
 import random
-import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import quote
 
 import aiohttp
 
-from core import jsonbody
+from core.whatsapp.errors import (
+    GatewayError,
+    GatewayNotConfigured,
+    GatewayRequestError,
+    GatewayUnauthorized,
+    GatewayUnavailable,
+    QrNotAvailable,
+    SessionNotConnected,
+    SessionNotFound,
+)
+from core.whatsapp.ids import chat_id_for_phone, phone_from_chat_id
+from core.whatsapp.webhook import WEBHOOK_EVENTS, WebhookEvent, verify_webhook
 
 if TYPE_CHECKING:
     from pydantic import SecretStr
@@ -45,9 +52,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-WEBHOOK_PATH = "/webhook/whatsapp"
-WEBHOOK_EVENTS = ("message", "session.status")
-
 
 class SessionStatus(StrEnum):
     STOPPED = "STOPPED"
@@ -55,113 +59,6 @@ class SessionStatus(StrEnum):
     SCAN_QR_CODE = "SCAN_QR_CODE"
     WORKING = "WORKING"
     FAILED = "FAILED"
-
-
-# ---------------------------------------------------------------------------------------------
-# Errors
-
-
-class GatewayError(Exception):
-    """Any failure talking to the WhatsApp gateway."""
-
-
-class GatewayNotConfigured(GatewayError):
-    """A WHATSAPP_* setting needed for the gateway is missing; the message names it."""
-
-
-class GatewayUnauthorized(GatewayError):
-    """The gateway refused the API key (401/403)."""
-
-
-class GatewayUnavailable(GatewayError):
-    """5xx, 429, a timeout or a connection error; for a send, the outcome is unknown."""
-
-
-class GatewayRequestError(GatewayError):
-    """The gateway rejected the request itself (another 4xx)."""
-
-    def __init__(self, message: str, status: int) -> None:
-        super().__init__(message)
-        self.status = status
-
-
-class SessionNotConnected(GatewayError):
-    """The session cannot do this now: it is not WORKING, not started, or does not exist."""
-
-
-class SessionNotFound(SessionNotConnected):
-    """No session with that name exists on the gateway."""
-
-
-class QrNotAvailable(GatewayError):
-    """The session is not waiting for a link (not in SCAN_QR_CODE): no QR or pairing code."""
-
-
-class WebhookRejected(Exception):
-    """An incoming webhook request that must not be acted on; `status` is the HTTP answer."""
-
-    status: int = 400
-
-
-class WebhookSignatureMissing(WebhookRejected):
-    status = 401
-
-
-class WebhookSignatureMismatch(WebhookRejected):
-    status = 401
-
-
-class WebhookTimestampInvalid(WebhookRejected):
-    """`X-Webhook-Timestamp` is missing or not milliseconds since the epoch."""
-
-    status = 400
-
-
-class WebhookStale(WebhookRejected):
-    status = 400
-
-
-class WebhookInvalidJson(WebhookRejected):
-    status = 400
-
-
-class WebhookBadShape(WebhookRejected):
-    status = 400
-
-
-# ---------------------------------------------------------------------------------------------
-# Chat ids
-
-
-def strip_device_suffix(jid: str) -> str:
-    """`79001234567:15@c.us` -> `79001234567@c.us` (the linked-device number is not the user)."""
-    user, at, server = jid.partition("@")
-    return user.partition(":")[0] + at + server
-
-
-def chat_id_for_phone(phone: str) -> str:
-    """`+79001234567` -> `79001234567@c.us`; the phone must already be E.164 (core.phones)."""
-    digits = phone.strip().removeprefix("+")
-    if not (digits.isascii() and digits.isdigit() and 7 <= len(digits) <= 15):
-        raise ValueError(f"not an E.164 phone number: {phone!r}")
-    return f"{digits}@c.us"
-
-
-def phone_from_chat_id(chat_id: str | None) -> str | None:
-    """`79001234567@c.us` (device suffix allowed) -> `+79001234567`; None for a hidden `@lid`,
-    a group, a broadcast or anything else that is not a person's phone."""
-    if not chat_id:
-        return None
-    user, _, server = strip_device_suffix(chat_id.strip()).partition("@")
-    if server not in ("c.us", "s.whatsapp.net"):
-        return None
-    if not (user.isascii() and user.isdigit() and 7 <= len(user) <= 15):
-        return None
-    return "+" + user
-
-
-# ---------------------------------------------------------------------------------------------
-# Plain data
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,109 +86,6 @@ class SessionInfo:
             phone=phone_from_chat_id(me_id),
             push_name=push_name,
         )
-
-
-@dataclass(frozen=True, slots=True)
-class WebhookEvent:
-    id: str
-    event: str
-    session: str
-    timestamp_ms: int
-    payload: dict[str, Any]
-    me_id: str | None = None
-    metadata: dict[str, Any] = field(default_factory=dict)
-    # The whole event as it was parsed, for the inbox.
-    data: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def me_phone(self) -> str | None:
-        return phone_from_chat_id(self.me_id)
-
-
-# ---------------------------------------------------------------------------------------------
-# Webhook verification
-
-
-def sign_webhook(raw_body: bytes, key: str) -> str:
-    """Hex HMAC-SHA512 of the raw body, as WAHA puts it in `X-Webhook-Hmac`."""
-    return hmac.new(key.encode(), raw_body, hashlib.sha512).hexdigest()
-
-
-def verify_webhook(
-    raw_body: bytes,
-    headers: Mapping[str, str],
-    *,
-    key: str,
-    now_ms: int | None = None,
-    max_age_s: float = 300,
-) -> WebhookEvent:
-    """Check a WAHA webhook request and parse it; raise a `WebhookRejected` subclass if not."""
-    if not key:
-        raise GatewayNotConfigured("WHATSAPP_WEBHOOK_HMAC_KEY is not set")
-    lowered = {name.lower(): value for name, value in headers.items()}
-    received = lowered.get("x-webhook-hmac", "").strip().lower()
-    if not received:
-        raise WebhookSignatureMissing("X-Webhook-Hmac is missing")
-    algorithm = lowered.get("x-webhook-hmac-algorithm", "sha512").strip().lower()
-    expected = sign_webhook(raw_body, key)
-    # A hex digest is ASCII; anything else (a header that was not even UTF-8 arrives with lone
-    # surrogates, which .encode() refuses) is compared as "-", so every refusal costs the same.
-    given = received if received.isascii() else "-"
-    matches = hmac.compare_digest(given.encode(), expected.encode())
-    if not matches or algorithm != "sha512":
-        raise WebhookSignatureMismatch("X-Webhook-Hmac does not match the body")
-
-    raw_ts = lowered.get("x-webhook-timestamp", "").strip()
-    # Milliseconds since the epoch have 13 digits; thousands would make int() raise.
-    if not (raw_ts.isascii() and raw_ts.isdigit() and len(raw_ts) <= 16):
-        raise WebhookTimestampInvalid("X-Webhook-Timestamp is missing or not milliseconds")
-    now = time.time_ns() // 1_000_000 if now_ms is None else now_ms
-    if abs(now - int(raw_ts)) > max_age_s * 1000:
-        raise WebhookStale(f"X-Webhook-Timestamp is {(now - int(raw_ts)) / 1000:.0f} s off")
-
-    try:
-        data = jsonbody.decode(raw_body)
-    except jsonbody.InvalidJson as exc:
-        raise WebhookInvalidJson(f"body is not JSON: {exc}") from None
-    return _parse_event(data)
-
-
-def _parse_event(data: object) -> WebhookEvent:
-    if not isinstance(data, dict):
-        raise WebhookBadShape("body is not a JSON object")
-    for name in ("id", "event", "session"):
-        if not isinstance(data.get(name), str) or not data[name]:
-            raise WebhookBadShape(f"`{name}` is missing or not a string")
-        if not jsonbody.clean_text(data[name]):
-            # They key the inbox and name the salon's session: no database keeps a NUL.
-            raise WebhookBadShape(f"`{name}` holds a NUL or an invalid character")
-    timestamp = data.get("timestamp")
-    if not isinstance(timestamp, int) or isinstance(timestamp, bool):
-        raise WebhookBadShape("`timestamp` is missing or not an integer")
-    payload = data.get("payload")
-    if not isinstance(payload, dict):
-        raise WebhookBadShape("`payload` is missing or not an object")
-    me = data.get("me")
-    if me is not None and not isinstance(me, dict):
-        raise WebhookBadShape("`me` is not an object")
-    metadata = data.get("metadata")
-    if metadata is not None and not isinstance(metadata, dict):
-        raise WebhookBadShape("`metadata` is not an object")
-    me_id = me.get("id") if me else None
-    return WebhookEvent(
-        id=data["id"],
-        event=data["event"],
-        session=data["session"],
-        timestamp_ms=timestamp,
-        payload=payload,
-        me_id=me_id if isinstance(me_id, str) else None,
-        metadata=metadata or {},
-        data=data,
-    )
-
-
-# ---------------------------------------------------------------------------------------------
-# The interface
 
 
 class WhatsAppGateway(Protocol):
