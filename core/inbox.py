@@ -71,7 +71,8 @@ class InboxPolicy:
     burst_batch_size: int = 10
 
     def retry_delay(self, attempts: int) -> timedelta:
-        return min(self.retry_max, self.retry_base * 2 ** max(0, attempts - 1))
+        delay: timedelta = self.retry_base * 2 ** max(0, attempts - 1)
+        return min(self.retry_max, delay)
 
 
 @dataclass(frozen=True, slots=True)

@@ -109,7 +109,8 @@ _MOVE_AND_RECORD = (
     "RETURNING id, company_id, balance_after"
 )
 # A longer key takes the ORM path, whose field validation refuses it as it always has.
-_KEY_MAX_LENGTH = cast(CharField, LedgerEntry._meta.fields_map["idempotency_key"]).max_length
+_KEY_FIELD = cast("CharField[str]", LedgerEntry._meta.fields_map["idempotency_key"])
+_KEY_MAX_LENGTH: int = _KEY_FIELD.max_length
 
 
 def _one_statement(conn: BaseDBAsyncClient, key: str, partial: bool) -> bool:

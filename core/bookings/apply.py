@@ -426,7 +426,8 @@ async def apply_record_by_id(
 def _earned_for(company: Company, booking: Booking) -> int:
     if booking.status is not BookingStatus.COMPLETED or booking.cost <= 0:
         return 0
-    return booking.cost * company.accrual_percent // 100
+    earned: int = booking.cost * company.accrual_percent // 100
+    return earned
 
 
 async def _settle_bonuses(
