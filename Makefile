@@ -19,6 +19,7 @@ lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports --no-logo
 
 test-sqlite: setup
 	SALONBOT_TEST_DB=sqlite $(BIN)/pytest
@@ -73,4 +74,4 @@ bench: setup
 	$(BIN)/python bench/bot.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache $(MO)
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .import_linter_cache $(MO)

@@ -513,7 +513,8 @@ async def _process_records(
 ) -> AsyncGenerator[Outcome, None]:
     by_company: dict[int, list[InboxEvent]] = {}
     for event in events:
-        assert event.company_id is not None
+        if event.company_id is None:
+            raise RuntimeError("a claimed event without a salon")
         by_company.setdefault(event.company_id, []).append(event)
     for company_id, group in by_company.items():
         if stop():

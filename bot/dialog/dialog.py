@@ -49,11 +49,14 @@ class Dialog(ClientFlows, StaffFlows):
         await self._remember_channel(s)
 
     async def _remember_channel(self, s: Session) -> None:
-        if s.client is not None and s.channel.remembered:
-            if s.client.last_channel != s.channel.name:
-                # Balance notices follow the client to the channel they used last.
-                s.client.last_channel = s.channel.name
-                await Client.filter(id=s.client.id).update(last_channel=s.channel.name)
+        if (
+            s.client is not None
+            and s.channel.remembered
+            and s.client.last_channel != s.channel.name
+        ):
+            # Balance notices follow the client to the channel they used last.
+            s.client.last_channel = s.channel.name
+            await Client.filter(id=s.client.id).update(last_channel=s.channel.name)
 
     async def _companies(self, s: Session) -> list[Company]:
         """The salons this person is a client or staff member of."""

@@ -302,7 +302,8 @@ class WhatsAppBot:
 
     async def _greeting(self, s: Session, *, created: bool, returning: bool) -> list[Reply]:
         if created or s.client is None:
-            assert s.company is not None
+            if s.company is None:
+                raise RuntimeError("a greeting outside a salon")
             text = s._("Welcome to {salon}! Here you book visits and collect bonuses.").format(
                 salon=s.company.title or s._("the salon")
             )
