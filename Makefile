@@ -19,6 +19,8 @@ lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports --no-logo
+	$(BIN)/python tests/lint_static.py
 
 test-sqlite: setup
 	SALONBOT_TEST_DB=sqlite $(BIN)/pytest
@@ -30,12 +32,13 @@ test-postgres: setup
 
 setup: $(VENV)/.installed $(MO)
 
-# Debian packages outside the venv: chromium for the browser test of the onboarding page,
+# Debian packages outside the venv: nodejs for `node --check` of web/static/*.js in `make lint`,
+# chromium for the browser test of the onboarding page,
 # fonts-dejavu-core for the Cyrillic text on the printable poster, zbar-tools (zbarimg) to read
 # back the client's QR code in the bot's end-to-end test. Installed when missing and we are
 # root (as in CI); otherwise the command to run is printed and the tests that need them skip
 # (they fail instead under CI=true).
-SYSTEM_PACKAGES := chromium fonts-dejavu-core zbar-tools
+SYSTEM_PACKAGES := nodejs chromium fonts-dejavu-core zbar-tools
 system-deps:
 	@missing=$$(for p in $(SYSTEM_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
 	if [ -z "$$missing" ]; then echo "system packages present: $(SYSTEM_PACKAGES)"; \
@@ -73,4 +76,4 @@ bench: setup
 	$(BIN)/python bench/bot.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache $(MO)
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .import_linter_cache $(MO)

@@ -66,7 +66,8 @@ class Console:
 
     async def run(self, read_line: ReadLine) -> None:
         company = self.session.company
-        assert company is not None
+        if company is None:
+            raise RuntimeError("the console chat needs a salon")
         print(
             f"(talking to {company.title or company.yclients_id} as {self.phone}; type as in "
             "WhatsApp, a number picks from the list; Ctrl-D, Ctrl-C or /quit leaves)",

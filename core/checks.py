@@ -261,7 +261,8 @@ async def check_whatsapp(settings: Settings) -> CheckResult:
 
 async def check_telegram(settings: Settings) -> CheckResult:
     """The Bot API at TELEGRAM_API_URL answers and accepts the token (`getMe`)."""
-    assert settings.telegram_bot_token is not None
+    if settings.telegram_bot_token is None:
+        raise RuntimeError("check_telegram without TELEGRAM_BOT_TOKEN")
     url = f"{settings.telegram_api_url}/bot{settings.telegram_bot_token.get_secret_value()}/getMe"
     try:
         async with httpx.AsyncClient(timeout=5.0) as http:
@@ -293,7 +294,8 @@ async def check_telegram(settings: Settings) -> CheckResult:
 
 async def check_redis(settings: Settings) -> CheckResult:
     """A real PING: an unreachable or malformed REDIS_URL fails."""
-    assert settings.redis_url is not None
+    if settings.redis_url is None:
+        raise RuntimeError("check_redis without REDIS_URL")
     problem = await health.redis_problem(settings.redis_url)
     if problem is not None:
         return CheckResult("redis", "fail", problem.detail, problem.fix)

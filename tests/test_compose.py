@@ -88,10 +88,7 @@ def interpolate(text: str, env: dict[str, str]) -> str:
         name = match.group("name") or match.group("bare")
         op, arg = match.group("op"), match.group("arg") or ""
         value = env.get(name)
-        if op in (":-", ":?"):
-            empty = not value
-        else:
-            empty = value is None
+        empty = not value if op in (":-", ":?") else value is None
         if op and op.endswith("?") and empty:
             message = interpolate(arg, env)
             raise MissingVariable(
@@ -424,7 +421,7 @@ def test_env_example_names_every_setting_and_nothing_else() -> None:
     assert len(names) == len(set(names)), "a variable is listed twice"
     assert FIELDS - set(names) == set(), "settings missing from .env.example"
     assert set(names) - FIELDS - COMPOSE_ONLY == set(), "unknown variables in .env.example"
-    assert COMPOSE_ONLY <= set(names)
+    assert set(names) >= COMPOSE_ONLY
 
 
 def test_env_example_has_a_comment_above_each_variable() -> None:

@@ -24,6 +24,7 @@ from core.whatsapp import WHATSAPP as WHATSAPP_SOURCE
 from core.whatsapp import GatewayNotConfigured, WahaGateway
 from core.yclients import YClientsClient
 from web import api, health, marketplace, telegram, whatsapp_channel, whatsapp_webhook, yclients
+from web.assets import setup_routes as setup_asset_routes
 from web.cron import sync_cron_ctx, whatsapp_watchdog_ctx
 from web.edge import DEFAULT_BODY_TIMEOUT
 from web.home import setup_routes as setup_home_routes
@@ -113,6 +114,8 @@ def create_app(settings: Settings) -> web.Application:
     telegram.setup_routes(app)
     app.router.add_get("/metrics", metrics_handler)
     setup_home_routes(app)
+    # The pages' stylesheets and script (web/static/).
+    setup_asset_routes(app)
     return app
 
 

@@ -470,7 +470,8 @@ def cmd_chat(settings: Settings, args: argparse.Namespace) -> int:
     async def work() -> int:
         company = await _salon(args.company)
         phone = _phone(args.phone)
-        assert phone is not None
+        if phone is None:
+            raise RuntimeError("_phone returned nothing")
         if args.staff and not await Staff.exists(company_id=company.id, phone=phone, active=True):
             raise CommandError(
                 "no active staff member of this salon has that phone: "

@@ -1,15 +1,14 @@
 """GET /: a small page that names the service and points to `/health` (ru/en by
-Accept-Language, no external assets). The owner's demo page takes this place later."""
+Accept-Language, its stylesheet from web/static/). The owner's demo page takes this place later."""
 
 from __future__ import annotations
 
-import secrets
 from html import escape
 
 from aiohttp import web
 
 from core.i18n import _, gettext, locale_from_accept_language
-from web.onboarding_page import CSS
+from web import assets
 
 _TITLE = _("Salonbot")
 _ABOUT = _(
@@ -20,7 +19,7 @@ _OWNERS = _("Salon owners connect it from the YClients Marketplace.")
 _HEALTH = _("Service status")
 
 
-def home_page(locale: str, nonce: str) -> str:
+def home_page(locale: str) -> str:
     def t(message: str) -> str:
         return escape(gettext(locale, message))
 
@@ -30,7 +29,7 @@ def home_page(locale: str, nonce: str) -> str:
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
         '<link rel="icon" href="data:,">'
         f"<title>{t(_TITLE)}</title>"
-        f'<style nonce="{nonce}">{CSS}</style></head>'
+        f'<link rel="stylesheet" href="{escape(assets.url("page.css"))}"></head>'
         f"<body><main><h1>{t(_TITLE)}</h1>"
         f'<div class="card"><p>{t(_ABOUT)}</p><p>{t(_OWNERS)}</p>'
         f'<p><a id="health" href="/health">{t(_HEALTH)}</a></p></div>'
@@ -41,12 +40,11 @@ def home_page(locale: str, nonce: str) -> str:
 async def home_handler(request: web.Request) -> web.Response:
     """GET /"""
     locale = locale_from_accept_language(request.headers.get("Accept-Language"))
-    nonce = secrets.token_urlsafe(16)
     response = web.Response(
-        text=home_page(locale, nonce), content_type="text/html", headers={"Vary": "Accept-Language"}
+        text=home_page(locale), content_type="text/html", headers={"Vary": "Accept-Language"}
     )
     response.headers["Content-Security-Policy"] = (
-        f"default-src 'none'; style-src 'nonce-{nonce}'; img-src data:; base-uri 'none'"
+        "default-src 'none'; style-src 'self'; img-src data:; base-uri 'none'"
     )
     response.headers["X-Content-Type-Options"] = "nosniff"
     return response

@@ -16,7 +16,7 @@ import contextlib
 import dataclasses
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 from aiohttp import web
 
@@ -37,11 +37,17 @@ class InboxWorker:
         app: web.Application,
         policy: InboxPolicy,
         handlers: Handlers,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self.app = app
         self.policy = policy
         self.handlers = handlers
         self.wakeup = app[INBOX_WAKEUP]
+        # The gathering's time (the same clock as the wakeup's `last_bulk`); tests move it.
+        self.clock = clock
+        self.sleep = sleep
         self.stopping = False
 
     async def run_once(self, policy: InboxPolicy | None = None) -> int:
@@ -77,15 +83,15 @@ class InboxWorker:
         the policy for the next batch: as it is after a pause, or with the small burst batch
         when `gather_max` ran out first. Outside a burst this returns at once."""
         policy = self.policy
-        deadline = time.monotonic() + policy.gather_max
+        deadline = self.clock() + policy.gather_max
         while not self.stopping:
-            now = time.monotonic()
+            now = self.clock()
             quiet_for = now - self.wakeup.last_bulk
             if quiet_for >= policy.gather_quiet:
                 return policy
             if now >= deadline:
                 return dataclasses.replace(policy, batch_size=policy.burst_batch_size)
-            await asyncio.sleep(min(policy.gather_quiet - quiet_for, deadline - now))
+            await self.sleep(min(policy.gather_quiet - quiet_for, deadline - now))
         return policy
 
     async def run(self) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import math
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from aiohttp import web
@@ -31,11 +32,13 @@ class InboxWakeup(asyncio.Event):
     also notes when: bulk events (YClients changes, which come in bursts) let the worker
     gather a burst before it starts (InboxPolicy.gather_quiet)."""
 
-    last_bulk: float = -math.inf  # time.monotonic()
+    last_bulk: float = -math.inf  # clock()
+    # InboxWorker's clock (tests set both to one fake).
+    clock: Callable[[], float] = staticmethod(time.monotonic)
 
     def set(self, *, bulk: bool = False) -> None:
         if bulk:
-            self.last_bulk = time.monotonic()
+            self.last_bulk = self.clock()
         super().set()
 
 

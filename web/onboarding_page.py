@@ -1,8 +1,9 @@
 """The owner's onboarding page and the plain message pages around it, as HTML strings.
 
-One self-contained document: inline CSS and JS under a per-response CSP nonce, the QR as an
-inline SVG, no external scripts, fonts or images (the page works offline behind a proxy).
-Texts come from the gettext catalog; the few the script needs travel in a JSON block.
+The stylesheets and the script are files of web/static/ on this same origin (web.assets), so
+the pages' CSP allows only 'self' and nothing inline; the QR is an inline SVG; no external
+scripts, fonts or images (the page works offline behind a proxy). Texts come from the gettext
+catalog; the few the script needs travel in a JSON data block (never executed).
 """
 
 from __future__ import annotations
@@ -16,198 +17,9 @@ from html import escape
 from core.i18n import _, gettext
 from core.models import IntegrationStatus
 from core.settings import support_contact_kind
+from web import assets
 
 Translate = Callable[[str], str]
-
-CSS = """
-:root { color-scheme: light; --ink: #18181b; --muted: #5b5b66; --line: #e4e4e7;
-  --accent: #0f766e; --bad: #b91c1c; --bg: #f6f6f7; }
-* { box-sizing: border-box; }
-body { margin: 0; background: var(--bg); color: var(--ink);
-  font: 16px/1.5 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; }
-main { max-width: 560px; margin: 0 auto; padding: 16px; }
-h1 { font-size: 1.4rem; margin: 8px 0 4px; }
-h2 { font-size: 1.1rem; margin: 0 0 8px; }
-.sub { color: var(--muted); margin: 0 0 16px; }
-.card { background: #fff; border: 1px solid var(--line); border-radius: 12px; padding: 16px;
-  margin: 12px 0; }
-ol.steps { padding-left: 1.4em; margin: 0; }
-ol.steps li { margin: 4px 0; color: var(--muted); }
-ol.steps li.now { color: var(--ink); font-weight: 600; }
-ol.steps li.done { color: var(--accent); }
-.tabs { display: flex; gap: 8px; margin-bottom: 12px; }
-.tabs button { flex: 1; background: #fff; color: var(--ink); border: 1px solid var(--line); }
-.tabs button[aria-selected="true"] { border-color: var(--accent); color: var(--accent);
-  font-weight: 600; }
-button, .button { display: inline-block; font: inherit; font-weight: 600; padding: 12px 18px;
-  border-radius: 10px; border: 0; background: var(--accent); color: #fff; cursor: pointer;
-  text-decoration: none; text-align: center; }
-button:disabled { opacity: .6; cursor: progress; }
-.qr { width: 100%; max-width: 320px; margin: 8px auto; display: block; aspect-ratio: 1;
-  background: #fff; }
-.qr svg { width: 100%; height: auto; display: block; }
-.status { color: var(--muted); text-align: center; min-height: 1.5em; }
-.error { color: var(--bad); }
-.ok { color: var(--accent); font-weight: 600; }
-.code { font: 700 2rem/1.2 ui-monospace, monospace; letter-spacing: .12em; text-align: center;
-  margin: 12px 0; }
-input { font: inherit; width: 100%; padding: 12px; border: 1px solid var(--line);
-  border-radius: 10px; margin: 6px 0 12px; }
-ul.links { list-style: none; padding: 0; margin: 0; }
-ul.links li { margin: 10px 0; }
-ul.links a { word-break: break-all; }
-.poster img { width: 100%; border: 1px solid var(--line); border-radius: 8px; }
-[hidden] { display: none !important; }
-@media print { body { background: #fff; } .card { border: 0; } }
-"""
-
-SCRIPT = """
-(() => {
-  const cfg = JSON.parse(document.getElementById('cfg').textContent);
-  const T = cfg.t;
-  const $ = (id) => document.getElementById(id);
-  let timer = null;
-  let stopped = false;
-  const say = (id, text) => { const el = $(id); if (el) el.textContent = text; };
-
-  function expired() {
-    stopped = true;
-    clearTimeout(timer);
-    for (const el of document.querySelectorAll('.live')) el.hidden = true;
-    say('notice', T.expired);
-    $('notice').hidden = false;
-  }
-
-  async function call(method, path, body) {
-    const init = {method, cache: 'no-store',
-      headers: {'Authorization': 'Bearer ' + cfg.token, 'Accept': 'application/json'}};
-    if (body !== undefined) {
-      init.headers['Content-Type'] = 'application/json';
-      init.body = JSON.stringify(body);
-    }
-    const response = await fetch(path, init);
-    if (response.status === 401) { expired(); throw new Error('expired'); }
-    let data = {};
-    try { data = await response.json(); } catch (e) { data = {}; }
-    return {status: response.status, data};
-  }
-
-  function show(data) {
-    if (data.integration_status && data.integration_status !== cfg.integration_status) {
-      location.reload(); return;
-    }
-    if (data.connected && !cfg.connected) { location.reload(); return; }
-    const qr = $('qr');
-    if (!qr) return;
-    if (data.status === 'SCAN_QR_CODE' && data.qr_svg) {
-      if (qr.dataset.qrId !== data.qr_id) {
-        qr.innerHTML = data.qr_svg;
-        qr.dataset.qrId = data.qr_id;
-      }
-      qr.hidden = false;
-      $('new-code').hidden = true;
-      say('qr-status', T.waiting);
-    } else if (data.status === 'FAILED' || data.status === 'STOPPED') {
-      qr.hidden = true;
-      qr.innerHTML = '';
-      qr.dataset.qrId = '';
-      $('new-code').hidden = false;
-      say('qr-status', T.code_expired);
-    } else if (data.error === 'gateway') {
-      say('qr-status', T.gateway_down);
-    } else {
-      say('qr-status', T.preparing);
-    }
-  }
-
-  async function poll() {
-    if (stopped) return;
-    try {
-      const {status, data} = await call('GET', '/marketplace/api/status');
-      if (status === 200) show(data); else say('qr-status', T.gateway_down);
-    } catch (e) {
-      if (stopped) return;
-      say('qr-status', T.retrying);
-    }
-    timer = setTimeout(poll, cfg.poll_ms);
-  }
-
-  async function requestQr(restart) {
-    clearTimeout(timer);
-    say('qr-status', T.preparing);
-    try {
-      const {status, data} = await call('POST', '/marketplace/api/qr', {restart});
-      if (status === 200) show(data); else say('qr-status', T.gateway_down);
-    } catch (e) {
-      if (stopped) return;
-      say('qr-status', T.retrying);
-    }
-    timer = setTimeout(poll, cfg.poll_ms);
-  }
-
-  for (const tab of document.querySelectorAll('[data-tab]')) {
-    tab.addEventListener('click', () => {
-      for (const other of document.querySelectorAll('[data-tab]')) {
-        const selected = other === tab;
-        other.setAttribute('aria-selected', String(selected));
-        $(other.dataset.tab).hidden = !selected;
-      }
-    });
-  }
-
-  const newCode = $('new-code');
-  if (newCode) newCode.addEventListener('click', () => requestQr(true));
-
-  const pairForm = $('pair-form');
-  if (pairForm) pairForm.addEventListener('submit', async (event) => {
-    event.preventDefault();
-    const button = $('pair-button');
-    button.disabled = true;
-    $('pair-error').hidden = true;
-    try {
-      const {status, data} = await call('POST', '/marketplace/api/pairing-code',
-        {phone: $('pair-phone').value});
-      if (status === 200 && data.code) {
-        say('pair-code', data.code);
-        $('pair-result').hidden = false;
-      } else {
-        say('pair-error', T['pair_' + (data.error || 'failed')] || T.pair_failed);
-        $('pair-error').hidden = false;
-      }
-    } catch (e) {
-      if (!stopped) { say('pair-error', T.retrying); $('pair-error').hidden = false; }
-    } finally {
-      button.disabled = false;
-    }
-  });
-
-  const activate = $('activate');
-  if (activate) activate.addEventListener('click', async () => {
-    activate.disabled = true;
-    $('activate-error').hidden = true;
-    say('activate-status', T.activating);
-    try {
-      const {data} = await call('POST', '/marketplace/activate');
-      if (data.ok) { location.reload(); return; }
-      const text = data.message ? T.activation_failed.replace('{message}', data.message)
-        : (T['activate_' + data.outcome] || T.activation_failed_plain);
-      say('activate-error', text);
-      $('activate-error').hidden = false;
-      activate.textContent = T.try_again;
-    } catch (e) {
-      if (!stopped) {
-        say('activate-error', T.retrying);
-        $('activate-error').hidden = false;
-      }
-    } finally {
-      activate.disabled = false;
-      say('activate-status', '');
-    }
-  });
-
-  if ($('qr')) requestQr(false);
-})();
-"""
 
 _SCRIPT_TEXTS = {
     "expired": _("This link has expired — open the app again from YClients."),
@@ -281,8 +93,14 @@ def qr_svg(svg: str) -> str:
     return re.sub(r'\swidth="[^"]*"\s+height="[^"]*"', ' role="img" aria-label="QR"', svg, count=1)
 
 
-def _document(locale: str, title: str, body: str, nonce: str, script: str = "") -> str:
-    script_tag = f'<script nonce="{nonce}">{script}</script>' if script else ""
+def _document(
+    locale: str, title: str, body: str, *, styles: Sequence[str] = (), script: str = ""
+) -> str:
+    links = "".join(
+        f'<link rel="stylesheet" href="{escape(assets.url(name))}">'
+        for name in ("page.css", *styles)
+    )
+    script_tag = f'<script src="{escape(assets.url(script))}" defer></script>' if script else ""
     return (
         "<!doctype html>\n"
         f'<html lang="{escape(locale)}"><head><meta charset="utf-8">'
@@ -292,22 +110,20 @@ def _document(locale: str, title: str, body: str, nonce: str, script: str = "") 
         # No favicon request: the page loads nothing it does not carry.
         '<link rel="icon" href="data:,">'
         f"<title>{escape(title)}</title>"
-        f'<style nonce="{nonce}">{CSS}</style></head>'
-        f"<body><main>{body}</main>{script_tag}</body></html>"
+        f"{links}{script_tag}</head>"
+        f"<body><main>{body}</main></body></html>"
     )
 
 
-def message_page(
-    locale: str, title: str, text: str, nonce: str, *, contact: str | None = None
-) -> str:
+def message_page(locale: str, title: str, text: str, *, contact: str | None = None) -> str:
     """A page that says one thing: an expired link, a refused request, an outage; and whom
     to write to when it is not the owner's to solve."""
     support = support_line(lambda message: gettext(locale, message), contact)
     body = f'<h1>{escape(title)}</h1><div class="card"><p>{escape(text)}</p></div>{support}'
-    return _document(locale, title, body, nonce)
+    return _document(locale, title, body)
 
 
-def onboarding_page(ctx: PageContext, locale: str, nonce: str) -> str:
+def onboarding_page(ctx: PageContext, locale: str) -> str:
     def t(message: str) -> str:
         return gettext(locale, message)
 
@@ -375,7 +191,9 @@ def onboarding_page(ctx: PageContext, locale: str, nonce: str) -> str:
     # `<` escaped, so nothing in the JSON can close the script element.
     blob = json.dumps(config, ensure_ascii=False).replace("<", "\\u003c")
     parts.append(f'<script id="cfg" type="application/json">{blob}</script>')
-    return _document(locale, title, "".join(parts), nonce, SCRIPT)
+    return _document(
+        locale, title, "".join(parts), styles=["onboarding.css"], script="onboarding.js"
+    )
 
 
 def _card(text: str, css: str = "") -> str:

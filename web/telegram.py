@@ -224,7 +224,8 @@ async def _stop(dp: Dispatcher, task: asyncio.Task[None], *, polling: bool) -> N
 
 async def _set_webhook(app: web.Application, bot: Bot, dp: Dispatcher) -> None:
     settings = app[SETTINGS]
-    assert settings.telegram_webhook_secret is not None
+    if settings.telegram_webhook_secret is None:
+        raise RuntimeError("a webhook without TELEGRAM_WEBHOOK_SECRET")
     secret = settings.telegram_webhook_secret.get_secret_value()
     url = settings.base_url + WEBHOOK_PATH.format(secret=secret)
     await bot.set_webhook(

@@ -110,7 +110,8 @@ class ClientFlows(Flows):
     async def welcome(self, s: Session, *, returning: bool | None = None) -> list[Reply]:
         """After /start in a bound salon: the menu, or the phone first. "Welcome back" only to
         a client who has written before (`returning`; by default core.clients.has_written)."""
-        assert s.company is not None
+        if s.company is None:
+            raise RuntimeError("welcome needs a bound salon")
         closed = self.salon_closed(s)
         if closed is not None:
             return closed
@@ -196,7 +197,8 @@ class ClientFlows(Flows):
         if blocked is not None:
             return blocked
         company = s.company
-        assert company is not None
+        if company is None:
+            raise RuntimeError("need_client passed without a salon")
         title = company.title or s._("the salon")
         if not company.bookform_url:
             text = s._("Online booking is not open at {salon} yet. Please call the salon.")
@@ -215,7 +217,8 @@ class ClientFlows(Flows):
         if blocked is not None:
             return blocked
         client = s.client
-        assert client is not None
+        if client is None:
+            raise RuntimeError("need_client passed without a client")
         entries = list(await ledger.history(client.id, limit=HISTORY_PAGE + 1))
         lines = [balance_line(s, client.balance)]
         if entries:
@@ -229,7 +232,8 @@ class ClientFlows(Flows):
         blocked = await self.need_client(s, Intent.BALANCE)
         if blocked is not None:
             return blocked
-        assert s.client is not None
+        if s.client is None:
+            raise RuntimeError("need_client passed without a client")
         entries = list(
             await ledger.history(s.client.id, limit=HISTORY_PAGE + 1, before_id=before_id)
         )
@@ -265,7 +269,8 @@ class ClientFlows(Flows):
         blocked = await self.need_client(s, Intent.VISITS)
         if blocked is not None:
             return blocked
-        assert s.client is not None
+        if s.client is None:
+            raise RuntimeError("need_client passed without a client")
         now = datetime.now(UTC)
         mine = Booking.filter(client_id=s.client.id, visit_at__isnull=False)
         upcoming = (
@@ -307,7 +312,8 @@ class ClientFlows(Flows):
         return {int(b): int(t or 0) for b, t in rows_}
 
     def _visit(self, s: Session, booking: Booking, earned: int | None = None) -> str:
-        assert booking.visit_at is not None
+        if booking.visit_at is None:
+            raise RuntimeError("a visit without a time")
         services = service_titles(booking)
         parts = [formats.day_time(booking.visit_at, s.company), services or s._("visit")]
         if booking.staff_name:
@@ -327,7 +333,8 @@ class ClientFlows(Flows):
         blocked = await self.need_client(s, Intent.MY_CODE)
         if blocked is not None:
             return blocked
-        assert s.client is not None
+        if s.client is None:
+            raise RuntimeError("need_client passed without a client")
         shown = codes.display(s.client.code)
         text = s._(
             "Your personal code: {code}\nShow it (or this QR code) at the reception to pay "

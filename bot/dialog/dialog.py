@@ -65,7 +65,8 @@ class Dialog(ClientFlows, StaffFlows):
         `phone`, verified and normalised, or None while it stays hidden): tie the chat to the
         salon's client (core.clients.link_chat), tell a welcome bonus it earned, and greet a
         `first` message of the chat. Call after prepare(), with the salon bound."""
-        assert s.company is not None
+        if s.company is None:
+            raise RuntimeError("arrive needs a bound salon")
         linked = await clients.link_chat(
             s.company,
             whatsapp_chat_id=str(s.identity["whatsapp_chat_id"]),

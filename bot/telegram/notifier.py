@@ -53,7 +53,8 @@ class TelegramNotifier:
             await self._send(client, render(notice, locale))
 
     async def _send(self, client: Client, text: str) -> None:
-        assert client.telegram_user_id is not None
+        if client.telegram_user_id is None:
+            raise RuntimeError("a Telegram notice to a client without a Telegram id")
         for attempt in range(2):
             try:
                 await self.bot.send_message(chat_id=client.telegram_user_id, text=text)

@@ -21,7 +21,7 @@ import random
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from core.models import WhatsAppChat
@@ -66,15 +66,24 @@ class _Job:
 @dataclass(slots=True)
 class _Bucket:
     tokens: float
-    at: float = field(default_factory=time.monotonic)
+    at: float
 
 
 class RateLimiter:
     """A token bucket per salon session: `rate` a minute, `burst` at once."""
 
-    def __init__(self, rate_per_minute: float, burst: int) -> None:
+    def __init__(
+        self,
+        rate_per_minute: float,
+        burst: int,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
         self.per_second = rate_per_minute / 60
         self.burst = max(1, burst)
+        self._clock = clock
+        self._sleep = sleep
         self._buckets: dict[str, _Bucket] = {}
         self._locks: dict[str, asyncio.Lock] = {}
 
@@ -83,15 +92,17 @@ class RateLimiter:
             return
         # One waiter at a time per session, so the earliest message gets the next token.
         async with self._locks.setdefault(key, asyncio.Lock()):
-            bucket = self._buckets.setdefault(key, _Bucket(float(self.burst)))
+            bucket = self._buckets.get(key)
+            if bucket is None:
+                bucket = self._buckets[key] = _Bucket(float(self.burst), self._clock())
             while True:
-                now = time.monotonic()
+                now = self._clock()
                 bucket.tokens = min(self.burst, bucket.tokens + (now - bucket.at) * self.per_second)
                 bucket.at = now
                 if bucket.tokens >= 1:
                     bucket.tokens -= 1
                     return
-                await asyncio.sleep((1 - bucket.tokens) / self.per_second)
+                await self._sleep((1 - bucket.tokens) / self.per_second)
 
 
 class Outbox:

@@ -471,7 +471,8 @@ async def _settle_bonuses(
     # so the entries come in the order one-by-one would write them.
     waiting: list[ledger.Accrual] = []
     for booking, reverse, accrue, seq in plan:
-        assert booking.client_id is not None
+        if booking.client_id is None:
+            raise RuntimeError("a planned accrual without a client")
         if reverse:
             await _accrue_all(waiting, stats)
             waiting = []

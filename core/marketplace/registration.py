@@ -8,6 +8,7 @@ A frozen salon is lifted when YClients reports the app active again (`lift_froze
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -131,12 +132,14 @@ async def admit_redirect(
         )
         # Unsigned, even an uninstalled salon's owner stays: only a signed user rebinds it.
         if _is_bound(company) and (not uninstalled or not signed):
-            assert company is not None
+            if company is None:
+                raise RuntimeError("a bound salon that does not exist")
             if user is None or company.marketplace_user_id != user.id:
                 raise RedirectRefused("not_owner", salon_id, "bound to another user")
         if not signed:
             continue
-        assert user is not None
+        if user is None:
+            raise RuntimeError("a signed redirect without a user")
         if company is None:
             needs_pending[salon_id] = "new"
         elif uninstalled:
@@ -153,7 +156,8 @@ async def admit_redirect(
         to_read = []
     statuses: dict[int, str | None] = {}
     for salon_id in to_read:
-        assert application_id is not None
+        if application_id is None:
+            raise RuntimeError("salon statuses to read without an application id")
         try:
             statuses[salon_id] = application_status(
                 await client.salon_application(salon_id, application_id)
@@ -196,12 +200,11 @@ async def record_redirect_use(signature: str, salon_ids: Sequence[int], now: dat
     for salon_id in salon_ids:
         use = await RedirectUse.get_or_none(signature_hash=digest, yclients_id=salon_id)
         if use is None:
-            try:
+            # The same URL, twice at once: either row is the first use.
+            with contextlib.suppress(IntegrityError):
                 await RedirectUse.create(
                     signature_hash=digest, yclients_id=salon_id, first_used_at=now
                 )
-            except IntegrityError:
-                pass  # the same URL, twice at once: either row is the first use
         elif now - use.first_used_at > REDIRECT_GRACE:
             await RedirectUse.filter(id=use.id).update(first_used_at=now)
 

@@ -93,7 +93,8 @@ async def _check(
     company: Company, gateway: WhatsAppGateway, now: datetime, report: WatchdogReport
 ) -> None:
     name = company.whatsapp_session
-    assert name is not None
+    if name is None:
+        raise RuntimeError("the watchdog on a salon without a WhatsApp session")
     at_ms = int(now.timestamp() * 1000)
     try:
         info = await gateway.status(name)

@@ -3,7 +3,6 @@ answer, and the sending manners (seen, typing, pause, rate limit, failures never
 
 from __future__ import annotations
 
-import asyncio
 import time
 from typing import Any
 
@@ -162,16 +161,35 @@ async def test_without_a_pause_there_is_no_typing_and_chats_go_side_by_side() ->
     )
 
 
+class SteppingClock:
+    """Time that moves only by the limiter's sleeps."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+        self.slept: list[float] = []
+
+    def clock(self) -> float:
+        return self.now
+
+    async def sleep(self, delay: float) -> None:
+        self.slept.append(delay)
+        self.now += delay
+
+
 async def test_the_rate_limit_spaces_a_sessions_messages_after_a_burst() -> None:
-    limiter = RateLimiter(rate_per_minute=600, burst=2)  # one every 0.1 s
-    started = time.monotonic()
+    time_ = SteppingClock()
+    # One every 0.125 s (a binary fraction, so the fake time adds up exactly), 2 at once.
+    limiter = RateLimiter(rate_per_minute=480, burst=2, clock=time_.clock, sleep=time_.sleep)
     for _ in range(4):
         await limiter.wait("salon-1")
-    assert 0.18 <= time.monotonic() - started < 1.0
-    started = time.monotonic()
-    await limiter.wait("salon-2")  # another salon has its own bucket
-    assert time.monotonic() - started < 0.05
-    await asyncio.wait_for(RateLimiter(0, 1).wait("salon-1"), 0.05)  # 0: no limit
+    # The burst went at once; the 3rd and 4th each waited for a token.
+    assert time_.slept == [0.125, 0.125]
+    await limiter.wait("salon-2")  # another salon has its own bucket: no wait
+    assert time_.slept == [0.125, 0.125]
+    unlimited = RateLimiter(0, 1, clock=time_.clock, sleep=time_.sleep)  # 0: no limit
+    for _ in range(10):
+        await unlimited.wait("salon-1")
+    assert time_.slept == [0.125, 0.125]
 
 
 async def test_a_failed_send_is_recorded_never_retried_and_the_next_answer_goes(

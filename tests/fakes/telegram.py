@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import json
 import socket
@@ -313,10 +314,8 @@ class FakeBotAPI:
                 seen = [(c.method, c.params.get("text")) for c in self.calls[after:]]
                 raise AssertionError(f"no {method} call within {within}s; saw {seen}")
             self._called.clear()
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._called.wait(), min(remaining, 0.2))
-            except TimeoutError:
-                pass
 
     async def _handle(self, request: web.Request) -> web.Response:
         if request.match_info["token"] != self.token:

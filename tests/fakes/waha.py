@@ -320,9 +320,12 @@ class WahaEmulator:
 
     @staticmethod
     def _cancel_timer(session: FakeSession) -> None:
-        if session.timer is not None and not session.timer.done():
-            if session.timer is not asyncio.current_task():
-                session.timer.cancel()
+        if (
+            session.timer is not None
+            and not session.timer.done()
+            and session.timer is not asyncio.current_task()
+        ):
+            session.timer.cancel()
         session.timer = None
 
     # -- webhooks ---------------------------------------------------------------------------

@@ -124,6 +124,15 @@ async def test_owner_links_whatsapp_and_activates_in_a_real_browser(
             session = bench.waha.sessions[f"salon-{SALON}"]
             assert first in {_qr_id(v) for v in session.qr_values}
             assert "Салон «Роза»" in await page.inner_text("h1")
+            # The stylesheets from web/static/ applied under the page's CSP (page.css: the
+            # background, onboarding.css: the tabs); the script runs, or no QR would show.
+            assert await page.evaluate("getComputedStyle(document.body).backgroundColor") == (
+                "rgb(246, 246, 247)"
+            )
+            assert (
+                await page.evaluate("getComputedStyle(document.querySelector('.tabs')).display")
+                == "flex"
+            )
             await shot("01-qr")
 
             # 2. The gateway rotates the code; the page swaps in the new one by itself.
