@@ -36,7 +36,7 @@ from core.settings import Settings
 from tests.fakes.yclients import YClientsEmulator
 from web import yclients as yclients_webhook
 from web.app import create_app
-from web.keys import INBOX_HANDLERS, INBOX_POLICY, NOTIFIER, YCLIENTS_STORES
+from web.keys import INBOX_HANDLERS, INBOX_POLICY, NOTICE_FALLBACK, YCLIENTS_STORES
 
 ClientFactory = Callable[..., Awaitable[TestClient[Any, Any]]]
 MSK = ZoneInfo("Europe/Moscow")
@@ -94,7 +94,7 @@ async def start(
             registry.register(source, handler)
         app[INBOX_HANDLERS] = registry
     if notifier is not None:
-        app[NOTIFIER] = notifier
+        app[NOTICE_FALLBACK] = notifier
     return await aiohttp_client(app)
 
 
