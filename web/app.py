@@ -76,7 +76,6 @@ def create_app(settings: Settings) -> web.Application:
     app[INBOX_WAKEUP] = InboxWakeup()
     app[INBOX_POLICY] = inbox.InboxPolicy()
     app[INBOX_HANDLERS] = inbox_handlers(app)
-    app[WHATSAPP] = None
     app[BOT_USERNAME] = BotUsername(settings)
     app[ONBOARDING_POLL_MS] = 3000
     app[BODY_TIMEOUT] = DEFAULT_BODY_TIMEOUT
