@@ -44,14 +44,13 @@ from bot.telegram.dispatcher import (
 from core.backoff import Backoff
 from core.health import PartStates
 from web.edge import BodyRefused, ascii_header, read_json, refused_response
+from web.ingest import WEBHOOK_MAX_BODY
 from web.keys import BACKOFF, CLOCK, PART_STATES, SETTINGS, TELEGRAM
 
 log = logging.getLogger(__name__)
 
 WEBHOOK_PATH = "/webhook/telegram/{secret}"
 SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"  # noqa: S105 (a header name)
-# Telegram's updates are a few kilobytes; a file is sent as an id, never inline.
-MAX_BODY = 1024 * 1024
 # Long-poll wait per getUpdates; shutdown cancels the one in flight, so it costs nothing.
 POLLING_TIMEOUT = 25
 
@@ -234,7 +233,7 @@ async def telegram_webhook_handler(request: web.Request) -> web.Response:
     if not hmac.compare_digest(header.encode(), running.webhook_token.encode()):
         raise web.HTTPForbidden()
     try:
-        data = await read_json(request, MAX_BODY)
+        data = await read_json(request, WEBHOOK_MAX_BODY)
     except BodyRefused as refused:
         return refused_response(refused, {"ok": False, "error": refused.reason})
     try:
