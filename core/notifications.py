@@ -1,13 +1,13 @@
 """Telling a client that their balance changed — composed here, delivered by a channel.
 
-Callers collect notices from ledger results and hand them to a Notifier only after the
-transaction that wrote the entries has committed.
+Callers hand the ledger results of committed work to `notify_committed`, the one way every
+caller (the inbox worker, the sync cron, the sync API, `salonbot sync`) tells clients.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -67,3 +67,15 @@ class LoggingNotifier:
                 notice.amount,
                 notice.balance,
             )
+
+
+async def notify_committed(notifier: Notifier, changes: Iterable[LedgerResult]) -> None:
+    """Tell clients about `changes`, whose transactions have committed. A notice that cannot
+    go out is logged: it never turns work that is done into a failure, nor is it retried."""
+    notices = [BalanceNotice.from_result(change) for change in changes]
+    if not notices:
+        return
+    try:
+        await notifier.notify(notices)
+    except Exception:
+        log.exception("balance notices for %d change(s) not delivered", len(notices))

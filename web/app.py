@@ -21,10 +21,10 @@ from core.notifications import LoggingNotifier
 from core.parts import half_configured, parts
 from core.settings import Settings
 from core.whatsapp import WHATSAPP as WHATSAPP_SOURCE
-from core.whatsapp import GatewayNotConfigured, WahaGateway
 from core.yclients import YClientsClient
 from web import api, health, marketplace, telegram, whatsapp_channel, whatsapp_webhook, yclients
 from web.assets import setup_routes as setup_asset_routes
+from web.channels import channels_ctx, gateway_from_settings
 from web.cron import sync_cron_ctx, whatsapp_watchdog_ctx
 from web.edge import DEFAULT_BODY_TIMEOUT
 from web.home import setup_routes as setup_home_routes
@@ -38,7 +38,7 @@ from web.keys import (
     INBOX_POLICY,
     INBOX_WAKEUP,
     METRICS,
-    NOTIFIER,
+    NOTICE_FALLBACK,
     ONBOARDING_POLL_MS,
     PART_STATES,
     SETTINGS,
@@ -49,7 +49,6 @@ from web.keys import (
 from web.metrics import Metrics, metrics_handler, metrics_middleware
 from web.server_log import ServerLog
 from web.sync_jobs import sync_jobs_ctx
-from web.telegram import telegram_ctx
 
 log = logging.getLogger(__name__)
 
@@ -76,11 +75,10 @@ def create_app(settings: Settings) -> web.Application:
     app[SETTINGS] = settings
     app[METRICS] = metrics
 
-    app[NOTIFIER] = LoggingNotifier()
+    app[NOTICE_FALLBACK] = LoggingNotifier()
     app[INBOX_WAKEUP] = InboxWakeup()
     app[INBOX_POLICY] = inbox.InboxPolicy()
     app[INBOX_HANDLERS] = inbox_handlers(app)
-    app[WHATSAPP] = None
     app[BOT_USERNAME] = BotUsername(settings)
     app[ONBOARDING_POLL_MS] = 3000
     app[BODY_TIMEOUT] = DEFAULT_BODY_TIMEOUT
@@ -94,11 +92,9 @@ def create_app(settings: Settings) -> web.Application:
     app.cleanup_ctx.append(part_states_ctx)
     app.cleanup_ctx.append(yclients_ctx)
     app.cleanup_ctx.append(whatsapp_ctx)
-    # Replaces the notifier with one that routes notices to the client's chat channel.
-    app.cleanup_ctx.append(telegram_ctx)
-    # Adds WhatsApp to that router (or starts one) and answers WhatsApp messages.
-    app.cleanup_ctx.append(whatsapp_channel.whatsapp_channel_ctx)
-    # Last: whatever notifier the contexts before it set up is in place when it starts.
+    # Telegram, WhatsApp and the router of balance notices over them (NOTIFIER), built once.
+    app.cleanup_ctx.append(channels_ctx)
+    # After the channels: every job below tells clients through NOTIFIER.
     app.cleanup_ctx.append(inbox_worker_ctx)
     app.cleanup_ctx.append(sync_cron_ctx)
     # Syncs asked for over the API; cancelled on shutdown before the clients they use close.
@@ -112,7 +108,7 @@ def create_app(settings: Settings) -> web.Application:
     marketplace.setup_routes(app)
     whatsapp_webhook.setup_routes(app)
     telegram.setup_routes(app)
-    app.router.add_get("/metrics", metrics_handler)
+    app.router.add_get("/metrics", metrics_handler(metrics))
     setup_home_routes(app)
     # The pages' stylesheets and script (web/static/).
     setup_asset_routes(app)
@@ -135,12 +131,8 @@ async def yclients_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 async def whatsapp_ctx(app: web.Application) -> AsyncIterator[None]:
-    try:
-        gateway = WahaGateway.from_settings(app[SETTINGS])
-    except GatewayNotConfigured as exc:
-        # announce_parts_ctx has already said the part is off and which variable is missing.
-        log.debug("WhatsApp gateway off: %s", exc)
-        gateway = None
+    # announce_parts_ctx has already said whether the part is off and which variable is missing.
+    gateway = gateway_from_settings(app[SETTINGS])
     app[WHATSAPP] = gateway
     yield
     if gateway is not None:

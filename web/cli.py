@@ -1,4 +1,7 @@
-"""The `salonbot` command line: a thin layer over core/ and the app factory."""
+"""The `salonbot` command line: each command reads its arguments, works on the local database
+through core/ and prints the outcome in plain sentences; `serve` runs the app factory
+(web.app.create_app), and `sync` tells clients through the chat channels the web process
+builds (web.channels)."""
 
 from __future__ import annotations
 
@@ -23,9 +26,11 @@ from core.bookings.sync import sync_company
 from core.checks import run_checks
 from core.logging import setup_logging
 from core.models import Company, IntegrationStatus, MarketplaceEvent, Staff, StaffRole, SyncState
+from core.notifications import notify_committed
 from core.phones import normalize_phone
 from core.settings import Settings, SettingsError, load_settings
 from core.yclients import Forbidden, Unauthorized, YClientsClient, YClientsError
+from web.channels import standalone_channels
 
 log = logging.getLogger("salonbot")
 
@@ -328,7 +333,7 @@ def cmd_sync(settings: Settings, args: argparse.Namespace) -> int:
             raise CommandError("no such active salon (see `salonbot company list`)")
         failed = 0
         results: list[tuple[Company, ApplyStats | str]] = []
-        async with _yclients(settings) as client:
+        async with _yclients(settings) as client, standalone_channels(settings) as channels:
             for company in targets:
                 try:
                     stats = await sync_company(client, company, full=args.full, progress=progress)
@@ -336,7 +341,11 @@ def cmd_sync(settings: Settings, args: argparse.Namespace) -> int:
                 except YClientsError as exc:
                     failed += 1
                     results.append((company, str(exc)))
-                print(file=sys.stderr)
+                    continue
+                finally:
+                    print(file=sys.stderr)
+                # The salon's sync has committed: its clients hear of their bonuses now.
+                await notify_committed(channels.notifier, stats.changes)
         header = (
             "salon",
             "fetched",

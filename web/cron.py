@@ -17,7 +17,7 @@ from core.bookings.sync import SyncReport, sync_all
 from core.i18n import pick_locale
 from core.locks import run_exclusive
 from core.models import Company
-from core.notifications import BalanceNotice
+from core.notifications import notify_committed
 from core.whatsapp import watchdog
 from web.keys import METRICS, NOTIFIER, SETTINGS, TELEGRAM, WHATSAPP, YCLIENTS
 
@@ -58,9 +58,9 @@ async def sync_tick(
     )
     if not ran or report is None:
         return None
-    notices = [BalanceNotice.from_result(c) for s in report.synced.values() for c in s.changes]
-    if notices:
-        await app[NOTIFIER].notify(notices)
+    changes = [change for synced in report.synced.values() for change in synced.changes]
+    if changes:
+        await notify_committed(app[NOTIFIER], changes)
     log.info("sync: %d salon(s) synced, %d failed", len(report.synced), len(report.failed))
     return report
 

@@ -23,7 +23,7 @@ from aiohttp import web
 from core import inbox
 from core.inbox import Handlers, InboxPolicy
 from core.models import InboxStatus
-from core.notifications import BalanceNotice
+from core.notifications import notify_committed
 from web.keys import INBOX_HANDLERS, INBOX_POLICY, INBOX_WAKEUP, METRICS, NOTIFIER
 
 log = logging.getLogger(__name__)
@@ -63,20 +63,12 @@ class InboxWorker:
                 metrics.inbox_processed.labels(source, _OUTCOMES[outcome.status]).inc()
                 if outcome.error is not None:
                     metrics.inbox_failures.labels(source).inc()
-                if outcome.changes:
-                    await self._notify([BalanceNotice.from_result(r) for r in outcome.changes])
+                await notify_committed(self.app[NOTIFIER], outcome.changes)
         return len(events)
 
     def _stopping(self) -> bool:
         # The rest of the batch keeps its lease and is taken again after it runs out.
         return self.stopping
-
-    async def _notify(self, notices: list[BalanceNotice]) -> None:
-        try:
-            # Read at each use: a chat channel started after the worker replaces the notifier.
-            await self.app[NOTIFIER].notify(notices)
-        except Exception:
-            log.exception("balance notices for %d change(s) not delivered", len(notices))
 
     async def _gather(self) -> InboxPolicy:
         """While a burst of bulk events is arriving, wait for a pause (InboxPolicy.gather_*);
@@ -114,7 +106,8 @@ class InboxWorker:
 
 
 async def inbox_worker_ctx(app: web.Application) -> AsyncIterator[None]:
-    """Needs the ORM: list it after orm_ctx (teardown runs in reverse, so it stops first)."""
+    """Needs the ORM and the channels (NOTIFIER): list it after orm_ctx and channels_ctx
+    (teardown runs in reverse, so it stops first)."""
     worker = InboxWorker(app, app[INBOX_POLICY], app[INBOX_HANDLERS])
     task = asyncio.create_task(worker.run(), name="inbox-worker")
     yield

@@ -46,8 +46,12 @@ SETTINGS = web.AppKey("settings", Settings)
 METRICS = web.AppKey("metrics", Metrics)
 # None while YCLIENTS_PARTNER_TOKEN is unset.
 YCLIENTS: web.AppKey[YClientsClient | None] = web.AppKey("yclients")
-# Delivers balance notices after commit; the chat channels replace the logging one.
+# Delivers balance notices after commit (core.notifications.notify_committed): the router over
+# the chat channels that are on, set once by web.channels.channels_ctx.
 NOTIFIER = web.AppKey("notifier", Notifier)
+# Where that router sends a notice no channel that is on can deliver (a log line; tests set a
+# recording one before start-up).
+NOTICE_FALLBACK = web.AppKey("notice_fallback", Notifier)
 # Set when an inbound event is stored, so the inbox worker wakes at once.
 INBOX_WAKEUP = web.AppKey("inbox_wakeup", InboxWakeup)
 # Admits YClients webhooks to the store in arrival order (web.yclients.STORES_IN_FLIGHT).

@@ -44,11 +44,10 @@ from core.whatsapp import (
     live_status,
 )
 from core.yclients import YClientsError
-from web.edge import BodyRefused, bearer_token, read_body, read_json, refused_response
+from web.edge import BodyRefused, bearer_token, read_json, refused_response
+from web.ingest import Event, Refused, ingest
 from web.keys import (
     BOT_USERNAME,
-    INBOX_WAKEUP,
-    METRICS,
     ONBOARDING_POLL_MS,
     SETTINGS,
     WHATSAPP,
@@ -59,7 +58,6 @@ from web.onboarding_page import PageContext, message_page, onboarding_page, qr_s
 log = logging.getLogger(__name__)
 
 ONBOARDING_PATH = "/marketplace/onboarding"
-LIFECYCLE_MAX_BODY = 64 * 1024
 # The page's own requests: `{"restart": true}`, `{"phone": …}`.
 API_MAX_BODY = 16 * 1024
 
@@ -595,31 +593,23 @@ async def lifecycle_webhook(request: web.Request) -> web.Response:
     inbox worker; our partner token is never stored. A body that can never be stored is
     answered 400, so YClients stops retrying it; 503 means our storage failed, try again.
     """
-    try:
-        body = _parse_lifecycle(await read_body(request, LIFECYCLE_MAX_BODY), request.content_type)
-        token = request.app[SETTINGS].yclients_partner_token
-        ours = token.get_secret_value() if token is not None else None
+    token = request.app[SETTINGS].yclients_partner_token
+    ours = token.get_secret_value() if token is not None else None
+
+    async def parse(raw: bytes) -> Event:
+        body = _parse_lifecycle(raw, request.content_type)
         if not marketplace.partner_token_matches(body.get("partner_token"), ours):
             log.warning("lifecycle webhook with a wrong partner_token refused")
-            return _json({"ok": False, "error": "wrong partner_token"}, 403)
+            raise Refused(403, "wrong partner_token")
         salon_id, event = _lifecycle_fields(body)
-    except BodyRefused as refused:
-        return refused_response(refused, {"ok": False, "error": refused.reason})
-    company = await Company.get_or_none(yclients_id=salon_id) if salon_id else None
-    payload = inbox.storable(marketplace.lifecycle_for_storage(body))
-    try:
-        await inbox.store(
-            marketplace.MARKETPLACE,
+        company = await Company.get_or_none(yclients_id=salon_id) if salon_id else None
+        return Event(
             f"{salon_id}:{event}:{uuid.uuid4().hex}"[:255],
-            payload,
+            inbox.storable(marketplace.lifecycle_for_storage(body)),
             company.id if company else None,
         )
-    except Exception:
-        log.exception("a lifecycle webhook could not be stored")
-        return _json({"ok": False, "error": "try again later"}, 503)
-    request.app[METRICS].inbox_received.labels(marketplace.MARKETPLACE, "false").inc()
-    request.app[INBOX_WAKEUP].set()
-    return _json({"ok": True})
+
+    return await ingest(request, marketplace.MARKETPLACE, parse)
 
 
 def inbox_handler(app: web.Application) -> Handler:

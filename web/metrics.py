@@ -104,16 +104,19 @@ def metrics_middleware(metrics: Metrics) -> Middleware:
     return middleware
 
 
-async def metrics_handler(request: web.Request) -> web.Response:
-    from web.keys import METRICS
+def metrics_handler(metrics: Metrics) -> Handler:
+    """GET /metrics for the app that owns `metrics` (bound here, so this module needs no app
+    keys and web.keys can import it without a cycle)."""
 
-    metrics = request.app[METRICS]
-    try:
-        for status, n in (await inbox.counts()).items():
-            metrics.inbox_events.labels(status).set(n)
-    except Exception as exc:  # a scrape still answers with what it has
-        log.warning("metrics: inbox counts unavailable: %s", exc)
-    response = web.Response(body=metrics.render())
-    response.content_type = CONTENT_TYPE_LATEST.split(";")[0]
-    response.charset = "utf-8"
-    return response
+    async def handler(request: web.Request) -> web.Response:
+        try:
+            for status, n in (await inbox.counts()).items():
+                metrics.inbox_events.labels(status).set(n)
+        except Exception as exc:  # a scrape still answers with what it has
+            log.warning("metrics: inbox counts unavailable: %s", exc)
+        response = web.Response(body=metrics.render())
+        response.content_type = CONTENT_TYPE_LATEST.split(";")[0]
+        response.charset = "utf-8"
+        return response
+
+    return handler

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -20,14 +20,13 @@ from aiohttp import web
 
 from core.bookings import ApplyStats, sync
 from core.models import Company, SyncState
-from core.notifications import BalanceNotice
+from core.notifications import Notifier, notify_committed
 from core.yclients import Priority, YClientsClient, YClientsError
 from web.keys import NOTIFIER, SYNC_JOBS
 
 log = logging.getLogger(__name__)
 
 JobStatus = Literal["running", "done", "failed", "elsewhere"]
-Notify = Callable[[Sequence[BalanceNotice]], Awaitable[None]]
 
 CRASHED = "the sync failed on our side; the server log has the details. Try again later."
 INTERRUPTED = "the sync stopped before it finished (the server restarted); start it again."
@@ -74,9 +73,9 @@ class SyncJobs:
     """The web process's sync jobs, the latest one per salon."""
 
     def __init__(
-        self, notify: Notify, *, clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+        self, notifier: Notifier, *, clock: Callable[[], datetime] = lambda: datetime.now(UTC)
     ) -> None:
-        self._notify = notify
+        self._notifier = notifier
         self._clock = clock
         self._jobs: dict[int, SyncJob] = {}
 
@@ -116,8 +115,8 @@ class SyncJobs:
             if not ran or stats is None:
                 job.status = "elsewhere"
                 return
-            if stats.changes:
-                await self._deliver([BalanceNotice.from_result(c) for c in stats.changes])
+            # Committed: a notice that cannot go out does not make the sync a failure.
+            await notify_committed(self._notifier, stats.changes)
             job.result = {**stats.summary(), "unmatched_records": stats.unmatched_records}
             job.status = "done"
         except YClientsError as exc:
@@ -132,13 +131,6 @@ class SyncJobs:
         finally:
             job.finished_at = self._clock()
             job.claimed.set()
-
-    async def _deliver(self, notices: list[BalanceNotice]) -> None:
-        # The sync has committed; a notice that cannot go out must not turn it into a failure.
-        try:
-            await self._notify(notices)
-        except Exception:
-            log.exception("balance notices after a manual sync were not delivered")
 
     async def close(self) -> None:
         tasks = [job.task for job in self._jobs.values() if job.task and not job.task.done()]
@@ -169,11 +161,8 @@ async def stored_answer(company: Company) -> dict[str, Any] | None:
 
 
 async def sync_jobs_ctx(app: web.Application) -> AsyncIterator[None]:
-    async def notify(notices: Sequence[BalanceNotice]) -> None:
-        # Looked up when needed: the chat channels' contexts replace the notifier at start-up.
-        await app[NOTIFIER].notify(notices)
-
-    jobs = SyncJobs(notify)
+    """Needs the channels (NOTIFIER): list it after channels_ctx."""
+    jobs = SyncJobs(app[NOTIFIER])
     app[SYNC_JOBS] = jobs
     yield
     await jobs.close()

@@ -1,7 +1,8 @@
 """The Telegram bot inside the web process: polling as a task, or webhook updates on
-POST /webhook/telegram/{secret}. Off (app[TELEGRAM] is None) without a token; core.parts has
-already said why in the log. While the Bot API cannot be reached the bot retries with backoff
-in the background and /health says `failing`.
+POST /webhook/telegram/{secret}. Started by web.channels with the other chat channels; off
+(app[TELEGRAM] is None) without a token, and core.parts has already said why in the log.
+While the Bot API cannot be reached the bot retries with backoff in the background and
+/health says `failing`.
 """
 
 from __future__ import annotations
@@ -31,70 +32,50 @@ from aiogram.utils.i18n import I18n
 from aiohttp import web
 from pydantic import ValidationError
 
-from bot.companies import CompanyCache
 from bot.dialog import Dialog
-from bot.notifier import RoutingNotifier
 from bot.telegram.dispatcher import (
     TelegramBot,
-    build_bot,
     build_dispatcher,
     build_i18n,
     build_storage,
     set_commands,
     webhook_token,
 )
-from bot.telegram.notifier import TelegramNotifier
 from core.backoff import Backoff
 from core.health import PartStates
-from core.parts import parts
 from web.edge import BodyRefused, ascii_header, read_json, refused_response
-from web.keys import BACKOFF, CLOCK, NOTIFIER, PART_STATES, SETTINGS, TELEGRAM
+from web.ingest import WEBHOOK_MAX_BODY
+from web.keys import BACKOFF, CLOCK, PART_STATES, SETTINGS, TELEGRAM
 
 log = logging.getLogger(__name__)
 
 WEBHOOK_PATH = "/webhook/telegram/{secret}"
 SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"  # noqa: S105 (a header name)
-# Telegram's updates are a few kilobytes; a file is sent as an id, never inline.
-MAX_BODY = 1024 * 1024
 # Long-poll wait per getUpdates; shutdown cancels the one in flight, so it costs nothing.
 POLLING_TIMEOUT = 25
 
 
-def _telegram_on(app: web.Application) -> bool:
-    return any(p.name == "telegram" and p.enabled for p in parts(app[SETTINGS]))
-
-
-async def telegram_ctx(app: web.Application) -> AsyncIterator[None]:
-    """Needs the ORM; list it before the inbox worker, whose notices it then delivers."""
-    app[TELEGRAM] = None
-    if not _telegram_on(app):
-        yield
-        return
+@contextlib.asynccontextmanager
+async def running(app: web.Application, bot: Bot, dialog: Dialog) -> AsyncIterator[TelegramBot]:
+    """The bot answering updates over `bot`'s session (web.channels opens and closes it)."""
     settings = app[SETTINGS]
-    bot = build_bot(settings)
     storage = build_storage(settings)
     i18n = build_i18n()
-    companies = CompanyCache()
-    notifier = RoutingNotifier(
-        {"telegram": TelegramNotifier(bot)}, fallback=app[NOTIFIER], companies=companies
-    )
-    app[NOTIFIER] = notifier
-    dialog = Dialog(notifier, companies)
     dp = build_dispatcher(dialog, storage=storage, i18n=i18n)
-    app[TELEGRAM] = TelegramBot(bot, dp, dialog, webhook_token(settings))
     polling = settings.telegram_mode == "polling"
     quiet = _QuietPollingLog()
     if polling:
         bot.session.middleware(_WatchUpdates(app[PART_STATES]))
         logging.getLogger("aiogram.dispatcher").addFilter(quiet)
     # In the background: the app serves (and /health tells) while Telegram is unreachable.
-    running = asyncio.create_task(_keep_running(app, bot, dp, i18n), name="telegram")
-    yield
-    # The inbox worker (listed after this context) has stopped by now: nothing notifies.
-    await _stop(dp, running, polling=polling)
-    logging.getLogger("aiogram.dispatcher").removeFilter(quiet)
-    await dp.storage.close()
-    await bot.session.close()
+    task = asyncio.create_task(_keep_running(app, bot, dp, i18n), name="telegram")
+    try:
+        yield TelegramBot(bot, dp, dialog, webhook_token(settings))
+    finally:
+        # The inbox worker (listed after the channels) has stopped by now: nothing notifies.
+        await _stop(dp, task, polling=polling)
+        logging.getLogger("aiogram.dispatcher").removeFilter(quiet)
+        await dp.storage.close()
 
 
 async def _keep_running(app: web.Application, bot: Bot, dp: Dispatcher, i18n: I18n) -> None:
@@ -253,7 +234,7 @@ async def telegram_webhook_handler(request: web.Request) -> web.Response:
     if not hmac.compare_digest(header.encode(), running.webhook_token.encode()):
         raise web.HTTPForbidden()
     try:
-        data = await read_json(request, MAX_BODY)
+        data = await read_json(request, WEBHOOK_MAX_BODY)
     except BodyRefused as refused:
         return refused_response(refused, {"ok": False, "error": refused.reason})
     try:

@@ -1,8 +1,8 @@
-"""The WhatsApp channel inside the web process: the Outbox, the channel (bot.whatsapp) and its
-notifier plugged into the router of balance notices, and the inbox handler for source
-`whatsapp`. Off (app[WHATSAPP_BOT] is None) while the gateway is not configured. A watch asks
-the gateway every minute while it works and with capped backoff while it does not, so /health
-and the log (once down, once back) follow it.
+"""The WhatsApp channel inside the web process (bot.whatsapp), started by web.channels with the
+other chat channels over their shared Outbox, and the inbox handler for source `whatsapp`.
+Off (app[WHATSAPP_BOT] is None) while the gateway is not configured. A watch asks the gateway
+every minute while it works and with capped backoff while it does not, so /health and the log
+(once down, once back) follow it.
 """
 
 from __future__ import annotations
@@ -13,35 +13,17 @@ import logging
 from collections.abc import AsyncIterator
 
 from aiohttp import web
-from prometheus_client import Counter
 
-from bot.dialog import WHATSAPP as CHANNEL
 from bot.dialog import Dialog
-from bot.notifier import RoutingNotifier
 from bot.whatsapp.channel import WhatsAppBot
-from bot.whatsapp.notifier import WhatsAppNotifier
-from bot.whatsapp.outbox import Manners, Outbox
+from bot.whatsapp.outbox import Outbox
 from core.backoff import Backoff
 from core.health import PartStates
 from core.inbox import Handler
 from core.ledger import LedgerResult
 from core.models import InboxEvent
-from core.whatsapp import (
-    GatewayError,
-    GatewayUnauthorized,
-    WhatsAppGateway,
-    apply_session_status,
-)
-from web.keys import (
-    BACKOFF,
-    CLOCK,
-    METRICS,
-    NOTIFIER,
-    PART_STATES,
-    SETTINGS,
-    WHATSAPP,
-    WHATSAPP_BOT,
-)
+from core.whatsapp import GatewayError, GatewayUnauthorized, WhatsAppGateway, apply_session_status
+from web.keys import BACKOFF, CLOCK, PART_STATES, WHATSAPP_BOT
 
 log = logging.getLogger(__name__)
 
@@ -52,44 +34,23 @@ GATEWAY_REFUSES = "the WhatsApp gateway refuses WHATSAPP_GATEWAY_API_KEY"
 GATEWAY_CHECK_EVERY = 60.0
 
 
-async def whatsapp_channel_ctx(app: web.Application) -> AsyncIterator[None]:
-    """Needs the gateway (whatsapp_ctx) and, to share its notice router, the Telegram bot:
-    list it after both and before the inbox worker (teardown runs in reverse, so the worker
-    stops handing it messages before the Outbox closes)."""
-    app[WHATSAPP_BOT] = None
-    gateway = app[WHATSAPP]
-    if gateway is None:
-        yield
-        return
-    settings = app[SETTINGS]
-    sent = Counter(
-        "salonbot_whatsapp_messages_total",
-        "WhatsApp messages handed to the gateway, by kind (reply, notice) and outcome",
-        ["kind", "outcome"],
-        registry=app[METRICS].registry,
-    )
-    outbox = Outbox(
-        gateway,
-        Manners(pause=settings.whatsapp_reply_pause, rate=settings.whatsapp_send_rate),
-        on_result=lambda kind, ok: sent.labels(kind, "sent" if ok else "failed").inc(),
-    )
-    notifier = app[NOTIFIER]
-    if isinstance(notifier, RoutingNotifier):
-        # Telegram's router: one client, notices on the channel they used last.
-        notifier.channels[CHANNEL.name] = WhatsAppNotifier(outbox)
-    else:
-        notifier = RoutingNotifier({CHANNEL.name: WhatsAppNotifier(outbox)}, fallback=notifier)
-        app[NOTIFIER] = notifier
-    app[WHATSAPP_BOT] = WhatsAppBot(gateway, outbox, Dialog(notifier, notifier.companies))
+@contextlib.asynccontextmanager
+async def running(
+    app: web.Application, outbox: Outbox, dialog: Dialog
+) -> AsyncIterator[WhatsAppBot]:
+    """The channel answering WhatsApp messages over `outbox` (web.channels opens and closes
+    it), and the watch on its gateway."""
+    gateway = outbox.gateway
     watch = asyncio.create_task(
         watch_gateway(gateway, app[PART_STATES], Backoff(app[BACKOFF], app[CLOCK])),
         name="whatsapp-gateway-watch",
     )
-    yield
-    watch.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await watch
-    await outbox.close()
+    try:
+        yield WhatsAppBot(gateway, outbox, dialog)
+    finally:
+        watch.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await watch
 
 
 def gateway_failing(states: PartStates, exc: Exception) -> None:

@@ -18,40 +18,28 @@ from bot.companies import SessionCompanies
 from core import inbox, jsonbody
 from core.whatsapp import WHATSAPP as SOURCE
 from core.whatsapp import WebhookEvent, WebhookRejected
-from web.edge import BodyRefused, read_body, refused_response
-from web.keys import INBOX_WAKEUP, METRICS, WHATSAPP, WHATSAPP_SESSIONS
+from web.ingest import Event, Refused, ingest
+from web.keys import WHATSAPP, WHATSAPP_SESSIONS
 
 log = logging.getLogger(__name__)
-
-MAX_BODY = 512 * 1024
 
 
 async def whatsapp_webhook(request: web.Request) -> web.Response:
     gateway = request.app[WHATSAPP]
     if gateway is None:
         return web.json_response({"ok": False, "error": "WhatsApp is not configured"}, status=503)
-    try:
-        raw = await read_body(request, MAX_BODY)
-    except BodyRefused as refused:
-        return refused_response(refused, {"ok": False, "error": refused.reason})
-    try:
-        event = gateway.verify_webhook(raw, request.headers)
-    except WebhookRejected as exc:
-        log.warning("WhatsApp webhook refused (%s): %s", type(exc).__name__, exc)
-        return web.json_response({"ok": False, "error": str(exc)}, status=exc.status)
-    company_id = await request.app[WHATSAPP_SESSIONS].company_id(event.session)
-    try:
-        stored = await inbox.store(
-            SOURCE, dedupe_key(event)[:255], inbox.storable(event.data), company_id
-        )
-        created = stored.created
-    except Exception:
-        log.exception("a WhatsApp webhook could not be stored")
-        return web.json_response({"ok": False, "error": "try again later"}, status=503)
-    request.app[METRICS].inbox_received.labels(SOURCE, str(not created).lower()).inc()
-    if created:
-        request.app[INBOX_WAKEUP].set()
-    return web.json_response({"ok": True, "duplicate": not created})
+    sessions = request.app[WHATSAPP_SESSIONS]
+
+    async def parse(raw: bytes) -> Event:
+        try:
+            event = gateway.verify_webhook(raw, request.headers)
+        except WebhookRejected as exc:
+            log.warning("WhatsApp webhook refused (%s): %s", type(exc).__name__, exc)
+            raise Refused(exc.status, str(exc)) from None
+        company_id = await sessions.company_id(event.session)
+        return Event(dedupe_key(event)[:255], inbox.storable(event.data), company_id)
+
+    return await ingest(request, SOURCE, parse)
 
 
 def dedupe_key(event: WebhookEvent) -> str:

@@ -9,8 +9,6 @@ reason, never a 500: a 4xx tells the sender the event will never be taken.
 from __future__ import annotations
 
 import asyncio
-import json
-import logging
 import re
 from typing import Any
 
@@ -18,27 +16,17 @@ from aiohttp import web
 
 from core import companies, inbox, jsonbody
 from core.bookings import YCLIENTS, dedupe_key_for_yclients
-from web.edge import BodyRefused, read_body, refused_response
-from web.keys import INBOX_WAKEUP, METRICS, YCLIENTS_STORES
+from web.edge import BodyRefused, refused_response
+from web.ingest import Event, Refused, ingest
+from web.keys import YCLIENTS_STORES
 
-log = logging.getLogger(__name__)
-
-MAX_BODY = 256 * 1024
 # Webhooks stored at once; the others wait their turn in arrival order (a FIFO semaphore).
 # Without it, a burst queues on asyncpg's pool, where a newcomer can take a freed connection
-# ahead of the waiter woken for it, and some webhooks waited five times the median. Four keep
-# PostgreSQL busy on a 2-core machine; 8 and 16 gave lower throughput and longer tails
-# (bench/webhooks.py).
+# ahead of the waiter woken for it and the tail grows; why four, measured with
+# bench/webhooks.py: bench/README.md.
 STORES_IN_FLIGHT = 4
-# The two answers to a stored event, serialised once.
-_STORED = json.dumps({"ok": True, "duplicate": False}).encode()
-_DUPLICATE = json.dumps({"ok": True, "duplicate": True}).encode()
 STATUSES = frozenset({"create", "update", "delete"})
 _TOKEN = re.compile(r"[A-Za-z0-9_-]{1,64}")
-
-
-class Refused(BodyRefused):
-    """An event that will never be taken; `status` is the answer."""
 
 
 def parse_event(raw: bytes) -> dict[str, Any]:
@@ -69,6 +57,10 @@ def parse_event(raw: bytes) -> dict[str, Any]:
     return body
 
 
+def _unknown_url() -> Refused:
+    return Refused(404, "unknown webhook URL")
+
+
 def _is_int(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
@@ -80,38 +72,35 @@ def _is_record_id(value: object) -> bool:
 
 async def yclients_webhook_handler(request: web.Request) -> web.Response:
     token = request.match_info["hook_token"]
-    try:
-        if not _TOKEN.fullmatch(token):
-            raise Refused(404, "unknown webhook URL")
-        try:
-            body = await read_body(request, MAX_BODY)
-            event = parse_event(body)
-        except BodyRefused:
-            # The URL is judged first: a body sent to no salon is answered as such.
-            if await companies.by_hook_token(token) is None:
-                raise Refused(404, "unknown webhook URL") from None
-            raise
+    if not _TOKEN.fullmatch(token):
+        unknown = _unknown_url()
+        return refused_response(unknown, {"ok": False, "error": unknown.reason})
+
+    async def parse(body: bytes) -> Event:
+        event = parse_event(body)
         # The salon lookup and the store are one statement on PostgreSQL (inbox.store).
         hook = inbox.ForHook(token, event.get("company_id"))
-        async with request.app[YCLIENTS_STORES]:
-            delivery = await inbox.store(
-                YCLIENTS, dedupe_key_for_yclients, event, hook=hook, body=body
-            )
+        return Event(dedupe_key_for_yclients, event, hook=hook, body=body)
+
+    async def refused(exc: BodyRefused) -> BodyRefused:
+        # The URL is judged first: a body sent to no salon is answered as such.
+        return _unknown_url() if await companies.by_hook_token(token) is None else exc
+
+    def check(event: Event, delivery: inbox.Stored) -> None:
         if delivery.company_id is None:
-            raise Refused(404, "unknown webhook URL")
-        if event["company_id"] != delivery.yclients_id:
+            raise _unknown_url()
+        if event.payload["company_id"] != delivery.yclients_id:
             raise Refused(403, "company_id is not the salon of this webhook URL")
-    except BodyRefused as refused:
-        return refused_response(refused, {"ok": False, "error": refused.reason})
-    except Exception:
-        # The database, not the body: ask YClients to deliver it again later.
-        log.exception("a YClients webhook could not be stored")
-        return web.json_response({"ok": False, "error": "try again later"}, status=503)
-    created = delivery.created
-    request.app[METRICS].inbox_received.labels(YCLIENTS, str(not created).lower()).inc()
-    if created:
-        request.app[INBOX_WAKEUP].set(bulk=True)
-    return web.Response(body=_STORED if created else _DUPLICATE, content_type="application/json")
+
+    return await ingest(
+        request,
+        YCLIENTS,
+        parse,
+        refused=refused,
+        admit=request.app[YCLIENTS_STORES],
+        check=check,
+        bulk=True,
+    )
 
 
 def setup_routes(app: web.Application) -> None:

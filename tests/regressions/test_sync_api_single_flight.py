@@ -23,7 +23,7 @@ from core.settings import Settings
 from core.yclients import YClientsClient
 from tests.fakes.yclients import PARTNER_TOKEN, USER_TOKEN, YClientsEmulator
 from web.app import create_app
-from web.keys import NOTIFIER, SYNC_JOBS
+from web.keys import NOTICE_FALLBACK, SYNC_JOBS
 from web.sync_jobs import INTERRUPTED
 
 ClientFactory = Callable[..., Awaitable[TestClient[Any, Any]]]
@@ -64,7 +64,7 @@ async def start(
         )
     )
     if notifier is not None:
-        app[NOTIFIER] = notifier
+        app[NOTICE_FALLBACK] = notifier
     client = await aiohttp_client(app)
     key, digest = companies.new_api_key()
     company = await Company.create(

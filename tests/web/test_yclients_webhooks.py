@@ -36,7 +36,8 @@ from core.settings import Settings
 from tests.fakes.yclients import YClientsEmulator
 from web import yclients as yclients_webhook
 from web.app import create_app
-from web.keys import INBOX_HANDLERS, INBOX_POLICY, NOTIFIER, YCLIENTS_STORES
+from web.ingest import WEBHOOK_MAX_BODY
+from web.keys import INBOX_HANDLERS, INBOX_POLICY, NOTICE_FALLBACK, YCLIENTS_STORES
 
 ClientFactory = Callable[..., Awaitable[TestClient[Any, Any]]]
 MSK = ZoneInfo("Europe/Moscow")
@@ -94,7 +95,7 @@ async def start(
             registry.register(source, handler)
         app[INBOX_HANDLERS] = registry
     if notifier is not None:
-        app[NOTIFIER] = notifier
+        app[NOTICE_FALLBACK] = notifier
     return await aiohttp_client(app)
 
 
@@ -242,7 +243,7 @@ async def test_unknown_token_404_and_another_salons_company_403(
     assert not await InboxEvent.exists()
 
 
-BIG = json.dumps({"company_id": 555, "pad": "x" * (256 * 1024)}).encode()
+BIG = json.dumps({"company_id": 555, "pad": "x" * WEBHOOK_MAX_BODY}).encode()
 
 
 @pytest.mark.parametrize(
@@ -321,7 +322,7 @@ async def test_an_oversized_chunked_body_is_cut_off_with_413(
 
     async def chunks() -> AsyncIterator[bytes]:
         yield b'{"company_id": 555, "pad": "'
-        for _ in range(40):
+        for _ in range(WEBHOOK_MAX_BODY // 8192 + 1):
             yield b"x" * 8192
         yield b'"}'
 
