@@ -70,9 +70,13 @@ class LoggingNotifier:
 
 
 async def notify_committed(notifier: Notifier, changes: Iterable[LedgerResult]) -> None:
-    """Tell clients about `changes`, whose transactions have committed. A notice that cannot
-    go out is logged: it never turns work that is done into a failure, nor is it retried."""
-    notices = [BalanceNotice.from_result(change) for change in changes]
+    """Tell clients about `changes`, whose transactions have committed."""
+    await deliver(notifier, [BalanceNotice.from_result(change) for change in changes])
+
+
+async def deliver(notifier: Notifier, notices: Sequence[BalanceNotice]) -> None:
+    """Send notices of committed changes. A notice that cannot go out is logged: it never
+    turns work that is done into a failure, nor is it retried."""
     if not notices:
         return
     try:

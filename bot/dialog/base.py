@@ -12,7 +12,7 @@ from bot.dialog.replies import Reply
 from bot.dialog.session import Session
 from core import staff as staff_service
 from core.models import Staff, StaffRole
-from core.notifications import BalanceNotice, Notifier
+from core.notifications import BalanceNotice, Notifier, deliver
 
 log = logging.getLogger(__name__)
 
@@ -33,12 +33,7 @@ class Flows:
     async def notify(self, notices: Sequence[BalanceNotice]) -> None:
         """Tell clients about balance changes; the ledger has committed by now. A failure to
         deliver is logged and never undoes or blocks what the staff member did."""
-        if not notices:
-            return
-        try:
-            await self.notifier.notify(notices)
-        except Exception:
-            log.exception("balance notices for %d change(s) not delivered", len(notices))
+        await deliver(self.notifier, notices)
 
     async def staff(self, s: Session) -> Staff | None:
         """The active staff row of this person in the bound salon, read from the database on
