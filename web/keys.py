@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 
 from bot.companies import SessionCompanies
+from bot.outbound import Outbound
 from bot.telegram.dispatcher import TelegramBot
 from bot.telegram.username import BotUsername
 from bot.whatsapp.channel import WhatsAppBot
@@ -49,6 +50,9 @@ YCLIENTS: web.AppKey[YClientsClient | None] = web.AppKey("yclients")
 # Delivers balance notices after commit (core.notifications.notify_committed): the router over
 # the chat channels that are on, set once by web.channels.channels_ctx.
 NOTIFIER = web.AppKey("notifier", Notifier)
+# Every message nobody just asked for (bot.outbound: the person's last channel first, then a
+# fallback): notices, reminders, admin alerts and answers; set once by channels_ctx.
+OUTBOUND = web.AppKey("outbound", Outbound)
 # Where that router sends a notice no channel that is on can deliver (a log line; tests set a
 # recording one before start-up).
 NOTICE_FALLBACK = web.AppKey("notice_fallback", Notifier)

@@ -17,6 +17,7 @@ from bot.dialog import actions
 from bot.dialog.actions import Action
 from bot.dialog.client import ClientFlows
 from bot.dialog.menu import COMMANDS, STAFF_INTENTS, Intent, intent_for
+from bot.dialog.questions import QuestionFlows
 from bot.dialog.replies import Button, Reply, rows
 from bot.dialog.session import Session
 from bot.dialog.staff import StaffFlows
@@ -29,7 +30,7 @@ SALON_PREFIX = "salon-"
 STAFF_PREFIX = "staff-"
 
 
-class Dialog(ClientFlows, StaffFlows):
+class Dialog(ClientFlows, StaffFlows, QuestionFlows):
     async def prepare(self, s: Session) -> None:
         """Load the salon, the client and the language for this turn."""
         if s.company_id is None:
@@ -161,7 +162,7 @@ class Dialog(ClientFlows, StaffFlows):
         if menu_intent is not None:
             return await self.intent(s, menu_intent)
         replies = await self._flow_step(s, text)
-        return replies if replies is not None else await self.unknown(s)
+        return replies if replies is not None else await self.unknown(s, text)
 
     async def _flow_step(self, s: Session, text: str) -> list[Reply] | None:
         if s.state == "redeem:code":
