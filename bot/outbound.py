@@ -17,13 +17,16 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-from bot.dialog.replies import Reply
 from core import clients
 from core.i18n import pick_locale
 from core.models import Client, Company, Staff, StaffRole
 from core.whatsapp.ids import chat_id_for_phone
+
+if TYPE_CHECKING:
+    # Only named in types: the dialog imports this module (bot.dialog.questions).
+    from bot.dialog.replies import Reply
 
 log = logging.getLogger(__name__)
 
@@ -140,7 +143,7 @@ class ClientChannel(Protocol):
 
 
 # The replies in a locale: a message is composed in the language of whoever receives it.
-Compose = Callable[[str], Sequence[Reply]]
+Compose = Callable[[str], "Sequence[Reply]"]
 
 
 @dataclass(frozen=True, slots=True)

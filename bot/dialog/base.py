@@ -11,13 +11,13 @@ from bot.companies import CompanyCache, unavailable_reply
 from bot.dialog.menu import Intent, main_menu
 from bot.dialog.replies import Reply
 from bot.dialog.session import Session
+from bot.outbound import Outbound
 from core import staff as staff_service
 from core.models import Staff, StaffRole
 from core.notifications import BalanceNotice, Notifier, deliver
 
 if TYPE_CHECKING:
     from bot.dialog.questions import Media
-    from bot.outbound import Outbound
 
 log = logging.getLogger(__name__)
 
@@ -31,9 +31,6 @@ class Flows:
         clock: Callable[[], float] = time.time,
         outbound: Outbound | None = None,
     ) -> None:
-        # bot.outbound imports the dialog's replies: imported here, not at the top.
-        from bot.outbound import Outbound
-
         self.notifier = notifier
         # Messages nobody just asked for: questions to the admins, their answers to clients.
         self.outbound = outbound or Outbound()
