@@ -79,6 +79,7 @@ class Refusals:
             return 429, flood(wait)
         return None
 
+
 _update_ids = itertools.count(1)
 _message_ids = itertools.count(1000)
 

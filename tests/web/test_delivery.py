@@ -63,8 +63,9 @@ async def world(
 
 
 def to(person: Person, text: str) -> Callable[[Any], bool]:
-    return lambda c: c.params.get("chat_id") == person.id and text in str(
-        c.params.get("text") or c.params.get("caption") or ""
+    return lambda c: (
+        c.params.get("chat_id") == person.id
+        and text in str(c.params.get("text") or c.params.get("caption") or "")
     )
 
 
@@ -255,6 +256,13 @@ async def test_a_telegram_clients_question_and_the_admins_whatsapp_reply(
         sent = await say(w.bench, w.session, admin_chat, f"ответ {client.code} Ждём вас!")
         assert "доставлен" in texts(sent)
         await w.telegram.wait_for("sendMessage", to(ANNA_TG, "Ждём вас!"), after=calls)
+
+        # A voice note from Telegram reaches the admin as what it is.
+        mark = len(w.bench.waha.sent)
+        await tg_say(w, ANNA_TG, ANNA_TG.sends_voice(), "передано администратору")
+        await idle(w.bench)
+        (voice,) = [m for m in w.bench.waha.sent[mark:] if m["chatId"] == admin_chat]
+        assert "голосовое сообщение в Telegram" in voice["text"]
 
 
 async def test_a_reply_from_someone_who_is_not_staff_reaches_nobody(
