@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from typing import TYPE_CHECKING
 
 from bot.companies import CompanyCache, unavailable_reply
 from bot.dialog.menu import Intent, main_menu
@@ -13,6 +14,11 @@ from bot.dialog.session import Session
 from core import staff as staff_service
 from core.models import Staff, StaffRole
 from core.notifications import BalanceNotice, Notifier, deliver
+from core.yclients import YClientsClient
+
+if TYPE_CHECKING:
+    # bot.outbound renders dialog replies: imported for the annotation only.
+    from bot.outbound import Outbound
 
 log = logging.getLogger(__name__)
 
@@ -24,11 +30,21 @@ class Flows:
         companies: CompanyCache | None = None,
         *,
         clock: Callable[[], float] = time.time,
+        outbound: Outbound | None = None,
+        yclients: YClientsClient | None = None,
+        note_change: Callable[[int, str], Awaitable[None]] | None = None,
     ) -> None:
         self.notifier = notifier
         self.companies = companies or CompanyCache()
         # Seconds since the epoch; tests move it instead of waiting.
         self.clock = clock
+        # Tells the salon's admins what a client did (bot.dialog.visit); None: logged only.
+        self.outbound = outbound
+        # Confirms and cancels records for a reminder's answer; None: YClients is off.
+        self.yclients = yclients
+        # The visit loop's note of a booking (id, "cancelled") the client changed through the
+        # bot, so its YClients echo brings no second notice (core.visits.note_own_change).
+        self.note_change = note_change
 
     async def notify(self, notices: Sequence[BalanceNotice]) -> None:
         """Tell clients about balance changes; the ledger has committed by now. A failure to
