@@ -155,6 +155,16 @@ class PickSalon(Action):
     company_id: int
 
 
+@dataclass(frozen=True, slots=True)
+class VisitAnswer(Action):
+    """A client's answer under a booking notice or a reminder: `answer` is `come`, `cancel`
+    or `move`; `message_id` the ScheduledMessage it answers (core.visits.answer)."""
+
+    prefix: ClassVar[str] = "va"
+    message_id: int
+    answer: str
+
+
 # --- staff buttons ---
 
 
