@@ -446,7 +446,7 @@ class ScheduledMessage(Model):
 
     class Meta:
         table = "scheduled_message"
-        indexes = (("status", "due_at"),)
+        indexes = (("status", "due_at"), ("booking_id",))
 
 
 class VisitReview(Model):
@@ -471,4 +471,4 @@ class VisitReview(Model):
 
     class Meta:
         table = "visit_review"
-        indexes = (("company", "created_at"),)
+        indexes = (("company_id", "created_at"),)

@@ -158,7 +158,8 @@ class PickSalon(Action):
 @dataclass(frozen=True, slots=True)
 class VisitAnswer(Action):
     """A client's answer under a booking notice or a reminder: `answer` is `come`, `cancel`
-    or `move`; `message_id` the ScheduledMessage it answers (core.visits.answer)."""
+    or `move`, and `sure`/`keep` to "cancel your visit?" (bot.dialog.visit); `message_id` the
+    ScheduledMessage it answers."""
 
     prefix: ClassVar[str] = "va"
     message_id: int

@@ -68,10 +68,14 @@ async def sync_company(
     now: datetime | None = None,
     progress: Progress | None = None,
     catalogue: bool = True,
+    plan_visits: bool = True,
 ) -> ApplyStats:
-    """Sync one salon's records; the watermark moves only when the whole run succeeded."""
+    """Sync one salon's records; the watermark moves only when the whole run succeeded.
+    A salon's first sync is the backfill of its old records: the visit loop plans their
+    reminders but tells clients nothing about changes made before the salon joined."""
     started = now or datetime.now(UTC)
     state, _ = await SyncState.get_or_create(company=company)
+    backfill = state.changed_after is None
     api = client_for(client, company)
     stats = ApplyStats()
     if full or state.changed_after is None:
@@ -93,7 +97,11 @@ async def sync_company(
         )
     try:
         async for page in pages:
-            stats.add(await apply_records(company, page))
+            stats.add(
+                await apply_records(
+                    company, page, now=now, backfill=backfill, plan_visits=plan_visits
+                )
+            )
             if progress is not None:
                 progress(company, stats)
         if catalogue:
