@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from bot.companies import CompanyCache, unavailable_reply
@@ -32,7 +32,6 @@ class Flows:
         clock: Callable[[], float] = time.time,
         outbound: Outbound | None = None,
         yclients: YClientsClient | None = None,
-        note_change: Callable[[int, str], Awaitable[None]] | None = None,
     ) -> None:
         self.notifier = notifier
         self.companies = companies or CompanyCache()
@@ -42,9 +41,6 @@ class Flows:
         self.outbound = outbound
         # Confirms and cancels records for a reminder's answer; None: YClients is off.
         self.yclients = yclients
-        # The visit loop's note of a booking (id, "cancelled") the client changed through the
-        # bot, so its YClients echo brings no second notice (core.visits.note_own_change).
-        self.note_change = note_change
 
     async def notify(self, notices: Sequence[BalanceNotice]) -> None:
         """Tell clients about balance changes; the ledger has committed by now. A failure to

@@ -26,24 +26,23 @@ from bot.dialog.menu import Intent
 from bot.dialog.replies import Button, Reply, rows
 from bot.dialog.session import Session
 from bot.dialog.visit_texts import CANCEL, CANCEL_SURE, COME, KEEP, MOVE, Visit, to_admins
-from core.bookings import answers
-from core.bookings.answers import Outcome
 from core.client_say import set_say
 from core.i18n import _
 from core.models import (
-    Booking,
     BookingStatus,
     ScheduledMessage,
     ScheduledStatus,
     VisitReview,
 )
+from core.visits import answers, kinds
+from core.visits.answers import Outcome
 
 if TYPE_CHECKING:
     from bot.outbound import Compose
 
 log = logging.getLogger(__name__)
 
-REVIEW_KINDS = ("review",)
+REVIEW_KINDS = (kinds.REVIEW,)
 
 GOOD = 4  # a rating from here up is thanked with the review link
 CANCEL_STATE = "visit:cancel"
@@ -118,7 +117,7 @@ class VisitFlows(Flows):
         return (
             await ScheduledMessage.filter(
                 client_id=s.client.id,
-                kind__in=answers.REMINDER_KINDS,
+                kind__in=kinds.REMINDERS,
                 status=ScheduledStatus.SENT,
                 booking__visit_at__gt=self._now(),
                 booking__deleted=False,
@@ -190,9 +189,7 @@ class VisitFlows(Flows):
         return [Reply(s._("Good, your visit stays as it is. See you!"))]
 
     async def _cancel(self, s: Session, visit: Visit) -> list[Reply]:
-        result = await answers.cancel(
-            visit.row, self.yclients, now=self._now(), before=self._note_cancel
-        )
+        result = await answers.cancel(visit.row, self.yclients, now=self._now())
         if result.outcome is Outcome.FAILED:
             return await self._failed(s, visit, confirming=False)
         if result.outcome is Outcome.BUSY:
@@ -233,10 +230,6 @@ class VisitFlows(Flows):
             "booking stays until it is changed."
         )
         return [Reply(text, buttons=rows(Button(s._("📅 Choose another time"), url=link)))]
-
-    async def _note_cancel(self, booking: Booking) -> None:
-        if self.note_change is not None:
-            await self.note_change(booking.id, "cancelled")
 
     async def _failed(self, s: Session, visit: Visit, *, confirming: bool) -> list[Reply]:
         if confirming:

@@ -16,6 +16,7 @@ from bot.dialog.client import service_link, service_titles
 from bot.dialog.replies import Button, Reply
 from core.i18n import _, gettext
 from core.models import Booking, Client, Company, ScheduledMessage
+from core.visits import Due
 
 if TYPE_CHECKING:
     # bot.outbound renders these replies (it imports bot.dialog): the type only.
@@ -51,6 +52,14 @@ class Visit:
         if booking is None or client is None or company is None or booking.visit_at is None:
             return None
         return cls(row, booking, company, client)
+
+    @classmethod
+    def of_due(cls, due: Due) -> Visit | None:
+        """The claimed row's visit as the loop loaded it; None when something is gone."""
+        booking, client = due.booking, due.client
+        if booking is None or client is None or booking.visit_at is None:
+            return None
+        return cls(due.row, booking, due.company, client)
 
     @property
     def salon(self) -> str:
@@ -181,15 +190,15 @@ def after_visit(visit: Visit) -> Compose:
     return compose
 
 
-async def reminder_for(row: ScheduledMessage) -> Compose | None:
-    """The engine's handler for a reminder row; None when its visit is gone."""
-    visit = await Visit.load(row)
+async def reminder_for(due: Due) -> Compose | None:
+    """The loop's handler for a claimed reminder row; None when its visit is gone."""
+    visit = Visit.of_due(due)
     return reminder(visit) if visit is not None else None
 
 
-async def after_visit_for(row: ScheduledMessage) -> Compose | None:
-    """The engine's handler for an after-visit question; None when its visit is gone."""
-    visit = await Visit.load(row)
+async def after_visit_for(due: Due) -> Compose | None:
+    """The loop's handler for a claimed after-visit question; None when its visit is gone."""
+    visit = Visit.of_due(due)
     return after_visit(visit) if visit is not None else None
 
 

@@ -14,7 +14,6 @@ not confirm twice.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -22,6 +21,8 @@ from enum import StrEnum
 from tortoise.expressions import Q
 
 from core.models import Booking, BookingStatus, Company, ScheduledMessage
+from core.visits import kinds
+from core.visits.store import note_own_change
 from core.yclients import Forbidden, NotFound, YClientsClient, YClientsError
 
 log = logging.getLogger(__name__)
@@ -32,11 +33,9 @@ CONFIRMED = "confirmed"
 CANCELLING = "cancelling"
 CANCELLED = "cancelled"
 MOVE = "move"
-# Reminders (core.visits.kinds): the latest sent one is what a typed «да» answers.
-REMINDER_KINDS = ("day_before", "hours_before")
 # Rows that can be answered with I'll come / Cancel / Move: the reminders, and the notice of a
 # new booking (it offers Cancel and Move).
-ANSWERABLE_KINDS = (*REMINDER_KINDS, "notice_created")
+ANSWERABLE_KINDS = (*kinds.REMINDERS, kinds.NOTICE_CREATED)
 # YClients calls made while the client waits in the chat: short, few retries.
 CALL_TIMEOUT = 10.0
 CALL_RETRIES = 2
@@ -65,7 +64,7 @@ class Result:
 async def _siblings(row: ScheduledMessage) -> list[ScheduledMessage]:
     if row.booking_id is None:
         return [row]
-    return list(await ScheduledMessage.filter(booking_id=row.booking_id, kind__in=REMINDER_KINDS))
+    return list(await ScheduledMessage.filter(booking_id=row.booking_id, kind__in=ANSWERABLE_KINDS))
 
 
 async def _claim(row: ScheduledMessage, busy: str, *, unless: tuple[str, ...]) -> str | None:
@@ -138,11 +137,10 @@ async def cancel(
     api: YClientsClient | None,
     *,
     now: datetime | None = None,
-    before: Callable[[Booking], Awaitable[None]] | None = None,
 ) -> Result:
     """Cancel the visit in YClients: DELETE, or attendance -1 where the token may not delete.
-    `before` runs once the answer is claimed, before YClients is called (its webhook may echo
-    the change at once)."""
+    The loop is told first that the client made this change (its YClients echo may come at
+    once), so no "booking cancelled" notice follows the bot's own answer."""
     now = now or datetime.now(UTC)
     booking, rows = await _visit_state(row)
     if _cancelled(booking, rows):
@@ -156,8 +154,7 @@ async def cancel(
     if booking is None:
         raise RuntimeError("a claimed reminder without a booking")
     company = await Company.get(id=row.company_id)
-    if before is not None:
-        await before(booking)
+    await note_own_change(booking.id, "cancelled", now=now)
     how = "delete"
     try:
         if api is None:
