@@ -23,6 +23,7 @@ from bot.dialog import TELEGRAM as TELEGRAM_CHANNEL
 from bot.dialog import WHATSAPP as WHATSAPP_CHANNEL
 from bot.dialog import Dialog
 from bot.notifier import ChannelNotifier, RoutingNotifier
+from bot.outbound import Outbound
 from bot.telegram.dispatcher import build_bot
 from bot.telegram.notifier import TelegramNotifier
 from bot.whatsapp.notifier import WhatsAppNotifier
@@ -36,6 +37,7 @@ from web.keys import (
     METRICS,
     NOTICE_FALLBACK,
     NOTIFIER,
+    OUTBOUND,
     SETTINGS,
     TELEGRAM,
     WHATSAPP,
@@ -138,6 +140,8 @@ async def channels_ctx(app: web.Application) -> AsyncIterator[None]:
     )
     async with channels as opened, contextlib.AsyncExitStack() as running:
         app[NOTIFIER] = opened.notifier
+        # The chat channels as ClientChannels (bot.outbound) register here, once each.
+        app[OUTBOUND] = Outbound()
         dialog = Dialog(opened.notifier, opened.companies)
         app[TELEGRAM] = (
             None

@@ -443,13 +443,17 @@ async def _upsert_locked(
 
 
 async def apply_record_by_id(
-    company: Company, record: dict[str, Any], *, deleted: bool = False
+    company: Company,
+    record: dict[str, Any],
+    *,
+    deleted: bool = False,
+    now: datetime | None = None,
 ) -> ApplyStats:
     """A webhook's record; `deleted=True` for a `delete` event whatever `data` says. The record
     may be as bare as `{"id": …}`: what it lacks is taken from the stored booking."""
     if deleted:
         record = {**record, "deleted": True}
-    return await apply_records(company, [record])
+    return await apply_records(company, [record], now=now)
 
 
 def _earned_for(company: Company, booking: Booking) -> int:

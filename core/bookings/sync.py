@@ -55,9 +55,37 @@ async def sync_catalogue(client: YClientsClient, company: Company) -> dict[str, 
         "services": services,
         "staff": masters,
         "synced_at": datetime.now(UTC).isoformat(),
+        **await _salon_info(api, company),
     }
     await company.save(update_fields=["catalogue", "updated_at"])
     return company.catalogue
+
+
+_INFO_EVERY = timedelta(days=1)
+
+
+async def _salon_info(api: YClientsClient, company: Company) -> dict[str, Any]:
+    """The salon's address for the booking notices, read again once a day (one call; the
+    shared YClients quota is tight): a failure keeps what was known."""
+    known = company.catalogue or {}
+    kept: dict[str, Any] = {k: known[k] for k in ("address", "info_at") if k in known}
+    read_at = known.get("info_at")
+    if isinstance(read_at, str):
+        try:
+            if datetime.now(UTC) - datetime.fromisoformat(read_at) < _INFO_EVERY:
+                return kept
+        except ValueError:
+            pass
+    try:
+        info = await api.company(company.yclients_id)
+    except (YClientsError, OSError) as exc:
+        log.info("company %s: salon info not read (%s)", company.id, exc)
+        return kept
+    address = info.get("address")
+    return {
+        "address": address.strip() if isinstance(address, str) else "",
+        "info_at": datetime.now(UTC).isoformat(),
+    }
 
 
 async def sync_company(

@@ -27,6 +27,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 from tortoise.backends.base.client import BaseDBAsyncClient
+from tortoise.transactions import in_transaction
 
 from core.models import (
     Booking,
@@ -409,8 +410,6 @@ async def plan_digests(now: datetime, companies: Iterable[Company] | None = None
 
 async def replan_company(company: Company, now: datetime) -> None:
     """After the salon's loop settings changed: every upcoming booking's rows follow them."""
-    from tortoise.transactions import in_transaction
-
     bookings = await Booking.filter(
         company_id=company.id, client_id__isnull=False, visit_at__gt=now - _LOOK_BACK
     )

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 from core import visits
 from core.bookings import apply_records
@@ -11,25 +10,7 @@ from core.models import Booking, Company, ScheduledMessage, ScheduledStatus, Syn
 from core.salon_settings import change, loop
 from core.visits import kinds
 from core.visits.planning import next_digest, out_of_quiet, reminders_for
-
-# Monday 2026-11-16 12:00 Moscow (UTC+3).
-NOW = datetime(2026, 11, 16, 9, 0, tzinfo=UTC)
-
-
-def record(record_id: int = 1, *, at: str = "2026-11-20T12:00:00+03:00", **changes: Any) -> dict:
-    base: dict[str, Any] = {
-        "id": record_id,
-        "company_id": 555,
-        "staff": {"id": 7, "name": "Ольга"},
-        "services": [{"id": 1, "title": "Стрижка", "cost": 1500}],
-        "client": {"id": 900, "name": "Анна", "phone": "79991234567"},
-        "datetime": at,
-        "attendance": 0,
-        "deleted": False,
-        "last_change_date": "2026-11-16T11:00:00+0300",
-    }
-    base.update(changes)
-    return base
+from tests.visit_support import NOW, record
 
 
 async def salon(**settings: str) -> Company:
@@ -189,9 +170,11 @@ async def test_settings_changes_move_pending_reminders(orm: str) -> None:
     company = await salon()
     await apply_records(company, [record()], now=NOW)
     await change(
-        company, {"reminder_day_before_at": "19:00", "reminder_hours_before": "0"}, actor="t"
+        company,
+        {"reminder_day_before_at": "19:00", "reminder_hours_before": "0"},
+        actor="t",
+        now=NOW,
     )
-    await visits.replan_company(company, NOW)
     pending = await rows(status=ScheduledStatus.PENDING)
     day_before = next(r for r in pending.values() if r.kind == kinds.DAY_BEFORE)
     assert day_before.due_at == datetime(2026, 11, 19, 16, 0, tzinfo=UTC)
@@ -229,7 +212,7 @@ async def test_weekly_digest_planned_once_per_salon_and_week(orm: str) -> None:
     await Company.filter(id=company.id).update(integration_status=IntegrationStatus.ACTIVE)
     assert await visits.plan_digests(NOW) == 1
     assert await visits.plan_digests(NOW + timedelta(minutes=5)) == 0
-    digest = await ScheduledMessage.get(kind=kinds.DIGEST)
+    digest = await ScheduledMessage.get(kind=kinds.DIGEST, status=ScheduledStatus.PENDING)
     assert digest.due_at == datetime(2026, 11, 17, 7, 0, tzinfo=UTC)
     assert next_digest(loop(company), datetime(2026, 11, 17, 8, 0, tzinfo=UTC)) == datetime(
         2026, 11, 24, 7, 0, tzinfo=UTC
