@@ -34,6 +34,7 @@ from core.settings import Settings
 from core.whatsapp import GatewayNotConfigured, WahaGateway, WhatsAppGateway
 from web import telegram, whatsapp_channel
 from web.keys import (
+    CLOCK,
     METRICS,
     NOTICE_FALLBACK,
     NOTIFIER,
@@ -42,6 +43,7 @@ from web.keys import (
     TELEGRAM,
     WHATSAPP,
     WHATSAPP_BOT,
+    YCLIENTS,
 )
 
 log = logging.getLogger(__name__)
@@ -142,7 +144,14 @@ async def channels_ctx(app: web.Application) -> AsyncIterator[None]:
         app[NOTIFIER] = opened.notifier
         # The chat channels as ClientChannels (bot.outbound) register here, once each.
         app[OUTBOUND] = Outbound()
-        dialog = Dialog(opened.notifier, opened.companies)
+        # A reminder's answer confirms or cancels the record in YClients and tells the admins.
+        dialog = Dialog(
+            opened.notifier,
+            opened.companies,
+            clock=lambda: app[CLOCK].now().timestamp(),
+            outbound=app[OUTBOUND],
+            yclients=app[YCLIENTS],
+        )
         app[TELEGRAM] = (
             None
             if opened.bot is None

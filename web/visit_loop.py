@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from bot.dialog import TELEGRAM as TELEGRAM_CHANNEL
+from bot.dialog import visit_texts
 from bot.outbound import ClientChannel, Outbound
 from bot.visits import Dispatcher, Kinds, Paced, texts
 from web.keys import CLOCK, OUTBOUND, VISIT_KINDS, VISIT_LOOP
@@ -28,6 +29,7 @@ def visit_kinds() -> Kinds:
     their features."""
     registry = Kinds()
     texts.register(registry)
+    visit_texts.register(registry)
     return registry
 
 

@@ -16,13 +16,13 @@ from bot.dialog.client import service_link, service_titles
 from bot.dialog.replies import Button, Reply
 from core.i18n import _, gettext
 from core.models import Booking, Client, Company, ScheduledMessage
-from core.visits import Due
+from core.visits import Due, kinds
 
 if TYPE_CHECKING:
-    # bot.outbound renders these replies (it imports bot.dialog): the type only.
+    # bot.outbound and bot.visits render these replies (they import bot.dialog): types only.
     from bot.outbound import Compose
+    from bot.visits import Kinds
 
-WEEKDAYS = (_("Mon"), _("Tue"), _("Wed"), _("Thu"), _("Fri"), _("Sat"), _("Sun"))
 STARS = (1, 2, 3, 4, 5)
 # VisitAnswer.answer: a reminder's three buttons, and the answers to "cancel your visit?".
 COME = "come"
@@ -66,18 +66,20 @@ class Visit:
         return self.company.title or "—"
 
     def when(self, locale: str, *, sent_at: datetime | None = None) -> str:
-        """ "Завтра, 27.11 (пт), в 12:00" relative to `sent_at`; the date alone without it."""
-        at = formats.local(self.visit_at, self.company)
-        weekday = gettext(locale, WEEKDAYS[at.weekday()])
-        values = {"date": at.strftime("%d.%m"), "weekday": weekday, "time": at.strftime("%H:%M")}
-        days = None
-        if sent_at is not None:
-            days = (at.date() - formats.local(sent_at, self.company).date()).days
+        """ "Завтра, пятница, 20 ноября, 12:00": as the booking notices say it
+        (bot.visits.texts.when), with today or tomorrow relative to `sent_at`."""
+        text = _when(self.visit_at, self.company, locale)
+        if sent_at is None:
+            return text
+        days = (
+            formats.local(self.visit_at, self.company).date()
+            - formats.local(sent_at, self.company).date()
+        ).days
         if days == 0:
-            return gettext(locale, "Today, {date} ({weekday}), at {time}").format(**values)
+            return gettext(locale, "Today, {when}").format(when=text)
         if days == 1:
-            return gettext(locale, "Tomorrow, {date} ({weekday}), at {time}").format(**values)
-        return gettext(locale, "{date} ({weekday}) at {time}").format(**values)
+            return gettext(locale, "Tomorrow, {when}").format(when=text)
+        return text
 
     @property
     def visit_at(self) -> datetime:
@@ -108,6 +110,23 @@ class Visit:
         """The salon's booking page with this visit's service and master chosen (see
         move_link)."""
         return move_link(self.company, self.booking)
+
+
+# The date and the address are worded as the booking notices word them (bot.visits.texts),
+# imported when first used: bot.visits sends through bot.outbound, which imports the dialog's
+# replies, so importing it while the dialog loads would be circular.
+
+
+def _when(moment: datetime, company: Company, locale: str) -> str:
+    from bot.visits.texts import when
+
+    return when(moment, company, locale)
+
+
+def _address(company: Company) -> str:
+    from bot.visits.texts import address
+
+    return address(company)
 
 
 def move_link(company: Company, booking: Booking) -> str | None:
@@ -159,9 +178,12 @@ def reminder(visit: Visit) -> Compose:
     )
 
     def compose(locale: str) -> list[Reply]:
-        when = visit.when(locale, sent_at=row.due_at)
+        lines = [visit.when(locale, sent_at=row.due_at), visit.what(locale)]
+        where = _address(visit.company)
+        if where:
+            lines.append(gettext(locale, "Address: {address}").format(address=where))
         ask = gettext(locale, "Will you come?")
-        text = _message(visit, locale, head, when, visit.what(locale), "", ask)
+        text = _message(visit, locale, head, *lines, "", ask)
         answer = actions.VisitAnswer
         buttons = (
             (Button(gettext(locale, "✅ I'll come"), action=answer(row.id, COME)),),
@@ -211,3 +233,10 @@ def to_admins(visit: Visit, message: str, **extra: str) -> Compose:
         return [Reply(gettext(locale, message).format(**values))]
 
     return compose
+
+
+def register(registry: Kinds) -> None:
+    """The kinds the dialog writes: the two reminders and the after-visit question."""
+    registry.register(kinds.DAY_BEFORE, reminder_for)
+    registry.register(kinds.HOURS_BEFORE, reminder_for)
+    registry.register(kinds.REVIEW, after_visit_for)
