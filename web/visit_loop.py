@@ -18,7 +18,7 @@ from bot.dialog import TELEGRAM as TELEGRAM_CHANNEL
 from bot.dialog import visit_texts
 from bot.outbound import ClientChannel, Outbound
 from bot.visits import Dispatcher, Kinds, Paced, texts
-from web.keys import CLOCK, OUTBOUND, VISIT_KINDS, VISIT_LOOP
+from web.keys import CLOCK, OUTBOUND, SETTINGS, VISIT_KINDS, VISIT_LOOP
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +35,9 @@ def visit_kinds() -> Kinds:
 
 def paced(outbound: Outbound, app: web.Application) -> Outbound:
     channels: dict[str, ClientChannel] = {
-        name: Paced(channel, app[CLOCK]) if name == TELEGRAM_CHANNEL.name else channel
+        name: Paced(channel, app[CLOCK], per_second=app[SETTINGS].telegram_send_rate)
+        if name == TELEGRAM_CHANNEL.name
+        else channel
         for name, channel in outbound.channels.items()
     }
     return Outbound(channels)
@@ -44,13 +46,16 @@ def paced(outbound: Outbound, app: web.Application) -> Outbound:
 async def visit_loop_ctx(app: web.Application) -> AsyncIterator[None]:
     """Needs the ORM and the channels (OUTBOUND): list it after channels_ctx."""
     outbound = app[OUTBOUND]
-    if not outbound.channels:
+    dispatcher = (
+        Dispatcher(paced(outbound, app), app[VISIT_KINDS], clock=app[CLOCK])
+        if outbound.channels
+        else None
+    )
+    app[VISIT_LOOP] = dispatcher
+    if dispatcher is None:
         log.info("visit loop: no chat channel is on, scheduled messages wait")
-        app[VISIT_LOOP] = None
         yield
         return
-    dispatcher = Dispatcher(paced(outbound, app), app[VISIT_KINDS], clock=app[CLOCK])
-    app[VISIT_LOOP] = dispatcher
     task = asyncio.create_task(dispatcher.run(), name="visit-loop")
     yield
     task.cancel()

@@ -133,7 +133,7 @@ class Dispatcher:
             if row.kind in kinds.PER_VISIT and visit_at is not None and later >= visit_at:
                 await visits.mark_dropped(row, "quiet hours until the visit")
             else:
-                await visits.mark_retry(row, later, "quiet hours")
+                await visits.mark_retry(row, later, "quiet hours", attempt_spent=False)
             return row.status
         if kind is None:  # for the type checker: dropped above
             raise RuntimeError("unreachable")
@@ -154,6 +154,17 @@ class Dispatcher:
         if delivery is Delivery.SENT:
             await visits.mark_sent(row, self.clock.now(), channel)
         elif delivery is Delivery.RETRY:
+            take = getattr(self.outbound.channels.get(channel or ""), "take_retry_after", None)
+            hint = take(recipient) if callable(take) else None
+            if hint is not None:
+                # Flood control: not the message's fault, back in line after the wait.
+                await visits.mark_retry(
+                    row,
+                    self.clock.now() + timedelta(seconds=hint),
+                    f"{channel}: flood control, retry after {hint:g} s",
+                    attempt_spent=False,
+                )
+                return row.status
             return await self._retry(due, f"{channel}: try again later")
         else:
             # GONE on every channel that knows the client, or none knows them: for good.

@@ -23,11 +23,12 @@ TELEGRAM_CHAT_GAP = 1.0
 
 
 class TokenBucket:
-    """`rate` sends a second with bursts of up to `burst`; `hold(s)` stops everyone for s."""
+    """`rate` sends a second with bursts of up to `burst` (1 by default: evenly spaced, as
+    Telegram counts any second, not whole seconds); `hold(s)` stops everyone for s."""
 
-    def __init__(self, rate: float, clock: Clock, *, burst: float | None = None) -> None:
+    def __init__(self, rate: float, clock: Clock, *, burst: float = 1.0) -> None:
         self.rate = rate
-        self.capacity = burst if burst is not None else rate
+        self.capacity = burst
         self.clock = clock
         self.tokens = self.capacity
         self.stamp = clock.now()
@@ -59,9 +60,10 @@ class TokenBucket:
 
 
 class Paced:
-    """A ClientChannel sending within a bot's limits. `per_bot` keys the bucket (a salon's own
-    bot has a limit of its own; the channel may say which bot serves a salon with
-    `bot_key(company)`)."""
+    """A ClientChannel sending within a bot's limits: a bucket per bot (a salon's own bot has
+    a limit of its own; the channel may say which bot serves a salon with `bot_key(company)`).
+    Replicas pace independently: with R replicas sending for one bot, give each
+    `per_second / R` (the TELEGRAM_SEND_RATE setting)."""
 
     def __init__(
         self,
@@ -80,6 +82,8 @@ class Paced:
         self._chats: dict[str, datetime] = {}
         self._chat_locks: dict[str, asyncio.Lock] = {}
         self.holds = 0
+        # Chat -> the flood-control wait its last RETRY came with (take_retry_after).
+        self._waits: dict[str, float] = {}
 
     def _bucket(self, company: Company) -> TokenBucket:
         key_of = getattr(self.inner, "bot_key", None)
@@ -102,15 +106,23 @@ class Paced:
             # One token per message: a notice of two replies is two sends.
             for _reply in replies:
                 await bucket.take()
+            self._waits.pop(chat, None)
             result = await self.inner.send(to, company, replies)
             self._chats[chat] = self.clock.now()
             if len(self._chats) > 50_000:
                 self._forget_old_chats()
             if result is Delivery.RETRY:
                 retry_after = getattr(self.inner, "last_retry_after", None)
-                bucket.hold(float(retry_after) if retry_after else 1.0)
+                wait = float(retry_after) if retry_after else 1.0
+                self._waits[chat] = wait
+                bucket.hold(wait)
                 self.holds += 1
             return result
+
+    def take_retry_after(self, to: Recipient) -> float | None:
+        """The flood-control wait behind the last RETRY to `to`, once; None when that RETRY
+        was no flood control (a network error, a 5xx)."""
+        return self._waits.pop(to.addresses.get(self.name, ""), None)
 
     def _forget_old_chats(self) -> None:
         horizon = self.clock.now() - timedelta(seconds=self.chat_gap)

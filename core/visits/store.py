@@ -98,12 +98,16 @@ async def mark_failed(row: ScheduledMessage, why: str) -> None:
     row.status = ScheduledStatus.FAILED
 
 
-async def mark_retry(row: ScheduledMessage, at: datetime, why: str) -> None:
-    """Back to pending, due again at `at` (the same row: still at most once)."""
+async def mark_retry(
+    row: ScheduledMessage, at: datetime, why: str, *, attempt_spent: bool = True
+) -> None:
+    """Back to pending, due again at `at` (the same row: still at most once). A wait that is
+    no failure of the message (quiet hours, flood control) gives its attempt back."""
+    attempts = row.attempts if attempt_spent else max(row.attempts - 1, 0)
     await ScheduledMessage.filter(id=row.id).update(
-        status=ScheduledStatus.PENDING, due_at=at, last_error=why[:_ERROR_MAX]
+        status=ScheduledStatus.PENDING, due_at=at, attempts=attempts, last_error=why[:_ERROR_MAX]
     )
-    row.status, row.due_at = ScheduledStatus.PENDING, at
+    row.status, row.due_at, row.attempts = ScheduledStatus.PENDING, at, attempts
 
 
 async def answer(row_id: int, value: str, *, now: datetime | None = None) -> bool:
