@@ -444,7 +444,7 @@ class ScheduledMessage(Model):
 
     class Meta:
         table = "scheduled_message"
-        indexes = (("status", "due_at"),)
+        indexes = (("status", "due_at"), ("booking_id",))
 
 
 class VisitReview(Model):

@@ -33,6 +33,7 @@ from core.settings import Settings
 from core.whatsapp import GatewayNotConfigured, WahaGateway, WhatsAppGateway
 from web import telegram, whatsapp_channel
 from web.keys import (
+    CLOCK,
     METRICS,
     NOTICE_FALLBACK,
     NOTIFIER,
@@ -41,6 +42,7 @@ from web.keys import (
     TELEGRAM,
     WHATSAPP,
     WHATSAPP_BOT,
+    YCLIENTS,
 )
 
 log = logging.getLogger(__name__)
@@ -144,7 +146,14 @@ async def channels_ctx(app: web.Application) -> AsyncIterator[None]:
     async with channels as opened, contextlib.AsyncExitStack() as running:
         app[NOTIFIER] = opened.notifier
         app[OUTBOUND] = opened.outbound
-        dialog = Dialog(opened.notifier, opened.companies, outbound=opened.outbound)
+        # A reminder's answer confirms or cancels the record in YClients and tells the admins.
+        dialog = Dialog(
+            opened.notifier,
+            opened.companies,
+            clock=lambda: app[CLOCK].now().timestamp(),
+            outbound=opened.outbound,
+            yclients=app[YCLIENTS],
+        )
         app[TELEGRAM] = (
             None
             if opened.bot is None

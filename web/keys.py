@@ -25,6 +25,7 @@ from core.yclients import YClientsClient
 from web.metrics import Metrics
 
 if TYPE_CHECKING:
+    from bot.visits import Dispatcher, Kinds
     from web.sync_jobs import SyncJobs
 
 
@@ -87,3 +88,8 @@ BACKOFF = web.AppKey("backoff", BackoffPolicy)
 # What each running part last found out about its outside system (/health); set by
 # web.app.part_states_ctx, written by the channels.
 PART_STATES = web.AppKey("part_states", PartStates)
+# The kinds of scheduled messages and what each says (web.visit_loop.visit_kinds; a feature
+# registers its kinds in create_app), and the dispatcher sending them (None while no chat
+# channel is on).
+VISIT_KINDS: web.AppKey[Kinds] = web.AppKey("visit_kinds")
+VISIT_LOOP: web.AppKey[Dispatcher | None] = web.AppKey("visit_loop")
