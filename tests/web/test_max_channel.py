@@ -121,7 +121,7 @@ async def test_a_client_joins_by_deep_link_shares_a_verified_phone_and_gets_the_
     app = create_app(with_max(settings, fake))
     clock = VirtualClock()
     app[CLOCK] = clock.clock()
-    await aiohttp_client(app)
+    http = await aiohttp_client(app)
     company = await salon()
     anna = MaxUser(5001, "Анна")
     await fake.wait_for("/me")
@@ -171,6 +171,31 @@ async def test_a_client_joins_by_deep_link_shares_a_verified_phone_and_gets_the_
     balance = await said(fake, anna, anna.says("🎁 Бонусы"))
     assert "100" in balance
     assert app[PART_STATES].failure("max") is None
+    health = await (await http.get("/health")).json()
+    assert health["parts"]["max"] == {"enabled": True, "state": "ok", "reason": "on"}
+
+
+async def test_max_is_off_without_a_token_and_failing_with_a_refused_one(
+    aiohttp_client: ClientFactory, settings: Settings, fake: FakeMaxAPI
+) -> None:
+    http = await aiohttp_client(create_app(settings))
+    part = (await (await http.get("/health")).json())["parts"]["max"]
+    assert part == {
+        "enabled": False,
+        "state": "off",
+        "reason": "off: MAX_BOT_TOKEN not set (the MAX bot)",
+    }
+    assert (await http.post("/webhook/max", json={"update_type": "bot_started"})).status == 404
+
+    wrong = settings.model_copy(
+        update={"max_bot_token": SecretStr("not-the-token"), "max_api_url": fake.url}
+    )
+    app = create_app(wrong)
+    http = await aiohttp_client(app)
+    await until(lambda: app[PART_STATES].failure("max") is not None, message="refused")
+    part = (await (await http.get("/health")).json())["parts"]["max"]
+    assert part["state"] == "failing" and "MAX_BOT_TOKEN" in part["reason"]
+    assert "verify.token" in part["error"]
 
 
 async def test_staff_redeem_in_max_debits_once_on_a_double_tap_and_a_blocked_client_is_marked(
