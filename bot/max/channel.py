@@ -48,11 +48,6 @@ PRESSED = "✓"
 _SEEN = 10_000
 
 
-def deep_link(username: str, yclients_id: int) -> str:
-    """The link that opens the bot bound to the salon (`bot_started.payload`)."""
-    return f"https://max.ru/{username}?start=salon-{yclients_id}"
-
-
 @dataclass(frozen=True, slots=True)
 class Incoming:
     kind: str

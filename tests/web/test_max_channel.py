@@ -5,12 +5,17 @@ client blocks the bot. Time is virtual: the client's per-chat limit and 429 wait
 from __future__ import annotations
 
 import asyncio
+import io
 import secrets
+import shutil
+import subprocess
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
+from PIL import Image
 from pydantic import SecretStr
 
 from bot.qr import qr_png
@@ -27,8 +32,10 @@ from core.models import (
     StaffRole,
 )
 from core.settings import Settings
+from tests.fakes.max import BOT_USERNAME as MAX_USERNAME
 from tests.fakes.max import TOKEN, Call, FakeMaxAPI, MaxUser
-from tests.web.onboarding_support import ClientFactory, until
+from tests.web.onboarding_support import BOT, ClientFactory, open_bench, until
+from tests.web.test_marketplace import activated_salon
 from web.app import create_app
 from web.keys import CLOCK, MAX_BOT, PART_STATES
 
@@ -292,3 +299,38 @@ async def test_a_429_is_waited_out_on_the_clock_and_the_webhook_checks_its_secre
     # The same update delivered again (a webhook retry) is answered once.
     assert (await http.post("/webhook/max", json=update, headers=good)).status == 200
     assert len(fake.sent_to(anna.user_id)) == 4
+
+
+async def test_the_owner_sees_the_max_link_and_the_poster_carries_its_qr(
+    aiohttp_client: ClientFactory, settings: Settings, fake: FakeMaxAPI, tmp_path: Path
+) -> None:
+    update = {"max_bot_token": SecretStr(TOKEN), "max_api_url": fake.url}
+    async with open_bench(aiohttp_client, settings, settings_update=update) as bench:
+        app = bench.client.app
+        await until(lambda: app[MAX_BOT] is not None and app[MAX_BOT].username, message="getMe")
+        token = await activated_salon(bench, 533)
+        page = await (await bench.client.get(f"/marketplace/onboarding?token={token}")).text()
+        link = f"https://max.ru/{MAX_USERNAME}?start=salon-533"
+        assert f'id="max-link" href="{link}"' in page
+        assert 'id="telegram-link"' in page and 'id="poster"' in page
+        poster = await bench.client.get(f"/marketplace/poster.png?token={token}")
+        assert poster.status == 200 and poster.content_type == "image/png"
+        png = await poster.read()
+        assert Image.open(io.BytesIO(png)).size == (874, 1240)
+        if shutil.which("zbarimg"):
+            # Every code on the poster, the MAX one among them, reads back as its link.
+            found = decode_all_qr(png, tmp_path)
+            assert link in found and f"https://t.me/{BOT}?start=salon-533" in found
+
+
+def decode_all_qr(png: bytes, tmp_path: Path) -> set[str]:
+    image = tmp_path / "poster.png"
+    image.write_bytes(png)
+    done = subprocess.run(
+        ["zbarimg", "--quiet", "--raw", str(image)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    )
+    return set(done.stdout.split())
