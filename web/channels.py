@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from aiogram import Bot
 from aiohttp import web
@@ -23,8 +23,9 @@ from bot.dialog import MAX as MAX_CHANNEL
 from bot.dialog import TELEGRAM as TELEGRAM_CHANNEL
 from bot.dialog import WHATSAPP as WHATSAPP_CHANNEL
 from bot.dialog import Dialog
-from bot.max.notifier import MaxNotifier
+from bot.max.notifier import MaxChannel, MaxNotifier
 from bot.notifier import ChannelNotifier, RoutingNotifier
+from bot.outbound import Outbound
 from bot.telegram.dispatcher import build_bot
 from bot.telegram.notifier import TelegramNotifier
 from bot.whatsapp.notifier import WhatsAppNotifier
@@ -64,6 +65,8 @@ class Channels:
     outbox: Outbox | None
     # The MAX Bot API client; None while MAX_BOT_TOKEN is unset.
     max: MaxClient | None = None
+    # Messages nobody just asked for (bot.outbound), over the channels registered in it.
+    outbound: Outbound = field(default_factory=Outbound)
 
 
 def telegram_on(settings: Settings) -> bool:
@@ -93,13 +96,15 @@ async def open_channels(
         routes[TELEGRAM_CHANNEL.name] = TelegramNotifier(bot)
     if outbox is not None:
         routes[WHATSAPP_CHANNEL.name] = WhatsAppNotifier(outbox)
+    outbound = Outbound()
     if max_client is not None:
         routes[MAX_CHANNEL.name] = MaxNotifier(max_client)
+        outbound.add(MaxChannel(max_client))
     companies = CompanyCache()
     fallback = fallback or LoggingNotifier()
     notifier = RoutingNotifier(routes, fallback, companies) if routes else fallback
     try:
-        yield Channels(notifier, companies, bot, outbox, max_client)
+        yield Channels(notifier, companies, bot, outbox, max_client, outbound)
     finally:
         if max_client is not None:
             await max_client.aclose()

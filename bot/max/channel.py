@@ -28,13 +28,13 @@ import logging
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 from tortoise.exceptions import IntegrityError
 
 from bot.dialog import MAX, Dialog, Reply, Session, actions
 from bot.max.render import Outgoing, render
+from bot.outbound import mark_gone
 from core.i18n import gettext, pick_locale
 from core.max import MaxBlocked, MaxClient, MaxError, read_contact
 from core.models import Client, MaxChat
@@ -42,6 +42,7 @@ from core.phones import normalize_phone
 
 log = logging.getLogger(__name__)
 
+CHANNEL = MAX.name
 # What a press is answered with when its reply is a new message rather than an edit (MAX
 # refuses an empty answer, and a press left unanswered keeps spinning).
 PRESSED = "✓"
@@ -207,9 +208,11 @@ class MaxBot:
             message_ref=f"max:{incoming.ref}",
         )
         await self.dialog.prepare(s)
-        if s.client is not None and s.client.max_unreachable_at is not None:
-            # They write again: notices may go to them again.
-            await Client.filter(max_user_id=incoming.user_id).update(max_unreachable_at=None)
+        if s.client is not None and CHANNEL in (s.client.unreachable or {}):
+            # They write again: messages may go to them here again.
+            unreachable = {k: v for k, v in s.client.unreachable.items() if k != CHANNEL}
+            s.client.unreachable = unreachable
+            await Client.filter(id=s.client.id).update(unreachable=unreachable)
         replies = await self._replies(s, chat, incoming)
         chat.state, chat.data = s.state, s.data
         await _save(chat, new, before)
@@ -243,35 +246,43 @@ class MaxBot:
     ) -> None:
         """The replies to a person; a press (`callback_id`) is answered first. A person who
         blocked the bot is marked unreachable and the rest dropped."""
-        out = render(replies)
         try:
-            if callback_id is not None:
-                if out and out[0].edit:
-                    await self.client.answer(callback_id, user_id, message=out[0].body)
-                    out = out[1:]
-                else:
-                    await self.client.answer(callback_id, user_id, notification=PRESSED)
-            for message in out:
-                await self.client.send(user_id, await self._with_image(message))
+            await send_replies(self.client, user_id, replies, callback_id=callback_id)
         except MaxBlocked:
             log.info("MAX user %s blocked the bot: marked unreachable", user_id)
             await mark_unreachable(user_id)
         except MaxError as exc:
             log.warning("MAX answer to user %s not delivered: %s", user_id, exc)
 
-    async def _with_image(self, message: Outgoing) -> dict[str, Any]:
-        if message.image is None:
-            return message.body
-        payload = await self.client.upload_image(message.image.png, message.image.filename)
-        image = {"type": "image", "payload": payload}
-        return {**message.body, "attachments": [image, *message.body["attachments"]]}
+
+async def send_replies(
+    client: MaxClient, user_id: int, replies: Sequence[Reply], *, callback_id: str | None = None
+) -> None:
+    """Render and send; a press (`callback_id`) is answered first. Raises core.max's errors."""
+    out = render(replies)
+    if callback_id is not None:
+        if out and out[0].edit:
+            await client.answer(callback_id, user_id, message=out[0].body)
+            out = out[1:]
+        else:
+            await client.answer(callback_id, user_id, notification=PRESSED)
+    for message in out:
+        await client.send(user_id, await _with_image(client, message))
+
+
+async def _with_image(client: MaxClient, message: Outgoing) -> dict[str, Any]:
+    if message.image is None:
+        return message.body
+    payload = await client.upload_image(message.image.png, message.image.filename)
+    image = {"type": "image", "payload": payload}
+    return {**message.body, "attachments": [image, *message.body["attachments"]]}
 
 
 async def mark_unreachable(user_id: int) -> None:
-    """Nothing reaches this person in MAX until they write again."""
-    await Client.filter(max_user_id=user_id, max_unreachable_at__isnull=True).update(
-        max_unreachable_at=datetime.now(UTC)
-    )
+    """Nothing reaches this person in MAX until they write again (their cards in every salon:
+    one MAX user, one dialog with the bot)."""
+    for client in await Client.filter(max_user_id=user_id).only("id"):
+        await mark_gone(client.id, CHANNEL)
 
 
 async def _save(chat: MaxChat, new: bool, before: tuple[Any, ...]) -> None:

@@ -1,10 +1,11 @@
-"""Balance notices to clients in MAX, in each client's language.
+"""Messages nobody just asked for, in MAX: `MaxChannel`, the ClientChannel bot.outbound sends
+through, and `MaxNotifier`, the balance notices' ChannelNotifier (bot.notifier) on top of it.
 
-Only clients who shared their phone in MAX have a MAX user id. A client who blocked or stopped
-the bot makes MAX answer 403 `chat.denied`: the client is marked unreachable and nothing more is
-sent there until they write again. Flood control (429) is waited out by the client
-(core.max); any other failure is logged and the notice dropped, never raised into whoever
-changed the balance.
+Only clients who shared their phone in MAX have a MAX user id. 403 `chat.denied` (the person
+blocked or stopped the bot) and 404 are for good (GONE: bot.outbound remembers it on the card
+and tries the next channel); a 429 still there after the client's own waits, a network error
+or a 5xx are temporary (RETRY: the caller tries MAX again later). A message of several replies
+that fails halfway is RETRY as a whole, so a retry may repeat its first part.
 """
 
 from __future__ import annotations
@@ -12,37 +13,55 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 
-from bot.max.channel import mark_unreachable
-from core.i18n import pick_locale
-from core.max import MaxBlocked, MaxClient, MaxError
+from bot.dialog import Reply
+from bot.max.channel import CHANNEL, send_replies
+from bot.outbound import Delivery, Recipient, mark_gone
+from core.max import MaxBlocked, MaxClient, MaxError, MaxNotFound
 from core.models import Client, Company
 from core.notifications import BalanceNotice, render
 
 log = logging.getLogger(__name__)
 
 
-class MaxNotifier:
+class MaxChannel:
+    name = CHANNEL
+
     def __init__(self, client: MaxClient) -> None:
         self.client = client
+
+    async def send(self, to: Recipient, company: Company, replies: Sequence[Reply]) -> Delivery:
+        address = to.addresses.get(self.name)
+        if address is None or not address.isdigit():
+            return Delivery.NO_CHAT
+        try:
+            await send_replies(self.client, int(address), replies)
+        except (MaxBlocked, MaxNotFound) as exc:
+            log.info("MAX: %s is unreachable: %s", _who(to), exc)
+            return Delivery.GONE
+        except MaxError as exc:
+            log.warning("MAX: message to %s not delivered, for now: %s", _who(to), exc)
+            return Delivery.RETRY
+        return Delivery.SENT
+
+
+def _who(to: Recipient) -> str:
+    return f"client {to.client_id}" if to.client_id is not None else f"staff {to.staff_id}"
+
+
+class MaxNotifier:
+    """Balance notices to the clients whose last channel is MAX, in their language; never
+    raises into whoever changed the balance."""
+
+    def __init__(self, client: MaxClient) -> None:
+        self.channel = MaxChannel(client)
 
     async def deliver(
         self, client: Client, company: Company, notices: Sequence[BalanceNotice]
     ) -> None:
-        user_id = client.max_user_id
-        if user_id is None:
-            log.info("notice for client %s: no MAX chat", client.id)
+        to = Recipient.of_client(client, company)
+        if CHANNEL not in to.addresses or CHANNEL in to.gone:
+            log.info("notice for client %s: no MAX chat that works", client.id)
             return
-        if client.max_unreachable_at is not None:
-            log.info("notice for client %s: MAX bot blocked, not sent", client.id)
-            return
-        locale = pick_locale(client.locale, company.default_locale)
-        for notice in notices:
-            try:
-                await self.client.send(user_id, {"text": render(notice, locale)})
-            except MaxBlocked:
-                log.info("client %s blocked the MAX bot: marked unreachable", client.id)
-                await mark_unreachable(user_id)
-                return
-            except MaxError as exc:
-                log.warning("notice for client %s not delivered in MAX: %s", client.id, exc)
-                return
+        replies = [Reply(render(notice, to.locale)) for notice in notices]
+        if await self.channel.send(to, company, replies) is Delivery.GONE:
+            await mark_gone(client.id, CHANNEL)

@@ -6,7 +6,7 @@ from tortoise import fields
 from tortoise.migrations.constraints import UniqueConstraint
 
 class Migration(migrations.Migration):
-    dependencies = [('models', '0008_cron_tick')]
+    dependencies = [('models', '0009_salon_settings_visit_loop')]
 
     initial = False
 
@@ -24,11 +24,6 @@ class Migration(migrations.Migration):
             ],
             options={'table': 'max_chat', 'app': 'models', 'pk_attr': 'id', 'table_description': "One person's dialog with the MAX bot (one Salonbot bot for every salon, so not per"},
             bases=['Model'],
-        ),
-        ops.AddField(
-            model_name='Client',
-            name='max_unreachable_at',
-            field=fields.DatetimeField(null=True, auto_now=False, auto_now_add=False),
         ),
         ops.AddField(
             model_name='Client',
