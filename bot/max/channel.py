@@ -113,7 +113,8 @@ class Incoming:
             return None
         text = body.get("text")
         contact = None
-        for attachment in body.get("attachments") or []:
+        attachments = body.get("attachments")
+        for attachment in attachments if isinstance(attachments, list) else []:
             if isinstance(attachment, Mapping) and attachment.get("type") == "contact":
                 payload = attachment.get("payload")
                 contact = payload if isinstance(payload, Mapping) else {}
