@@ -174,9 +174,17 @@ async def test_a_client_joins_by_deep_link_shares_a_verified_phone_and_gets_the_
     # fresh image was "not ready" and went again after a pause.
     assert fake.calls_to("/answers")[-1].body == {"notification": "✓"}
 
-    # The menu label, as its message button sends it.
+    # The menu label, as its message button sends it: the balance with its history.
     balance = await said(fake, anna, anna.says("🎁 Бонусы"))
-    assert "100" in balance
+    assert "100" in balance and "приветственный бонус" in balance
+    visits = await said(fake, anna, anna.says("🗓 Визиты"))
+    assert "Визитов пока нет" in visits
+    after = len(fake.calls)
+    fake.push(anna.presses("book"))
+    await until(lambda: fake.sent_to(anna.user_id, after), message="the booking link")
+    (book,) = fake.sent_to(anna.user_id, after)
+    links = [b for b in buttons(book) if b["type"] == "link"]
+    assert links[0]["url"] == "https://n100555.yclients.com/"
     assert app[PART_STATES].failure("max") is None
     health = await (await http.get("/health")).json()
     assert health["parts"]["max"] == {"enabled": True, "state": "ok", "reason": "on"}
