@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 
 from bot.companies import SessionCompanies
+from bot.max.channel import MaxBot
 from bot.outbound import Outbound
 from bot.telegram.dispatcher import TelegramBot
 from bot.telegram.username import BotUsername
@@ -77,6 +78,8 @@ TELEGRAM: web.AppKey[TelegramBot | None] = web.AppKey("telegram")
 # The WhatsApp channel (answers and notices over each salon's number); None while the gateway
 # is not configured.
 WHATSAPP_BOT: web.AppKey[WhatsAppBot | None] = web.AppKey("whatsapp_bot")
+# The MAX bot (updates in, answers out); None while MAX_BOT_TOKEN is unset.
+MAX_BOT: web.AppKey[MaxBot | None] = web.AppKey("max_bot")
 # Which salon each WhatsApp gateway session belongs to, as the webhook looks it up.
 WHATSAPP_SESSIONS = web.AppKey("whatsapp_sessions", SessionCompanies)
 # The syncs asked for over the API, one job per salon (web.sync_jobs.sync_jobs_ctx).
