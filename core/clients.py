@@ -209,6 +209,14 @@ async def remember_channel(client: Client, channel: str) -> None:
         await Client.filter(id=client.id).update(last_channel=channel)
 
 
+async def remember_telegram_bot(client: Client, bot_id: int) -> None:
+    """The Telegram bot the client's chat is with now (the salon's own or the shared one): a
+    bot may write only to people who started it, so notices go through this one."""
+    if client.telegram_user_id is not None and client.telegram_bot_id != bot_id:
+        client.telegram_bot_id = bot_id
+        await Client.filter(id=client.id).update(telegram_bot_id=bot_id)
+
+
 @dataclass(frozen=True, slots=True)
 class LinkedChat:
     # The chat's client after linking (None only when nothing could be tied).

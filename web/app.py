@@ -22,7 +22,16 @@ from core.parts import half_configured, parts
 from core.settings import Settings
 from core.whatsapp import WHATSAPP as WHATSAPP_SOURCE
 from core.yclients import YClientsClient
-from web import api, health, marketplace, telegram, whatsapp_channel, whatsapp_webhook, yclients
+from web import (
+    api,
+    health,
+    marketplace,
+    salon_bots,
+    telegram,
+    whatsapp_channel,
+    whatsapp_webhook,
+    yclients,
+)
 from web.assets import setup_routes as setup_asset_routes
 from web.channels import channels_ctx, gateway_from_settings
 from web.cron import sync_cron_ctx, whatsapp_watchdog_ctx
@@ -108,6 +117,7 @@ def create_app(settings: Settings) -> web.Application:
     marketplace.setup_routes(app)
     whatsapp_webhook.setup_routes(app)
     telegram.setup_routes(app)
+    salon_bots.setup_routes(app)
     app.router.add_get("/metrics", metrics_handler(metrics))
     setup_home_routes(app)
     # The pages' stylesheets and script (web/static/).

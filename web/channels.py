@@ -1,5 +1,6 @@
-"""The chat channels, built once: the Telegram bot, the WhatsApp channel, and the router that
-sends each balance notice to the channel its client used last (bot.notifier).
+"""The chat channels, built once: the Telegram bot (with the salons' own bots on the same
+dispatcher), the WhatsApp channel, and the router that sends each balance notice to the
+channel its client used last (bot.notifier).
 
 `open_channels` is the one factory of what delivers notices. The web process runs the bots on
 top of it (`channels_ctx`, which sets NOTIFIER, TELEGRAM and WHATSAPP_BOT once; nothing
@@ -25,17 +26,19 @@ from bot.dialog import Dialog
 from bot.notifier import ChannelNotifier, RoutingNotifier
 from bot.telegram.dispatcher import build_bot
 from bot.telegram.notifier import TelegramNotifier
+from bot.telegram.salon_bots import SalonBots
 from bot.whatsapp.notifier import WhatsAppNotifier
 from bot.whatsapp.outbox import Manners, Outbox, ResultHook
 from core.notifications import LoggingNotifier, Notifier
 from core.parts import parts
 from core.settings import Settings
 from core.whatsapp import GatewayNotConfigured, WahaGateway, WhatsAppGateway
-from web import telegram, whatsapp_channel
+from web import salon_bots, telegram, whatsapp_channel
 from web.keys import (
     METRICS,
     NOTICE_FALLBACK,
     NOTIFIER,
+    SALON_BOTS,
     SETTINGS,
     TELEGRAM,
     WHATSAPP,
@@ -55,6 +58,8 @@ class Channels:
     bot: Bot | None
     # Sends over each salon's WhatsApp number; None while the gateway is not configured.
     outbox: Outbox | None
+    # The salons' own Telegram bots, as the database listed them when opened.
+    salon_bots: SalonBots
 
 
 def telegram_on(settings: Settings) -> bool:
@@ -73,23 +78,27 @@ async def open_channels(
     seen in YClients) is told through `fallback` (a log line by default). On leaving, WhatsApp
     sends already handed over get the Outbox's grace, then the bot's session closes."""
     bot = build_bot(settings) if telegram_on(settings) else None
+    secret_key = settings.secret_key.get_secret_value() if settings.secret_key else ""
+    own_bots = SalonBots(settings.telegram_api_url, secret_key)
+    await own_bots.load()
     outbox = None
     if gateway is not None:
         manners = Manners(pause=settings.whatsapp_reply_pause, rate=settings.whatsapp_send_rate)
         outbox = Outbox(gateway, manners, on_result=on_sent)
     routes: dict[str, ChannelNotifier] = {}
-    if bot is not None:
-        routes[TELEGRAM_CHANNEL.name] = TelegramNotifier(bot)
+    if bot is not None or len(own_bots):
+        routes[TELEGRAM_CHANNEL.name] = TelegramNotifier(bot, own_bots)
     if outbox is not None:
         routes[WHATSAPP_CHANNEL.name] = WhatsAppNotifier(outbox)
     companies = CompanyCache()
     fallback = fallback or LoggingNotifier()
     notifier = RoutingNotifier(routes, fallback, companies) if routes else fallback
     try:
-        yield Channels(notifier, companies, bot, outbox)
+        yield Channels(notifier, companies, bot, outbox, own_bots)
     finally:
         if outbox is not None:
             await outbox.close()
+        await own_bots.close()
         if bot is not None:
             await bot.session.close()
 
@@ -139,10 +148,20 @@ async def channels_ctx(app: web.Application) -> AsyncIterator[None]:
     async with channels as opened, contextlib.AsyncExitStack() as running:
         app[NOTIFIER] = opened.notifier
         dialog = Dialog(opened.notifier, opened.companies)
+        dp, i18n = await running.enter_async_context(
+            telegram.dispatching(app, dialog, opened.salon_bots)
+        )
         app[TELEGRAM] = (
             None
             if opened.bot is None
-            else await running.enter_async_context(telegram.running(app, opened.bot, dialog))
+            else await running.enter_async_context(
+                telegram.running(app, opened.bot, dialog, dp, i18n)
+            )
+        )
+        # Each salon's own bot, on the same dispatcher; started and stopped as the database
+        # says, without a restart.
+        app[SALON_BOTS] = await running.enter_async_context(
+            salon_bots.running(app, opened.salon_bots, dp, i18n, opened.bot)
         )
         app[WHATSAPP_BOT] = (
             None

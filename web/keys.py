@@ -24,6 +24,7 @@ from core.yclients import YClientsClient
 from web.metrics import Metrics
 
 if TYPE_CHECKING:
+    from web.salon_bots import SalonBotRunner
     from web.sync_jobs import SyncJobs
 
 
@@ -69,6 +70,8 @@ BODY_TIMEOUT = web.AppKey("body_timeout", float)
 ONBOARDING_POLL_MS = web.AppKey("onboarding_poll_ms", int)
 # The running Telegram bot (dispatcher, bot, dialog); None while the part is off.
 TELEGRAM: web.AppKey[TelegramBot | None] = web.AppKey("telegram")
+# The salons' own Telegram bots (web.salon_bots), run next to the shared bot.
+SALON_BOTS: web.AppKey[SalonBotRunner] = web.AppKey("salon_bots")
 # The WhatsApp channel (answers and notices over each salon's number); None while the gateway
 # is not configured.
 WHATSAPP_BOT: web.AppKey[WhatsAppBot | None] = web.AppKey("whatsapp_bot")

@@ -107,6 +107,9 @@ class Dialog(ClientFlows, StaffFlows):
     async def start(self, s: Session, payload: str | None = None) -> list[Reply]:
         payload = (payload or "").strip()
         s.go(None)
+        if s.pinned and s.company is not None and not payload.startswith(STAFF_PREFIX):
+            # The salon's own bot: whatever link brought the person, this is its salon.
+            return await self.welcome(s)
         if payload.startswith(SALON_PREFIX):
             company = None
             yclients_id = payload.removeprefix(SALON_PREFIX)
@@ -191,7 +194,7 @@ class Dialog(ClientFlows, StaffFlows):
                 return await self.history(s, before_id)
             case actions.PickSalon(company_id=company_id):
                 company = await Company.get_or_none(id=company_id)
-                if company is not None:
+                if company is not None and not s.pinned:
                     s.bind(company)
                     await self._load_client(s)
                     return await self.welcome(s)

@@ -12,6 +12,8 @@ from aiogram.types import Chat, TelegramObject, Update, User
 from aiogram.utils.i18n import I18nMiddleware
 
 from bot.dialog import TELEGRAM, Dialog, Session
+from bot.telegram.salon_bots import SalonBots
+from core import clients
 from core.i18n import pick_locale
 from core.models import Client
 
@@ -20,10 +22,15 @@ Handler = Callable[[TelegramObject, dict[str, Any]], Awaitable[Any]]
 
 class SessionMiddleware(BaseMiddleware):
     """Builds the person's Session from the update and the FSM storage, lets the dialog load
-    the salon and the client, and stores the flow state back when the turn changed it."""
+    the salon and the client, and stores the flow state back when the turn changed it.
 
-    def __init__(self, dialog: Dialog) -> None:
+    An update to a salon's own bot (`salon_bots`) belongs to that salon: the session is bound
+    to it before anything else, with no deep-link payload needed. Each turn records which bot
+    the client's chat is with, so notices go through the bot they started."""
+
+    def __init__(self, dialog: Dialog, salon_bots: SalonBots | None = None) -> None:
         self.dialog = dialog
+        self.salon_bots = salon_bots
 
     async def __call__(self, handler: Handler, event: TelegramObject, data: dict[str, Any]) -> Any:
         user: User | None = data.get("event_from_user")
@@ -41,6 +48,13 @@ class SessionMiddleware(BaseMiddleware):
             data=await state.get_data(),
             message_ref=message_ref(data["bot"], event) if isinstance(event, Update) else None,
         )
+        bot: Bot = data["bot"]
+        pinned = self.salon_bots.company_of(bot.id) if self.salon_bots is not None else None
+        if pinned is not None:
+            company = await self.dialog.companies.get(pinned)
+            if company is not None:
+                session.bind(company)
+                session.pinned = True
         await self.dialog.prepare(session)
         client = session.client
         if client is not None and client.telegram_unreachable_at is not None:
@@ -49,6 +63,8 @@ class SessionMiddleware(BaseMiddleware):
             await Client.filter(id=client.id).update(telegram_unreachable_at=None)
         data["session"] = session
         result = await handler(event, data)
+        if session.client is not None:
+            await clients.remember_telegram_bot(session.client, bot.id)
         if session.changed:
             await state.set_state(session.state)
             await state.set_data(session.data)
