@@ -50,6 +50,7 @@ from web.keys import (
     NOTICE_FALLBACK,
     ONBOARDING_POLL_MS,
     PART_STATES,
+    SALON_BOTS_CLOCK,
     SETTINGS,
     WHATSAPP,
     YCLIENTS,
@@ -93,6 +94,7 @@ def create_app(settings: Settings) -> web.Application:
     app[BODY_TIMEOUT] = DEFAULT_BODY_TIMEOUT
     # Tests replace these before start-up to move the channels' time by hand.
     app[CLOCK] = Clock()
+    app[SALON_BOTS_CLOCK] = Clock()
     app[BACKOFF] = BackoffPolicy()
 
     app.cleanup_ctx.append(orm_ctx)

@@ -82,6 +82,9 @@ SYNC_JOBS: web.AppKey[SyncJobs] = web.AppKey("sync_jobs")
 # Where the channels' retry loops read the time and sleep (tests move it by hand), and how
 # they back off while their outside system is down.
 CLOCK = web.AppKey("clock", Clock)
+# Where the salons' own bots (web.salon_bots) read the time, back off and wait for the next
+# look at the database: a clock of their own, so tests move one loop at a time.
+SALON_BOTS_CLOCK = web.AppKey("salon_bots_clock", Clock)
 BACKOFF = web.AppKey("backoff", BackoffPolicy)
 # What each running part last found out about its outside system (/health); set by
 # web.app.part_states_ctx, written by the channels.

@@ -3,7 +3,7 @@
 Each salon bot polls in `TELEGRAM_MODE=polling`; in webhook mode it registers
 `PUBLIC_BASE_URL/webhook/telegram/bot/<key>` (an opaque per-salon key, never the token) with a
 secret header of its own (core.salon_bot.webhook_secret), and that one route serves them all.
-Every minute (on the app's clock) the registry is brought in line with the database, so a bot
+Every minute (on SALON_BOTS_CLOCK) the registry is brought in line with the database, so a bot
 set, replaced or removed by `salonbot company set` or the owner's page starts or stops without
 a restart; a webhook for a key this replica does not know yet looks in the database first.
 A token Telegram refuses (401: revoked, or replaced in @BotFather) switches that salon's bot
@@ -36,7 +36,7 @@ from core.i18n import pick_locale
 from core.models import Company
 from web.edge import BodyRefused, ascii_header, read_json, refused_response
 from web.ingest import WEBHOOK_MAX_BODY
-from web.keys import BACKOFF, CLOCK, SALON_BOTS, SETTINGS
+from web.keys import BACKOFF, SALON_BOTS, SALON_BOTS_CLOCK, SETTINGS
 from web.telegram import POLLING_TIMEOUT, SECRET_HEADER, set_commands_quietly
 
 log = logging.getLogger(__name__)
@@ -60,7 +60,7 @@ class SalonBotRunner:
         self.dp = dp
         self.i18n = i18n
         self.settings = app[SETTINGS]
-        self.clock = app[CLOCK]
+        self.clock = app[SALON_BOTS_CLOCK]
         # The salon's admins hear of a refused token through the shared bot.
         self.outbound = Outbound({"telegram": TelegramChannel(shared)})
         self.tasks: dict[SalonBot, asyncio.Task[None]] = {}

@@ -238,19 +238,142 @@ class Call:
     at: float = field(default_factory=time.monotonic)
 
 
+def me_for(token: str, username: str, first_name: str = "Salonbot") -> dict[str, Any]:
+    """What getMe answers for a bot: its id is the token's number, as in Telegram."""
+    return {**ME, "id": int(token.split(":", 1)[0]), "username": username, "first_name": first_name}
+
+
+class FakeBot:
+    """One bot the fake Bot API serves: its getMe, its queue of updates, the calls made with
+    its token. A revoked bot answers every call with 401, as Telegram does."""
+
+    def __init__(self, token: str, me: dict[str, Any]) -> None:
+        self.token = token
+        self.me = me
+        self.calls: list[Call] = []
+        self.blocked_chats: set[int] = set()
+        self.revoked = False
+        # getUpdates calls so far (not in `calls`: a poll every half second would drown them).
+        self.polls = 0
+        self._updates: list[dict[str, Any]] = []
+        self._arrived = asyncio.Event()
+        self._called = asyncio.Event()
+
+    @property
+    def id(self) -> int:
+        return int(self.me["id"])
+
+    def push(self, update: dict[str, Any]) -> None:
+        """Queue an update for the bot's next getUpdates."""
+        self._updates.append(update)
+        self._arrived.set()
+
+    def revoke(self) -> None:
+        """The owner revoked the token in @BotFather: every call gets 401 from now on."""
+        self.revoked = True
+        self._arrived.set()  # a long poll in progress ends, as Telegram's does
+
+    def calls_to(self, method: str) -> list[Call]:
+        return [c for c in self.calls if c.method == method]
+
+    async def wait_for(
+        self,
+        method: str,
+        where: Callable[[Call], bool] = lambda call: True,
+        *,
+        after: int = 0,
+        within: float = 10.0,
+    ) -> Call:
+        """The first call to `method` (from index `after` on) that satisfies `where`."""
+        deadline = time.monotonic() + within
+        while True:
+            for call in self.calls[after:]:
+                if call.method == method and where(call):
+                    return call
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                seen = [(c.method, c.params.get("text")) for c in self.calls[after:]]
+                raise AssertionError(f"no {method} call within {within}s; saw {seen}")
+            self._called.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._called.wait(), min(remaining, 0.2))
+
+    def record(self, call: Call) -> None:
+        self.calls.append(call)
+        self._called.set()
+
+    async def polled(self, within: float = 10.0) -> None:
+        """Until the bot's next getUpdates arrives."""
+        seen = self.polls
+        deadline = time.monotonic() + within
+        while self.polls == seen:
+            assert time.monotonic() < deadline, f"no getUpdates within {within}s"
+            self._called.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._called.wait(), 0.2)
+
+    async def get_updates(self, params: dict[str, Any]) -> list[dict[str, Any]]:
+        self.polls += 1
+        self._called.set()
+        offset = int(params.get("offset") or 0)
+        # Updates below the offset are confirmed: drop them, as Telegram does.
+        self._updates = [u for u in self._updates if u["update_id"] >= offset]
+        if not self._updates:
+            self._arrived.clear()
+            wait = min(float(params.get("timeout") or 0), 0.5)
+            try:
+                await asyncio.wait_for(self._arrived.wait(), wait)
+            except TimeoutError:
+                return []
+        return list(self._updates)
+
+
+UNAUTHORIZED = {"ok": False, "error_code": 401, "description": "Unauthorized"}
+
+
 class FakeBotAPI:
-    """A Bot API server on loopback: point TELEGRAM_API_URL at `url`."""
+    """A Bot API server on loopback: point TELEGRAM_API_URL at `url`. It serves the bot of
+    `token` (whose calls, queue and blocked chats are this object's own attributes) and any
+    bot added with `add_bot` (a salon's own); other tokens get 401."""
 
     def __init__(self, token: str = TOKEN) -> None:
         self.token = token
-        self.calls: list[Call] = []
-        self.blocked_chats: set[int] = set()
-        self._updates: list[dict[str, Any]] = []
-        self._arrived = asyncio.Event()
+        self.main = FakeBot(token, ME if token == TOKEN else me_for(token, BOT_USERNAME))
+        self.bots: dict[str, FakeBot] = {token: self.main}
         self._runner: web.AppRunner | None = None
-        self._called = asyncio.Event()
         self._reserved: socket.socket | None = None
         self.url = ""
+
+    # The main bot's state and helpers, as tests of the shared bot use them.
+    @property
+    def calls(self) -> list[Call]:
+        return self.main.calls
+
+    @property
+    def blocked_chats(self) -> set[int]:
+        return self.main.blocked_chats
+
+    def push(self, update: dict[str, Any]) -> None:
+        self.main.push(update)
+
+    def calls_to(self, method: str) -> list[Call]:
+        return self.main.calls_to(method)
+
+    async def wait_for(
+        self,
+        method: str,
+        where: Callable[[Call], bool] = lambda call: True,
+        *,
+        after: int = 0,
+        within: float = 10.0,
+    ) -> Call:
+        return await self.main.wait_for(method, where, after=after, within=within)
+
+    def add_bot(self, token: str, username: str, first_name: str = "Salon") -> FakeBot:
+        """Another bot on this server (a salon's own): @BotFather made it, its token works."""
+        bot = FakeBot(token, me_for(token, username, first_name))
+        self.bots[token] = bot
+        return bot
 
     def reserve(self) -> str:
         """A Bot API that is down: `url` is known, but nothing listens there (connections are
@@ -287,51 +410,26 @@ class FakeBotAPI:
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
 
-    def push(self, update: dict[str, Any]) -> None:
-        """Queue an update for the bot's next getUpdates."""
-        self._updates.append(update)
-        self._arrived.set()
-
-    def calls_to(self, method: str) -> list[Call]:
-        return [c for c in self.calls if c.method == method]
-
-    async def wait_for(
-        self,
-        method: str,
-        where: Callable[[Call], bool] = lambda call: True,
-        *,
-        after: int = 0,
-        within: float = 10.0,
-    ) -> Call:
-        """The first call to `method` (from index `after` on) that satisfies `where`."""
-        deadline = time.monotonic() + within
-        while True:
-            for call in self.calls[after:]:
-                if call.method == method and where(call):
-                    return call
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                seen = [(c.method, c.params.get("text")) for c in self.calls[after:]]
-                raise AssertionError(f"no {method} call within {within}s; saw {seen}")
-            self._called.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._called.wait(), min(remaining, 0.2))
-
     async def _handle(self, request: web.Request) -> web.Response:
-        if request.match_info["token"] != self.token:
-            return web.json_response(
-                {"ok": False, "error_code": 401, "description": "Unauthorized"}, status=401
-            )
+        bot = self.bots.get(request.match_info["token"])
+        if bot is None or bot.revoked:
+            return web.json_response(UNAUTHORIZED, status=401)
         method = request.match_info["method"]
         params, files = await self._read(request)
         if method == "getUpdates":
-            return web.json_response({"ok": True, "result": await self._get_updates(params)})
-        self.calls.append(Call(method, params, files))
-        self._called.set()
+            updates = await bot.get_updates(params)
+            if bot.revoked:
+                return web.json_response(UNAUTHORIZED, status=401)
+            return web.json_response({"ok": True, "result": updates})
+        bot.record(Call(method, params, files))
+        if method == "getMe":
+            return web.json_response({"ok": True, "result": bot.me})
         chat_id = params.get("chat_id")
-        if isinstance(chat_id, int) and chat_id in self.blocked_chats:
+        if isinstance(chat_id, int) and chat_id in bot.blocked_chats:
             return web.json_response(BLOCKED, status=403)
         result = _result_for(method, params, next(_message_ids))
+        if isinstance(result, dict) and "from" in result:
+            result["from"] = {"id": bot.id, "is_bot": True, "first_name": bot.me["first_name"]}
         return web.json_response({"ok": True, "result": result})
 
     async def _read(self, request: web.Request) -> tuple[dict[str, Any], dict[str, bytes]]:
@@ -347,19 +445,6 @@ class FakeBotAPI:
             else:
                 params[name] = _decode(name, str(value))
         return params, files
-
-    async def _get_updates(self, params: dict[str, Any]) -> list[dict[str, Any]]:
-        offset = int(params.get("offset") or 0)
-        # Updates below the offset are confirmed: drop them, as Telegram does.
-        self._updates = [u for u in self._updates if u["update_id"] >= offset]
-        if not self._updates:
-            self._arrived.clear()
-            wait = min(float(params.get("timeout") or 0), 0.5)
-            try:
-                await asyncio.wait_for(self._arrived.wait(), wait)
-            except TimeoutError:
-                return []
-        return list(self._updates)
 
 
 _NUMBERS = frozenset({"chat_id", "message_id", "offset", "timeout", "limit"})
