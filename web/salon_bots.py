@@ -44,6 +44,7 @@ log = logging.getLogger(__name__)
 WEBHOOK_PATH = "/webhook/telegram/bot/{key}"
 # How soon a bot set or removed in the database starts or stops here.
 RECONCILE_EVERY = 60.0
+STARTING_AT_ONCE = 8
 
 
 class SalonBotRunner:
@@ -65,6 +66,9 @@ class SalonBotRunner:
         self.outbound = Outbound({"telegram": TelegramChannel(shared)})
         self.tasks: dict[SalonBot, asyncio.Task[None]] = {}
         self._reconciling = asyncio.Lock()
+        # Start-ups at once (getMe, the menu, the webhook): thousands of salon bots starting
+        # with the process must not all call Telegram in the same moment.
+        self._starting = asyncio.Semaphore(STARTING_AT_ONCE)
         registry.on_refused = self.switch_off
 
     @property
@@ -83,7 +87,7 @@ class SalonBotRunner:
                     self._run(found), name=f"salon-bot-{found.company_id}"
                 )
                 log.info("salon bot of company %s started", found.company_id)
-            await self._reap()
+            self._reap()
 
     async def _run(self, found: SalonBot) -> None:
         """Start-up (getMe, the command menu, then deleteWebhook and polling, or setWebhook),
@@ -92,17 +96,10 @@ class SalonBotRunner:
         backoff = Backoff(self.app[BACKOFF], self.clock)
         while True:
             try:
-                await found.bot.me()
-                await set_commands_quietly(found.bot, self.i18n)
+                async with self._starting:
+                    await self._start(found)
                 if self.polling:
-                    await found.bot.delete_webhook(drop_pending_updates=False)
                     await self._poll(found, backoff)
-                else:
-                    await found.bot.set_webhook(
-                        self.settings.base_url + WEBHOOK_PATH.format(key=found.key),
-                        secret_token=found.secret,
-                        allowed_updates=self.dp.resolve_used_update_types(),
-                    )
                 return
             except asyncio.CancelledError:
                 raise
@@ -116,6 +113,19 @@ class SalonBotRunner:
                     type(exc).__name__,
                 )
             await backoff.wait()
+
+    async def _start(self, found: SalonBot) -> None:
+        await found.bot.me()
+        await set_commands_quietly(found.bot, self.i18n)
+        if self.polling:
+            # A webhook left behind would make getUpdates fail with 409.
+            await found.bot.delete_webhook(drop_pending_updates=False)
+            return
+        await found.bot.set_webhook(
+            self.settings.base_url + WEBHOOK_PATH.format(key=found.key),
+            secret_token=found.secret,
+            allowed_updates=self.dp.resolve_used_update_types(),
+        )
 
     async def _poll(self, found: SalonBot, backoff: Backoff) -> None:
         """getUpdates until cancelled; each update goes through the one dispatcher with this
@@ -169,14 +179,12 @@ class SalonBotRunner:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        await found.bot.session.close()
 
-    async def _reap(self) -> None:
-        """Close the sessions of bots switched off since (their tasks have ended)."""
+    def _reap(self) -> None:
+        """Forget the tasks of bots switched off since (they have ended)."""
         for found, task in list(self.tasks.items()):
             if task.done() and self.registry.of_company(found.company_id) is not found:
                 del self.tasks[found]
-                await found.bot.session.close()
 
     async def known(self, key: str) -> SalonBot | None:
         """The bot of this webhook key; a key this replica has not loaded yet (set a moment
@@ -188,9 +196,9 @@ class SalonBotRunner:
         return found
 
     async def close(self) -> None:
+        # The registry and its HTTP session belong to web.channels.open_channels.
         for found in list(self.tasks):
             await self._stop(found)
-        await self.registry.close()
 
 
 async def _keep_reconciling(runner: SalonBotRunner) -> None:

@@ -46,8 +46,10 @@ Refused = Callable[[SalonBot], Awaitable[None]]
 
 class SalonBots:
     def __init__(self, api_url: str, secret_key: str) -> None:
-        self.api_url = api_url
         self.secret_key = secret_key
+        # One HTTP session (one connection pool) for every salon bot: a request carries its
+        # bot's token, so thousands of bots need no pool each.
+        self.session = AiohttpSession(api=TelegramAPIServer.from_base(api_url))
         self._by_company: dict[int, SalonBot] = {}
         self._by_key: dict[str, SalonBot] = {}
         self._by_bot_id: dict[int, SalonBot] = {}
@@ -85,8 +87,7 @@ class SalonBots:
 
     async def load(self) -> tuple[list[SalonBot], list[SalonBot]]:
         """Bring the registry in line with the database: (started, stopped) bots. A replaced
-        token is both: the old bot stops and the new one starts. The caller closes the
-        stopped bots' sessions once it has stopped using them."""
+        token is both: the old bot stops and the new one starts."""
         rows = await Company.filter(
             telegram_bot_token__isnull=False, telegram_bot_key__isnull=False
         ).values_list("id", "telegram_bot_token", "telegram_bot_key", "telegram_bot_username")
@@ -135,8 +136,7 @@ class SalonBots:
     async def close(self) -> None:
         for found in list(self._by_company.values()):
             self.forget(found)
-            await found.bot.session.close()
+        await self.session.close()
 
     def _bot(self, token: str) -> Bot:
-        session = AiohttpSession(api=TelegramAPIServer.from_base(self.api_url))
-        return Bot(token, session=session)
+        return Bot(token, session=self.session)

@@ -271,6 +271,43 @@ async def test_a_revoked_token_switches_the_bot_off_and_tells_the_admins(
     assert len(texts(telegram.main, 9001)) == 1
 
 
+async def test_in_webhook_mode_a_notice_finds_the_revoked_token(
+    aiohttp_client: ClientFactory, settings: Settings, telegram: FakeBotAPI
+) -> None:
+    """No polling tells of a revoked token in webhook mode: the first send through it does."""
+    own = telegram.add_bot(SALON_TOKEN, "romashka_salon_bot")
+    hooked = with_bot(
+        settings,
+        telegram,
+        telegram_mode="webhook",
+        telegram_webhook_secret=SecretStr(SECRET),
+        public_base_url="https://bot.example",
+    )
+    clock = FakeClock()
+    http = await start_app(aiohttp_client, hooked, clock)
+    runner = http.app[SALON_BOTS]
+    romashka = await salon(555, "Салон Ромашка")
+    await Staff.create(company=romashka, telegram_user_id=9001, role=StaffRole.ADMIN)
+    await set_salon_bot(romashka, SALON_TOKEN, api_url=telegram.url)
+    await next_round(clock)
+    await own.wait_for("setWebhook")
+    client = await Client.create(
+        company=romashka,
+        telegram_user_id=7001,
+        telegram_bot_id=own.id,
+        last_channel="telegram",
+        code="7KQM2X9PA",
+    )
+    own.revoke()
+    notice = BalanceNotice(romashka.id, client.id, LedgerKind.ACCRUAL, 150, 150)
+    await http.app[NOTIFIER].notify([notice])
+    told = await telegram.wait_for("sendMessage", lambda c: c.params["chat_id"] == 9001)
+    assert "@romashka_salon_bot" in told.params["text"]
+    assert not texts(telegram.main, 7001)  # the client never started the shared bot
+    await romashka.refresh_from_db()
+    assert romashka.telegram_bot_token is None and len(runner.registry) == 0
+
+
 async def test_a_wrong_token_is_refused_in_one_sentence(orm: str, telegram: FakeBotAPI) -> None:
     telegram.add_bot(SALON_TOKEN, "romashka_salon_bot")
     romashka = await salon(555, "Салон Ромашка")
