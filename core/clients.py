@@ -202,19 +202,19 @@ def has_written(client: Client) -> bool:
     )
 
 
-async def remember_channel(client: Client, channel: str) -> None:
-    """Balance notices follow the client to the chat channel they used last."""
+async def remember_channel(client: Client, channel: str, *, bot_id: int | None = None) -> None:
+    """Balance notices follow the client to the chat channel they used last — and, in
+    Telegram, to the bot their chat is with now (`bot_id`: the salon's own or the shared one;
+    a bot may write only to people who started it)."""
+    changed: dict[str, Any] = {}
     if client.last_channel != channel:
         client.last_channel = channel
-        await Client.filter(id=client.id).update(last_channel=channel)
-
-
-async def remember_telegram_bot(client: Client, bot_id: int) -> None:
-    """The Telegram bot the client's chat is with now (the salon's own or the shared one): a
-    bot may write only to people who started it, so notices go through this one."""
-    if client.telegram_user_id is not None and client.telegram_bot_id != bot_id:
+        changed["last_channel"] = channel
+    if bot_id is not None and client.telegram_bot_id != bot_id:
         client.telegram_bot_id = bot_id
-        await Client.filter(id=client.id).update(telegram_bot_id=bot_id)
+        changed["telegram_bot_id"] = bot_id
+    if changed:
+        await Client.filter(id=client.id).update(**changed)
 
 
 @dataclass(frozen=True, slots=True)

@@ -58,7 +58,7 @@ class Dialog(ClientFlows, StaffFlows):
             return
         s.client = await Client.get_or_none(company_id=s.company.id, **s.identity)
         if s.client is not None and s.channel.remembered:
-            await clients.remember_channel(s.client, s.channel.name)
+            await clients.remember_channel(s.client, s.channel.name, bot_id=s.bot_id)
 
     async def arrive(self, s: Session, *, phone: str | None, first: bool) -> list[Reply]:
         """Before a turn in a channel that knows the sender's number without asking (WhatsApp:

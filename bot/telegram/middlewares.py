@@ -13,7 +13,6 @@ from aiogram.utils.i18n import I18nMiddleware
 
 from bot.dialog import TELEGRAM, Dialog, Session
 from bot.telegram.salon_bots import SalonBots
-from core import clients
 from core.i18n import pick_locale
 from core.models import Client
 
@@ -25,8 +24,8 @@ class SessionMiddleware(BaseMiddleware):
     the salon and the client, and stores the flow state back when the turn changed it.
 
     An update to a salon's own bot (`salon_bots`) belongs to that salon: the session is bound
-    to it before anything else, with no deep-link payload needed. Each turn records which bot
-    the client's chat is with, so notices go through the bot they started."""
+    to it before anything else, with no deep-link payload needed. The session carries the
+    bot, which the dialog records on the client, so notices go through the bot they started."""
 
     def __init__(self, dialog: Dialog, salon_bots: SalonBots | None = None) -> None:
         self.dialog = dialog
@@ -39,6 +38,7 @@ class SessionMiddleware(BaseMiddleware):
             # The bot talks to people one to one; groups and channels get nothing.
             return None
         state: FSMContext = data["state"]
+        bot: Bot = data["bot"]
         session = Session(
             TELEGRAM,
             identity={"telegram_user_id": user.id},
@@ -46,9 +46,9 @@ class SessionMiddleware(BaseMiddleware):
             language_hint=user.language_code,
             state=await state.get_state(),
             data=await state.get_data(),
-            message_ref=message_ref(data["bot"], event) if isinstance(event, Update) else None,
+            message_ref=message_ref(bot, event) if isinstance(event, Update) else None,
+            bot_id=bot.id,
         )
-        bot: Bot = data["bot"]
         pinned = self.salon_bots.company_of(bot.id) if self.salon_bots is not None else None
         if pinned is not None:
             company = await self.dialog.companies.get(pinned)
@@ -63,8 +63,6 @@ class SessionMiddleware(BaseMiddleware):
             await Client.filter(id=client.id).update(telegram_unreachable_at=None)
         data["session"] = session
         result = await handler(event, data)
-        if session.client is not None:
-            await clients.remember_telegram_bot(session.client, bot.id)
         if session.changed:
             await state.set_state(session.state)
             await state.set_data(session.data)
