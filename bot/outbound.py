@@ -94,6 +94,8 @@ class Recipient:
     client_id: int | None = None
     staff_id: int | None = None
     name: str = ""
+    # The Telegram bot the client's chat is with (a salon's own bot); None: the shared bot.
+    telegram_bot_id: int | None = None
 
     @classmethod
     def of_client(cls, client: Client, company: Company) -> Recipient:
@@ -111,6 +113,7 @@ class Recipient:
             gone=frozenset(gone),
             client_id=client.id,
             name=client.name,
+            telegram_bot_id=client.telegram_bot_id,
         )
 
     @classmethod

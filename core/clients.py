@@ -201,13 +201,18 @@ def has_written(client: Client) -> bool:
     )
 
 
-async def remember_channel(client: Client, channel: str) -> None:
-    """Messages follow the client to the chat channel they used last; writing there again
-    also clears what said it failed for good (they unblocked the bot, the chat is back)."""
+async def remember_channel(client: Client, channel: str, *, bot_id: int | None = None) -> None:
+    """Messages follow the client to the chat channel they used last — and, in Telegram, to
+    the bot their chat is with now (`bot_id`: the salon's own or the shared one; a bot may
+    write only to people who started it). Writing there again also clears what said it
+    failed for good (they unblocked the bot, the chat is back)."""
     changes: dict[str, Any] = {}
     if client.last_channel != channel:
         client.last_channel = channel
         changes["last_channel"] = channel
+    if bot_id is not None and client.telegram_bot_id != bot_id:
+        client.telegram_bot_id = bot_id
+        changes["telegram_bot_id"] = bot_id
     if channel in (client.unreachable or {}):
         client.unreachable = {k: v for k, v in client.unreachable.items() if k != channel}
         changes["unreachable"] = client.unreachable

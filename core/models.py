@@ -87,6 +87,15 @@ class Company(Model):
     review_delay_hours = fields.SmallIntField(null=True, default=2)
     review_url = fields.CharField(max_length=512, default="")
     digest_at = fields.CharField(max_length=9, default="mon 10:00")
+    # The salon's own Telegram bot (core.salon_bot), set through core.salon_settings: its
+    # token (never logged), who Telegram says it is, and the opaque key of its webhook route
+    # (/webhook/telegram/bot/<key>; the token never goes into a URL). Cleared when Telegram
+    # refuses the token (revoked_at says when); the shared bot serves salons without one.
+    telegram_bot_token = fields.CharField(max_length=128, null=True)
+    telegram_bot_id = fields.BigIntField(null=True, unique=True)
+    telegram_bot_username = fields.CharField(max_length=64, null=True)
+    telegram_bot_key = fields.CharField(max_length=64, null=True, unique=True)
+    telegram_bot_revoked_at = fields.DatetimeField(null=True)
     # The WhatsApp watchdog (core.whatsapp.watchdog): when it restarted the session lately (epoch
     # seconds; WhatsApp refuses links for hours after too many attempts, so restarts are
     # capped), and when it told the salon's admins the session is down (None while it works).
@@ -118,6 +127,9 @@ class Client(Model):
     # Cached sum of the client's ledger entries: changes only together with an entry.
     balance = fields.IntField(default=0)
     last_channel = fields.CharField(max_length=16, null=True)
+    # The Telegram bot the client's chat is with (the salon's own or the shared one): a bot
+    # may write only to people who started it, so notices go through this one.
+    telegram_bot_id = fields.BigIntField(null=True)
     # The client's say (core.salon_settings has the salon's): no reminders or after-visit
     # questions; nothing unasked at all (booking and balance notices included).
     reminders_off = fields.BooleanField(default=False)

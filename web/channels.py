@@ -1,6 +1,7 @@
-"""The chat channels, built once: the Telegram bot, the WhatsApp channel, the MAX bot, the
-`Outbound` over them (bot.outbound: every message nobody just asked for, to the channel the
-person used last, with a fallback), and the balance-notice router on top of it (bot.notifier).
+"""The chat channels, built once: the Telegram bot (with the salons' own bots on the same
+dispatcher), the WhatsApp channel, the MAX bot, the `Outbound` over them (bot.outbound: every
+message nobody just asked for, to the channel the person used last, with a fallback), and the
+balance-notice router on top of it (bot.notifier).
 
 `open_channels` is the one factory of what delivers messages. The web process runs the bots on
 top of it (`channels_ctx`, which sets NOTIFIER, OUTBOUND, TELEGRAM, WHATSAPP_BOT and MAX_BOT
@@ -26,6 +27,7 @@ from bot.notifier import RoutingNotifier
 from bot.outbound import Outbound
 from bot.telegram.delivery import TelegramChannel
 from bot.telegram.dispatcher import build_bot
+from bot.telegram.salon_bots import SalonBots
 from bot.whatsapp.delivery import WhatsAppChannel
 from bot.whatsapp.outbox import Manners, Outbox, ResultHook
 from core.backoff import Clock
@@ -35,7 +37,7 @@ from core.parts import parts
 from core.settings import Settings
 from core.whatsapp import GatewayNotConfigured, WahaGateway, WhatsAppGateway
 from web import max as max_channel
-from web import telegram, whatsapp_channel
+from web import salon_bots, telegram, whatsapp_channel
 from web.keys import (
     CLOCK,
     MAX_BOT,
@@ -43,6 +45,7 @@ from web.keys import (
     NOTICE_FALLBACK,
     NOTIFIER,
     OUTBOUND,
+    SALON_BOTS,
     SETTINGS,
     TELEGRAM,
     WHATSAPP,
@@ -65,6 +68,8 @@ class Channels:
     bot: Bot | None
     # Sends over each salon's WhatsApp number; None while the gateway is not configured.
     outbox: Outbox | None
+    # The salons' own Telegram bots, as the database listed them when opened.
+    salon_bots: SalonBots
     # The MAX Bot API client; None while MAX_BOT_TOKEN is unset.
     max: MaxClient | None = None
 
@@ -86,6 +91,9 @@ async def open_channels(
     seen in YClients) is told through `fallback` (a log line by default). On leaving, WhatsApp
     sends already handed over get the Outbox's grace, then the bot's session closes."""
     bot = build_bot(settings) if telegram_on(settings) else None
+    secret_key = settings.secret_key.get_secret_value() if settings.secret_key else ""
+    own_bots = SalonBots(settings.telegram_api_url, secret_key)
+    await own_bots.load()
     outbox = None
     if gateway is not None:
         manners = Manners(pause=settings.whatsapp_reply_pause, rate=settings.whatsapp_send_rate)
@@ -94,8 +102,8 @@ async def open_channels(
     # In this order when a person has never written (staff, a client only seen in YClients):
     # Telegram first, it costs the salon's own number nothing.
     outbound = Outbound()
-    if bot is not None:
-        outbound.add(TelegramChannel(bot))
+    if bot is not None or len(own_bots):
+        outbound.add(TelegramChannel(bot, own_bots))
     if outbox is not None:
         outbound.add(WhatsAppChannel(outbox))
     if max_client is not None:
@@ -104,12 +112,13 @@ async def open_channels(
     fallback = fallback or LoggingNotifier()
     notifier = RoutingNotifier(outbound, fallback, companies) if outbound.channels else fallback
     try:
-        yield Channels(notifier, outbound, companies, bot, outbox, max_client)
+        yield Channels(notifier, outbound, companies, bot, outbox, own_bots, max_client)
     finally:
         if max_client is not None:
             await max_client.aclose()
         if outbox is not None:
             await outbox.close()
+        await own_bots.close()
         if bot is not None:
             await bot.session.close()
 
@@ -171,10 +180,20 @@ async def channels_ctx(app: web.Application) -> AsyncIterator[None]:
             outbound=opened.outbound,
             yclients=app[YCLIENTS],
         )
+        dp, i18n = await running.enter_async_context(
+            telegram.dispatching(app, dialog, opened.salon_bots)
+        )
         app[TELEGRAM] = (
             None
             if opened.bot is None
-            else await running.enter_async_context(telegram.running(app, opened.bot, dialog))
+            else await running.enter_async_context(
+                telegram.running(app, opened.bot, dialog, dp, i18n)
+            )
+        )
+        # Each salon's own bot, on the same dispatcher; started and stopped as the database
+        # says, without a restart.
+        app[SALON_BOTS] = await running.enter_async_context(
+            salon_bots.running(app, opened.salon_bots, dp, i18n, opened.bot)
         )
         app[WHATSAPP_BOT] = (
             None

@@ -169,7 +169,7 @@ class ClientFlows(Flows):
             ]
         client, welcome = joined.client, joined.welcome
         if s.channel.remembered:
-            await clients.remember_channel(client, s.channel.name)
+            await clients.remember_channel(client, s.channel.name, bot_id=s.bot_id)
         s.client = client
         replies: list[Reply] = []
         if welcome is not None:
