@@ -63,10 +63,11 @@ from tortoise import timezone  # noqa: E402
 
 from bot.dialog import Dialog  # noqa: E402
 from bot.max.channel import MaxBot  # noqa: E402
-from bot.max.notifier import MaxNotifier  # noqa: E402
+from bot.max.delivery import MaxChannel  # noqa: E402
 from bot.notifier import RoutingNotifier  # noqa: E402
+from bot.outbound import Outbound  # noqa: E402
+from bot.telegram.delivery import TelegramChannel  # noqa: E402
 from bot.telegram.dispatcher import build_dispatcher  # noqa: E402
-from bot.telegram.notifier import TelegramNotifier  # noqa: E402
 from core import db, ledger  # noqa: E402
 from core.max import MaxClient  # noqa: E402
 from core.models import Client, LedgerEntry, LedgerKind, MaxChat, Staff  # noqa: E402
@@ -235,7 +236,7 @@ async def measure(dsn: str, updates: int, seed_: int, rate: float) -> Measured:
             bot = Bot(TOKEN, session=session)
             max_client = BenchMaxClient(MAX_TOKEN, fake_url)
             notifier = RoutingNotifier(
-                {"telegram": TelegramNotifier(bot), "max": MaxNotifier(max_client)},
+                Outbound({"telegram": TelegramChannel(bot), "max": MaxChannel(max_client)}),
                 LoggingNotifier(),
             )
             dialog = Dialog(notifier)

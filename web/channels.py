@@ -1,10 +1,11 @@
-"""The chat channels, built once: the Telegram bot, the WhatsApp channel, the MAX bot, and the
-router that sends each balance notice to the channel its client used last (bot.notifier).
+"""The chat channels, built once: the Telegram bot, the WhatsApp channel, the MAX bot, the
+`Outbound` over them (bot.outbound: every message nobody just asked for, to the channel the
+person used last, with a fallback), and the balance-notice router on top of it (bot.notifier).
 
-`open_channels` is the one factory of what delivers notices. The web process runs the bots on
-top of it (`channels_ctx`, which sets NOTIFIER, TELEGRAM, WHATSAPP_BOT and MAX_BOT once; nothing
-replaces or edits them afterwards), and `salonbot sync` opens it to tell clients about the
-bonuses it awarded.
+`open_channels` is the one factory of what delivers messages. The web process runs the bots on
+top of it (`channels_ctx`, which sets NOTIFIER, OUTBOUND, TELEGRAM, WHATSAPP_BOT and MAX_BOT
+once; nothing replaces or edits them afterwards), and `salonbot sync` opens it to tell clients
+about the bonuses it awarded.
 """
 
 from __future__ import annotations
@@ -12,23 +13,20 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from aiogram import Bot
 from aiohttp import web
 from prometheus_client import Counter
 
 from bot.companies import CompanyCache
-from bot.dialog import MAX as MAX_CHANNEL
-from bot.dialog import TELEGRAM as TELEGRAM_CHANNEL
-from bot.dialog import WHATSAPP as WHATSAPP_CHANNEL
 from bot.dialog import Dialog
-from bot.max.notifier import MaxChannel, MaxNotifier
-from bot.notifier import ChannelNotifier, RoutingNotifier
+from bot.max.delivery import MaxChannel
+from bot.notifier import RoutingNotifier
 from bot.outbound import Outbound
+from bot.telegram.delivery import TelegramChannel
 from bot.telegram.dispatcher import build_bot
-from bot.telegram.notifier import TelegramNotifier
-from bot.whatsapp.notifier import WhatsAppNotifier
+from bot.whatsapp.delivery import WhatsAppChannel
 from bot.whatsapp.outbox import Manners, Outbox, ResultHook
 from core.backoff import Clock
 from core.max import MaxClient
@@ -44,10 +42,12 @@ from web.keys import (
     METRICS,
     NOTICE_FALLBACK,
     NOTIFIER,
+    OUTBOUND,
     SETTINGS,
     TELEGRAM,
     WHATSAPP,
     WHATSAPP_BOT,
+    YCLIENTS,
 )
 
 log = logging.getLogger(__name__)
@@ -58,6 +58,8 @@ class Channels:
     """What reaches clients: `notifier` routes balance notices over the channels that are on."""
 
     notifier: Notifier
+    # Every message nobody just asked for (notices, reminders, admin alerts and answers).
+    outbound: Outbound
     companies: CompanyCache
     # The Telegram bot's session; None while the part is off (core.parts says why).
     bot: Bot | None
@@ -65,8 +67,6 @@ class Channels:
     outbox: Outbox | None
     # The MAX Bot API client; None while MAX_BOT_TOKEN is unset.
     max: MaxClient | None = None
-    # Messages nobody just asked for (bot.outbound), over the channels registered in it.
-    outbound: Outbound = field(default_factory=Outbound)
 
 
 def telegram_on(settings: Settings) -> bool:
@@ -91,20 +91,20 @@ async def open_channels(
         manners = Manners(pause=settings.whatsapp_reply_pause, rate=settings.whatsapp_send_rate)
         outbox = Outbox(gateway, manners, on_result=on_sent)
     max_client = MaxClient.from_settings(settings, clock=clock)
-    routes: dict[str, ChannelNotifier] = {}
-    if bot is not None:
-        routes[TELEGRAM_CHANNEL.name] = TelegramNotifier(bot)
-    if outbox is not None:
-        routes[WHATSAPP_CHANNEL.name] = WhatsAppNotifier(outbox)
+    # In this order when a person has never written (staff, a client only seen in YClients):
+    # Telegram first, it costs the salon's own number nothing.
     outbound = Outbound()
+    if bot is not None:
+        outbound.add(TelegramChannel(bot))
+    if outbox is not None:
+        outbound.add(WhatsAppChannel(outbox))
     if max_client is not None:
-        routes[MAX_CHANNEL.name] = MaxNotifier(max_client)
         outbound.add(MaxChannel(max_client))
     companies = CompanyCache()
     fallback = fallback or LoggingNotifier()
-    notifier = RoutingNotifier(routes, fallback, companies) if routes else fallback
+    notifier = RoutingNotifier(outbound, fallback, companies) if outbound.channels else fallback
     try:
-        yield Channels(notifier, companies, bot, outbox, max_client, outbound)
+        yield Channels(notifier, outbound, companies, bot, outbox, max_client)
     finally:
         if max_client is not None:
             await max_client.aclose()
@@ -162,7 +162,15 @@ async def channels_ctx(app: web.Application) -> AsyncIterator[None]:
     )
     async with channels as opened, contextlib.AsyncExitStack() as running:
         app[NOTIFIER] = opened.notifier
-        dialog = Dialog(opened.notifier, opened.companies)
+        app[OUTBOUND] = opened.outbound
+        # A reminder's answer confirms or cancels the record in YClients and tells the admins.
+        dialog = Dialog(
+            opened.notifier,
+            opened.companies,
+            clock=lambda: app[CLOCK].now().timestamp(),
+            outbound=opened.outbound,
+            yclients=app[YCLIENTS],
+        )
         app[TELEGRAM] = (
             None
             if opened.bot is None

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 import pytest
 
 from bot.dialog import Reply
-from bot.max.notifier import MaxChannel
+from bot.max.delivery import MaxChannel
 from bot.outbound import Delivery, Outbound
 from core.backoff import Clock
 from core.clients import create_client

@@ -6,7 +6,7 @@ from tortoise import fields
 from tortoise.migrations.constraints import UniqueConstraint
 
 class Migration(migrations.Migration):
-    dependencies = [('models', '0009_salon_settings_visit_loop')]
+    dependencies = [('models', '0011_scheduled_message_booking_index')]
 
     initial = False
 

@@ -1,5 +1,5 @@
 """Messages nobody just asked for, in MAX: `MaxChannel`, the ClientChannel bot.outbound sends
-through, and `MaxNotifier`, the balance notices' ChannelNotifier (bot.notifier) on top of it.
+through (balance notices included, bot.notifier).
 
 Only clients who shared their phone in MAX have a MAX user id. 403 `chat.denied` (the person
 blocked or stopped the bot) and 404 are for good (GONE: bot.outbound remembers it on the card
@@ -15,10 +15,9 @@ from collections.abc import Sequence
 
 from bot.dialog import Reply
 from bot.max.channel import CHANNEL, send_replies
-from bot.outbound import Delivery, Recipient, mark_gone
+from bot.outbound import Delivery, Recipient
 from core.max import MaxBlocked, MaxClient, MaxError, MaxNotFound
-from core.models import Client, Company
-from core.notifications import BalanceNotice, render
+from core.models import Company
 
 log = logging.getLogger(__name__)
 
@@ -46,22 +45,3 @@ class MaxChannel:
 
 def _who(to: Recipient) -> str:
     return f"client {to.client_id}" if to.client_id is not None else f"staff {to.staff_id}"
-
-
-class MaxNotifier:
-    """Balance notices to the clients whose last channel is MAX, in their language; never
-    raises into whoever changed the balance."""
-
-    def __init__(self, client: MaxClient) -> None:
-        self.channel = MaxChannel(client)
-
-    async def deliver(
-        self, client: Client, company: Company, notices: Sequence[BalanceNotice]
-    ) -> None:
-        to = Recipient.of_client(client, company)
-        if CHANNEL not in to.addresses or CHANNEL in to.gone:
-            log.info("notice for client %s: no MAX chat that works", client.id)
-            return
-        replies = [Reply(render(notice, to.locale)) for notice in notices]
-        if await self.channel.send(to, company, replies) is Delivery.GONE:
-            await mark_gone(client.id, CHANNEL)
