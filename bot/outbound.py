@@ -48,6 +48,7 @@ class Delivery(StrEnum):
 CLIENT_ADDRESSES: dict[str, str] = {
     "telegram": "telegram_user_id",
     "whatsapp": "whatsapp_chat_id",
+    "max": "max_user_id",
 }
 
 

@@ -111,6 +111,8 @@ class Client(Model):
     yclients_client_id = fields.BigIntField(null=True)
     telegram_user_id = fields.BigIntField(null=True)
     whatsapp_chat_id = fields.CharField(max_length=64, null=True)
+    # The MAX user id (bot.max): tied when the person shares a phone MAX vouches for.
+    max_user_id = fields.BigIntField(null=True)
     locale = fields.CharField(max_length=8, null=True)
     code = fields.CharField(max_length=9, unique=True)
     # Cached sum of the client's ledger entries: changes only together with an entry.
@@ -134,6 +136,7 @@ class Client(Model):
             ("company", "phone"),
             ("company", "telegram_user_id"),
             ("company", "whatsapp_chat_id"),
+            ("company", "max_user_id"),
         )
         constraints = (CheckConstraint(check="balance >= 0", name="client_balance_nonnegative"),)
 
@@ -188,6 +191,24 @@ class WhatsAppChat(Model):
     class Meta:
         table = "whatsapp_chat"
         unique_together = (("company", "chat_id"),)
+
+
+class MaxChat(Model):
+    """One person's dialog with the MAX bot (one Salonbot bot for every salon, so not per
+    salon): where their conversation stands (the dialog's flow state and data, the salon it is
+    bound to among them) and the phone MAX vouched for (a shared contact whose hash verified
+    and which is the sender's own), by which staff are known."""
+
+    id = fields.IntField(primary_key=True)
+    user_id = fields.BigIntField(unique=True)
+    phone = fields.CharField(max_length=16, null=True)
+    state = fields.CharField(max_length=64, null=True)
+    data: fields.JSONField[dict[str, Any]] = fields.JSONField(default=dict)
+    created_at = fields.DatetimeField(auto_now_add=True)
+    updated_at = fields.DatetimeField(auto_now=True)
+
+    class Meta:
+        table = "max_chat"
 
 
 class StaffInvite(Model):
@@ -444,7 +465,7 @@ class ScheduledMessage(Model):
 
     class Meta:
         table = "scheduled_message"
-        indexes = (("status", "due_at"),)
+        indexes = (("status", "due_at"), ("booking_id",))
 
 
 class VisitReview(Model):

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 
 from bot.companies import SessionCompanies
+from bot.max.channel import MaxBot
 from bot.outbound import Outbound
 from bot.telegram.dispatcher import TelegramBot
 from bot.telegram.username import BotUsername
@@ -25,6 +26,7 @@ from core.yclients import YClientsClient
 from web.metrics import Metrics
 
 if TYPE_CHECKING:
+    from bot.visits import Dispatcher, Kinds
     from web.sync_jobs import SyncJobs
 
 
@@ -76,6 +78,8 @@ TELEGRAM: web.AppKey[TelegramBot | None] = web.AppKey("telegram")
 # The WhatsApp channel (answers and notices over each salon's number); None while the gateway
 # is not configured.
 WHATSAPP_BOT: web.AppKey[WhatsAppBot | None] = web.AppKey("whatsapp_bot")
+# The MAX bot (updates in, answers out); None while MAX_BOT_TOKEN is unset.
+MAX_BOT: web.AppKey[MaxBot | None] = web.AppKey("max_bot")
 # Which salon each WhatsApp gateway session belongs to, as the webhook looks it up.
 WHATSAPP_SESSIONS = web.AppKey("whatsapp_sessions", SessionCompanies)
 # The syncs asked for over the API, one job per salon (web.sync_jobs.sync_jobs_ctx).
@@ -87,3 +91,8 @@ BACKOFF = web.AppKey("backoff", BackoffPolicy)
 # What each running part last found out about its outside system (/health); set by
 # web.app.part_states_ctx, written by the channels.
 PART_STATES = web.AppKey("part_states", PartStates)
+# The kinds of scheduled messages and what each says (web.visit_loop.visit_kinds; a feature
+# registers its kinds in create_app), and the dispatcher sending them (None while no chat
+# channel is on).
+VISIT_KINDS: web.AppKey[Kinds] = web.AppKey("visit_kinds")
+VISIT_LOOP: web.AppKey[Dispatcher | None] = web.AppKey("visit_loop")

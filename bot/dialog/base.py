@@ -15,6 +15,7 @@ from bot.outbound import Outbound
 from core import staff as staff_service
 from core.models import Staff, StaffRole
 from core.notifications import BalanceNotice, Notifier, deliver
+from core.yclients import YClientsClient
 
 if TYPE_CHECKING:
     from bot.dialog.questions import Media
@@ -30,6 +31,7 @@ class Flows:
         *,
         clock: Callable[[], float] = time.time,
         outbound: Outbound | None = None,
+        yclients: YClientsClient | None = None,
     ) -> None:
         self.notifier = notifier
         # Messages nobody just asked for: questions to the admins, their answers to clients.
@@ -37,6 +39,8 @@ class Flows:
         self.companies = companies or CompanyCache()
         # Seconds since the epoch; tests move it instead of waiting.
         self.clock = clock
+        # Confirms and cancels records for a reminder's answer; None: YClients is off.
+        self.yclients = yclients
 
     async def notify(self, notices: Sequence[BalanceNotice]) -> None:
         """Tell clients about balance changes; the ledger has committed by now. A failure to

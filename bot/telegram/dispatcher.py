@@ -50,6 +50,7 @@ BOT_COMMANDS = (
     ("visits", __("My visits")),
     ("code", __("My code for the reception")),
     ("language", __("Language")),
+    ("reminders", __("Reminders: on or off")),
     ("help", __("What the bot can do")),
 )
 

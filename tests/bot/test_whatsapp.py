@@ -62,7 +62,7 @@ def test_the_menu_is_numbered_and_staff_see_their_commands() -> None:
     out = render([Reply("Привет", menu=main_menu("ru"))], "ru")
     (message,) = out.messages
     assert message.text.startswith("Привет\n\n1 — 📅 Записаться\n2 — 🎁 Бонусы\n3 — 🔑 Мой код")
-    assert message.text.endswith("4 — 🗓 Визиты\n5 — 🌐 Язык\n0 — ☰ Меню")
+    assert message.text.endswith("4 — 🗓 Визиты\n5 — 🌐 Язык\n6 — 🔔 Напоминания\n0 — ☰ Меню")
     assert out.options == [] and out.confirm is None
     staff = render([Reply("Hi", menu=main_menu("en", staff=True))], "en").messages[0].text
     assert "For staff: “redeem CODE AMOUNT”" in staff and "1 — 📅 Book" in staff

@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import itertools
 import json
@@ -295,11 +296,37 @@ class Call:
     at: float = field(default_factory=time.monotonic)
 
 
-class FakeBotAPI:
-    """A Bot API server on loopback: point TELEGRAM_API_URL at `url`."""
+def too_many(retry_after: int) -> dict[str, Any]:
+    return {
+        "ok": False,
+        "error_code": 429,
+        "description": f"Too Many Requests: retry after {retry_after}",
+        "parameters": {"retry_after": retry_after},
+    }
 
-    def __init__(self, token: str = TOKEN) -> None:
+
+class FakeBotAPI:
+    """A Bot API server on loopback: point TELEGRAM_API_URL at `url`.
+
+    With `per_second`, sends past that many in any second (a sliding window, as Telegram's
+    flood control counts them) are refused with 429 and `retry_after`, and counted in
+    `refused`; so are a chat's sends less than `chat_gap` seconds apart."""
+
+    def __init__(
+        self,
+        token: str = TOKEN,
+        *,
+        per_second: float | None = None,
+        chat_gap: float | None = None,
+        retry_after: int = 1,
+    ) -> None:
         self.token = token
+        self.per_second = per_second
+        self.chat_gap = chat_gap
+        self.retry_after = retry_after
+        self.refused = 0
+        self._window: collections.deque[float] = collections.deque()
+        self._chat_last: dict[int, float] = {}
         self.calls: list[Call] = []
         self.refusals = Refusals()
         # The chats that blocked the bot (403); `refusals` has the other answers.
@@ -385,6 +412,10 @@ class FakeBotAPI:
         params, files = await self._read(request)
         if method == "getUpdates":
             return web.json_response({"ok": True, "result": await self._get_updates(params)})
+        chat_id = params.get("chat_id")
+        if method.startswith("send") and self._flooded(chat_id):
+            self.refused += 1
+            return web.json_response(too_many(self.retry_after), status=429)
         self.calls.append(Call(method, params, files))
         self._called.set()
         refused = self.refusals.answer(params.get("chat_id"))
@@ -392,6 +423,22 @@ class FakeBotAPI:
             return web.json_response(refused[1], status=refused[0])
         result = _result_for(method, params, next(_message_ids))
         return web.json_response({"ok": True, "result": result})
+
+    def _flooded(self, chat_id: object) -> bool:
+        now = time.monotonic()
+        if self.per_second is not None:
+            while self._window and self._window[0] <= now - 1.0:
+                self._window.popleft()
+            if len(self._window) >= self.per_second:
+                return True
+        if self.chat_gap is not None and isinstance(chat_id, int):
+            last = self._chat_last.get(chat_id)
+            if last is not None and now - last < self.chat_gap:
+                return True
+            self._chat_last[chat_id] = now
+        if self.per_second is not None:
+            self._window.append(now)
+        return False
 
     async def _read(self, request: web.Request) -> tuple[dict[str, Any], dict[str, bytes]]:
         params: dict[str, Any] = {}
@@ -438,3 +485,47 @@ def _decode(name: str, value: str) -> Any:
 
 def now_utc() -> datetime:
     return datetime.now(UTC)
+
+
+# --- a Telegram ClientChannel for the visit loop's tests and benchmark ---
+
+
+class TelegramTestChannel:
+    """Sends `Reply`s through the real Bot API path (bot.telegram.render.send_replies) and
+    says how it went as a bot.outbound.Delivery; a 429's `retry_after` is kept in
+    `last_retry_after` for the pacing. (The product's Telegram ClientChannel comes with the
+    delivery work; this one is for tests until then.)"""
+
+    name = "telegram"
+
+    def __init__(self, bot: Bot) -> None:
+        self.bot = bot
+        self.last_retry_after: float | None = None
+
+    async def send(self, to: Any, company: Any, replies: Any) -> Any:
+        from aiogram.exceptions import (
+            TelegramBadRequest,
+            TelegramForbiddenError,
+            TelegramNetworkError,
+            TelegramRetryAfter,
+            TelegramServerError,
+        )
+
+        from bot.outbound import Delivery
+        from bot.telegram.render import send_replies
+
+        chat = to.addresses.get(self.name)
+        if chat is None:
+            return Delivery.NO_CHAT
+        try:
+            await send_replies(self.bot, int(chat), replies)
+        except TelegramRetryAfter as exc:
+            self.last_retry_after = float(exc.retry_after)
+            return Delivery.RETRY
+        except (TelegramNetworkError, TelegramServerError):
+            return Delivery.RETRY
+        except TelegramForbiddenError:
+            return Delivery.GONE
+        except TelegramBadRequest as exc:
+            return Delivery.GONE if "chat not found" in exc.message else Delivery.RETRY
+        return Delivery.SENT
