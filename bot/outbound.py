@@ -35,9 +35,11 @@ class Delivery(StrEnum):
     SENT = "sent"
     # Temporary (flood control, network, a 5xx): the same channel may work a bit later.
     RETRY = "retry"
-    # For good on this channel (blocked bot, no such chat, session gone): try another.
+    # For good on this channel (blocked bot, no such chat): remembered on the client, and
+    # another channel is tried.
     GONE = "gone"
-    # This channel does not know the person, or is off for the salon.
+    # This channel does not know the person, or is off for the salon (its WhatsApp session is
+    # gone: the salon's number, not the client's chat, so nothing is remembered on the client).
     NO_CHAT = "no_chat"
 
 

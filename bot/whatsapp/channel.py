@@ -159,25 +159,26 @@ class WhatsAppBot:
         # Staff are known by a phone WhatsApp vouches for, never by a typed one.
         s.staff_identity = {"phone": phone} if phone else {}
         replies = await self.dialog.arrive(s, phone=phone, first=new)
-        if message.has_media:
-            # A photo, a voice note, a document: for the salon's admins, when from a client.
-            media = Media(message.media_kind or "file", message.text)
-            passed = await self.dialog.question(s, media=media)
-            replies += passed or [
-                Reply(s._("I can read only text messages. Please write in words."))
-            ]
-        elif message.text:
+        answer = None
+        if message.text:
+            # A photo's caption is read like a message first ("баланс" under a photo).
             answer = await self._answer_quoted(s, message)
             if answer is None:
                 answer = await self._route(s, message.text, chat.offered or {}, first=new)
-            if answer is None:
-                # A first message was greeted above; only a question needs more.
-                answer = (
-                    await self.dialog.question(s, message.text)
-                    if new
-                    else await self.dialog.unknown(s, message.text)
-                )
-            replies += answer or []
+        if answer is None and message.has_media:
+            # A photo, a voice note, a document: for the salon's admins, when from a client.
+            media = Media(message.media_kind or "file", message.text)
+            answer = await self.dialog.question(s, media=media) or [
+                Reply(s._("I can read only text messages. Please write in words."))
+            ]
+        elif answer is None:
+            # A first message was greeted above; only a question needs more.
+            answer = (
+                await self.dialog.question(s, message.text)
+                if new
+                else await self.dialog.unknown(s, message.text)
+            )
+        replies += answer or []
         out = render(replies, s.locale)
         chat.state, chat.data = s.state, s.data
         chat.offered = {"options": out.options} if out.options else {}
