@@ -20,6 +20,7 @@ from prometheus_client import Counter
 
 from bot.companies import CompanyCache
 from bot.dialog import TELEGRAM as TELEGRAM_CHANNEL
+from bot.dialog import WEB as WEB_CHANNEL
 from bot.dialog import WHATSAPP as WHATSAPP_CHANNEL
 from bot.dialog import Dialog
 from bot.notifier import ChannelNotifier, RoutingNotifier
@@ -39,6 +40,7 @@ from web.keys import (
     SETTINGS,
     TELEGRAM,
     WHATSAPP,
+    WEB_CHAT,
     WHATSAPP_BOT,
 )
 
@@ -68,6 +70,7 @@ async def open_channels(
     *,
     fallback: Notifier | None = None,
     on_sent: ResultHook | None = None,
+    web_chat: ChannelNotifier | None = None,
 ) -> AsyncIterator[Channels]:
     """The channels the settings switch on. A client no channel that is on reaches (one only
     seen in YClients) is told through `fallback` (a log line by default). On leaving, WhatsApp
@@ -82,6 +85,9 @@ async def open_channels(
         routes[TELEGRAM_CHANNEL.name] = TelegramNotifier(bot)
     if outbox is not None:
         routes[WHATSAPP_CHANNEL.name] = WhatsAppNotifier(outbox)
+    if web_chat is not None:
+        # The demo's web chat (web.demo): its clients' notices go into the chat's log.
+        routes[WEB_CHANNEL.name] = web_chat
     companies = CompanyCache()
     fallback = fallback or LoggingNotifier()
     notifier = RoutingNotifier(routes, fallback, companies) if routes else fallback
@@ -134,7 +140,11 @@ async def channels_ctx(app: web.Application) -> AsyncIterator[None]:
             sent.labels(kind, "sent" if ok else "failed").inc()
 
     channels = open_channels(
-        app[SETTINGS], app[WHATSAPP], fallback=app[NOTICE_FALLBACK], on_sent=on_sent
+        app[SETTINGS],
+        app[WHATSAPP],
+        fallback=app[NOTICE_FALLBACK],
+        on_sent=on_sent,
+        web_chat=app.get(WEB_CHAT),
     )
     async with channels as opened, contextlib.AsyncExitStack() as running:
         app[NOTIFIER] = opened.notifier

@@ -13,6 +13,7 @@ from aiohttp import web
 from bot.companies import SessionCompanies
 from bot.telegram.dispatcher import TelegramBot
 from bot.telegram.username import BotUsername
+from bot.webchat import WebNotifier
 from bot.whatsapp.channel import WhatsAppBot
 from core.backoff import BackoffPolicy, Clock
 from core.health import PartStates
@@ -24,6 +25,8 @@ from core.yclients import YClientsClient
 from web.metrics import Metrics
 
 if TYPE_CHECKING:
+    from web.demo.app import Demo
+    from web.demo.yclients import DemoYClients
     from web.sync_jobs import SyncJobs
 
 
@@ -83,3 +86,8 @@ BACKOFF = web.AppKey("backoff", BackoffPolicy)
 # What each running part last found out about its outside system (/health); set by
 # web.app.part_states_ctx, written by the channels.
 PART_STATES = web.AppKey("part_states", PartStates)
+# `salonbot demo` only (web.demo): the demo's YClients, the web chat's notifier (web.channels
+# routes to it) and the running demo (its chat and salon), set by web.demo.app.
+DEMO_YCLIENTS: web.AppKey[DemoYClients] = web.AppKey("demo_yclients")
+WEB_CHAT = web.AppKey("web_chat", WebNotifier)
+DEMO: web.AppKey[Demo] = web.AppKey("demo")

@@ -27,6 +27,8 @@ class Channel:
 TELEGRAM = Channel("telegram")
 WHATSAPP = Channel("whatsapp")
 CONSOLE = Channel("console", remembered=False)
+# The demo's web chat (bot.webchat): a channel like the others, so notices follow the client there.
+WEB = Channel("web")
 
 
 @dataclass(eq=False)
