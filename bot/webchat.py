@@ -87,15 +87,10 @@ class ChatLog:
     def after(self, last_seen: int) -> list[Entry]:
         return [e for e in self._entries if e.id > last_seen]
 
-    async def wait_after(self, last_seen: int, timeout: float) -> list[Entry]:
-        """The entries after `last_seen`, waiting up to `timeout` seconds for one to come."""
-        if not self.after(last_seen) and not self.closed and timeout > 0:
-            changed = self._changed
-            try:
-                async with asyncio.timeout(timeout):
-                    await changed.wait()
-            except TimeoutError:
-                pass
+    async def wait_after(self, last_seen: int) -> list[Entry]:
+        """The entries after `last_seen`, waiting for one to come (or the log to close)."""
+        while not self.after(last_seen) and not self.closed:
+            await self._changed.wait()
         return self.after(last_seen)
 
     def close(self) -> None:

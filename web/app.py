@@ -25,9 +25,9 @@ from core.yclients import YClientsClient
 from web import api, health, marketplace, telegram, whatsapp_channel, whatsapp_webhook, yclients
 from web.assets import setup_routes as setup_asset_routes
 from web.channels import channels_ctx, gateway_from_settings
+from web.cron import sync_cron_ctx, whatsapp_watchdog_ctx
 from web.demo.app import setup_demo
 from web.demo.yclients import DemoYClients
-from web.cron import sync_cron_ctx, whatsapp_watchdog_ctx
 from web.edge import DEFAULT_BODY_TIMEOUT
 from web.home import setup_routes as setup_home_routes
 from web.inbox_worker import inbox_worker_ctx

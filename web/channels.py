@@ -39,8 +39,8 @@ from web.keys import (
     NOTIFIER,
     SETTINGS,
     TELEGRAM,
-    WHATSAPP,
     WEB_CHAT,
+    WHATSAPP,
     WHATSAPP_BOT,
 )
 

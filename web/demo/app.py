@@ -17,6 +17,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import functools
 import json
@@ -155,7 +156,9 @@ def setup_demo(app: web.Application, yclients: DemoYClients) -> None:
 
 
 def _html(request: web.Request, text: str) -> web.Response:
-    response = web.Response(text=text, content_type="text/html", headers={"Vary": "Accept-Language"})
+    response = web.Response(
+        text=text, content_type="text/html", headers={"Vary": "Accept-Language"}
+    )
     response.headers["Content-Security-Policy"] = page.CSP
     response.headers["X-Content-Type-Options"] = "nosniff"
     response.headers["Referrer-Policy"] = "no-referrer"
@@ -235,7 +238,13 @@ async def messages_handler(request: web.Request) -> web.Response:
     if after < 0 or not 0 <= wait <= MAX_WAIT:
         return _refuse(400, f"after must be 0 or more and wait between 0 and {MAX_WAIT:g}")
     chat_log = request.app[WEB_CHAT].log
-    entries = await chat_log.wait_after(after, wait)
+    entries = chat_log.after(after)
+    if not entries and wait > 0:
+        try:
+            async with asyncio.timeout(wait):
+                entries = await chat_log.wait_after(after)
+        except TimeoutError:
+            entries = []
     messages = [
         {
             "id": e.id,
@@ -298,7 +307,4 @@ async def yclients_handler(request: web.Request) -> web.Response:
 async def next_visit_handler(request: web.Request) -> web.Response:
     """GET /demo/api/yclients: the demo client's next visit, as the salon sees it."""
     visit = request.app[DEMO].yclients.next_visit(catalogue.CLIENT_PHONE)
-    return _json(
-        {"next_visit": _visit(visit)}, headers={"Cache-Control": "no-store"}
-    )
-
+    return _json({"next_visit": _visit(visit)}, headers={"Cache-Control": "no-store"})

@@ -165,7 +165,7 @@ def record(
 
 # The demo client's own visits: (days from today, hour, service, attendance). One in the past
 # (already earned a bonus), the next today, one more later in the week.
-_OWN_VISITS = (
+_OWN_VISITS: tuple[tuple[int, int | None, int, int], ...] = (
     (-4, 15, 11_003, 1),
     (0, None, 11_001, 2),
     (3, 12, 11_005, 0),
@@ -200,11 +200,11 @@ def week(now: datetime) -> list[JSONDict]:
                 )
             )
             next_id += 1
-    for day, hour, service_id, attendance in _OWN_VISITS:
+    for day, at, service_id, attendance in _OWN_VISITS:
         # Today's visit is in an hour or so, whatever the time the demo starts.
         start = (
-            today + timedelta(days=day, hours=hour)
-            if hour is not None
+            today + timedelta(days=day, hours=at)
+            if at is not None
             else (now + timedelta(hours=1)).replace(minute=0, second=0, microsecond=0)
         )
         records.append(

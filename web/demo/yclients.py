@@ -48,7 +48,9 @@ def envelope(data: Any, meta: Any = None) -> JSONDict:
 
 
 def _fail(status: int, message: str) -> web.Response:
-    return web.json_response({"success": False, "data": None, "meta": {"message": message}}, status)
+    return web.json_response(
+        {"success": False, "data": None, "meta": {"message": message}}, status=status
+    )
 
 
 def loopback_socket() -> socket.socket:
