@@ -209,12 +209,13 @@ async def test_serve_has_no_demo(aiohttp_client: ClientFactory, settings: Settin
 
 async def test_salonbot_demo_prints_the_url_to_open(tmp_path: Path) -> None:
     """The command as a newcomer runs it (`make run`): its own SQLite under DATA_DIR whatever
-    DATABASE_URL says, the URL printed, the page and the salon there, Ctrl-C ends it."""
+    DATABASE_URL says (a real salon's database is never touched), the URL printed, the page and the salon there, Ctrl-C ends it."""
     port = free_port()
+    elsewhere = tmp_path / "real.sqlite3"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("TELEGRAM_", "YCLIENTS_"))} | {
         "DATA_DIR": str(tmp_path / "data"),
         "HTTP_PORT": "1",
-        "DATABASE_URL": "postgres://x@nowhere/db",
+        "DATABASE_URL": f"sqlite://{elsewhere}",
     }
     env.pop("SECRET_KEY", None)
     salonbot = Path(sys.executable).with_name("salonbot")
@@ -247,7 +248,7 @@ async def test_salonbot_demo_prints_the_url_to_open(tmp_path: Path) -> None:
                 f"{url}demo/api/message", json={"role": "client", "text": "/start"}, timeout=10
             )
             assert catalogue.TITLE in answer.json()["replies"][0]["text"]
-        assert (tmp_path / "data" / "demo.sqlite3").exists()
+        assert (tmp_path / "data" / "demo.sqlite3").exists() and not elsewhere.exists()
         proc.send_signal(signal.SIGINT)
         assert await asyncio.wait_for(proc.wait(), 60) == 0
     finally:
