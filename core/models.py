@@ -77,6 +77,16 @@ class Company(Model):
     welcome_bonus = fields.IntField(default=0)
     max_redeem_percent = fields.SmallIntField(default=30)
     default_locale = fields.CharField(max_length=8, default="ru")
+    # The visit loop and the weekly digest, per salon (validated and changed only through
+    # core.salon_settings, which documents each key; "off" turns a time off).
+    reminder_day_before_at = fields.CharField(max_length=5, default="18:00")
+    reminder_hours_before = fields.SmallIntField(default=2)
+    quiet_hours = fields.CharField(max_length=11, default="21:00-09:00")
+    silent_alert_hours_before = fields.SmallIntField(default=3)
+    # None: no after-visit question.
+    review_delay_hours = fields.SmallIntField(null=True, default=2)
+    review_url = fields.CharField(max_length=512, default="")
+    digest_at = fields.CharField(max_length=9, default="mon 10:00")
     # The WhatsApp watchdog (core.whatsapp.watchdog): when it restarted the session lately (epoch
     # seconds; WhatsApp refuses links for hours after too many attempts, so restarts are
     # capped), and when it told the salon's admins the session is down (None while it works).
@@ -109,6 +119,13 @@ class Client(Model):
     # Set when Telegram refused a message because the client blocked the bot; cleared when the
     # client writes again. Notices are not sent to Telegram while it is set.
     telegram_unreachable_at = fields.DatetimeField(null=True)
+    # The client's say (core.salon_settings has the salon's): no reminders or after-visit
+    # questions; nothing unasked at all (booking and balance notices included).
+    reminders_off = fields.BooleanField(default=False)
+    messages_off = fields.BooleanField(default=False)
+    # Channel name -> when delivery there failed for good (blocked bot, chat gone); bot.outbound
+    # skips those channels until the client writes there again.
+    unreachable: fields.JSONField[dict[str, str]] = fields.JSONField(default=dict)
     created_at = fields.DatetimeField(auto_now_add=True)
 
     class Meta:
@@ -362,3 +379,96 @@ class CronTick(Model):
 
     class Meta:
         table = "cron_tick"
+
+
+class SettingChange(Model):
+    """The salon's audit log of its settings: who changed which key from what to what."""
+
+    id = fields.BigIntField(primary_key=True)
+    company: fields.ForeignKeyRelation[Company] = fields.ForeignKeyField(
+        "models.Company", related_name="setting_changes", on_delete=fields.CASCADE
+    )
+    company_id: int
+    # "cli", "staff:<id>", "owner-page", …
+    actor = fields.CharField(max_length=64)
+    key = fields.CharField(max_length=48)
+    old_value = fields.TextField(default="")
+    new_value = fields.TextField(default="")
+    created_at = fields.DatetimeField(auto_now_add=True)
+
+    class Meta:
+        table = "setting_change"
+
+
+class ScheduledStatus(StrEnum):
+    PENDING = "pending"
+    # Claimed by a dispatcher; a row left here by a crash is never sent again (at most once).
+    SENDING = "sending"
+    SENT = "sent"
+    # No longer wanted: the record moved or was cancelled, the client said stop, too late.
+    DROPPED = "dropped"
+    FAILED = "failed"
+
+
+class ScheduledMessage(Model):
+    """A message the salon sends unasked at `due_at`: a booking notice, a reminder, a
+    silent-client alert, an after-visit question, a digest. Rows, not timers: they survive
+    restarts and are claimed with FOR UPDATE SKIP LOCKED by one replica."""
+
+    id = fields.BigIntField(primary_key=True)
+    company: fields.ForeignKeyRelation[Company] = fields.ForeignKeyField(
+        "models.Company", related_name="scheduled_messages", on_delete=fields.CASCADE
+    )
+    company_id: int
+    booking: fields.ForeignKeyNullableRelation[Booking] = fields.ForeignKeyField(
+        "models.Booking", related_name="scheduled_messages", null=True, on_delete=fields.CASCADE
+    )
+    booking_id: int | None
+    client: fields.ForeignKeyNullableRelation[Client] = fields.ForeignKeyField(
+        "models.Client", related_name="scheduled_messages", null=True, on_delete=fields.CASCADE
+    )
+    client_id: int | None
+    kind = fields.CharField(max_length=24)
+    # Unique per purpose, e.g. "day_before:<booking id>": a replayed change plans nothing new.
+    key = fields.CharField(max_length=128, unique=True)
+    due_at = fields.DatetimeField()
+    status = fields.CharEnumField(ScheduledStatus, max_length=16, default=ScheduledStatus.PENDING)
+    attempts = fields.SmallIntField(default=0)
+    claimed_at = fields.DatetimeField(null=True)
+    sent_at = fields.DatetimeField(null=True)
+    channel = fields.CharField(max_length=16, null=True)
+    # What the client answered (confirmed, cancelled, move, a rating…), and when.
+    answer = fields.CharField(max_length=16, null=True)
+    answered_at = fields.DatetimeField(null=True)
+    payload: fields.JSONField[dict[str, Any]] = fields.JSONField(default=dict)
+    last_error = fields.TextField(null=True)
+    created_at = fields.DatetimeField(auto_now_add=True)
+
+    class Meta:
+        table = "scheduled_message"
+        indexes = (("status", "due_at"),)
+
+
+class VisitReview(Model):
+    """A client's answer to "how was it?" about one visit."""
+
+    id = fields.BigIntField(primary_key=True)
+    company: fields.ForeignKeyRelation[Company] = fields.ForeignKeyField(
+        "models.Company", related_name="reviews", on_delete=fields.CASCADE
+    )
+    company_id: int
+    booking: fields.OneToOneNullableRelation[Booking] = fields.OneToOneField(
+        "models.Booking", related_name="review", null=True, on_delete=fields.SET_NULL
+    )
+    booking_id: int | None
+    client: fields.ForeignKeyNullableRelation[Client] = fields.ForeignKeyField(
+        "models.Client", related_name="reviews", null=True, on_delete=fields.SET_NULL
+    )
+    client_id: int | None
+    rating = fields.SmallIntField()
+    comment = fields.TextField(default="")
+    created_at = fields.DatetimeField(auto_now_add=True)
+
+    class Meta:
+        table = "visit_review"
+        indexes = (("company_id", "created_at"),)

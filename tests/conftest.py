@@ -23,6 +23,10 @@ BACKEND = os.environ.get("SALONBOT_TEST_DB", "sqlite")
 ADMIN_DSN = os.environ.get("TEST_POSTGRES_DSN", "postgres://postgres@127.0.0.1:5432/test")
 IN_CI = os.environ.get("CI", "").lower() == "true"
 TABLES = (
+    # Children before parents (SQLite deletes in this order). A new table goes here too.
+    "setting_change",
+    "visit_review",
+    "scheduled_message",
     "cron_tick",
     "marketplace_redirect_use",
     "pending_api_key",

@@ -19,7 +19,7 @@ from aiohttp import web
 
 from bot import console
 from bot.telegram.username import BotUsername
-from core import companies, db, marketplace
+from core import companies, db, marketplace, salon_settings
 from core import staff as staff_service
 from core.bookings import ApplyStats
 from core.bookings.sync import sync_company
@@ -312,9 +312,7 @@ async def _client_links(settings: Settings, company: Company) -> tuple[str | Non
 
 def cmd_company_show(settings: Settings, args: argparse.Namespace) -> int:
     async def work() -> int:
-        company = await Company.get_or_none(yclients_id=args.yclients_id)
-        if company is None:
-            raise CommandError(f"no salon with YClients id {args.yclients_id}")
+        company = await _salon(args.yclients_id)
         telegram, wa = await _client_links(settings, company)
         user = ", ".join(
             str(v)
@@ -346,11 +344,39 @@ def cmd_company_show(settings: Settings, args: argparse.Namespace) -> int:
         print(f"{company.title or '—'} (YClients {company.yclients_id})")
         for name, value in rows:
             print(f"  {name + ':':<18}{value}")
+        print("  settings (salonbot company set --company ID KEY=VALUE):")
+        for key, value in salon_settings.show(company):
+            print(f"    {key} = {value}")
         events = await MarketplaceEvent.filter(company_id=company.id).order_by("-id").limit(10)
         if events:
             print("  recent marketplace events:")
             for event in reversed(events):
                 print(f"    {event.created_at:%Y-%m-%d %H:%M} UTC  {event.kind}  {event.details}")
+        return 0
+
+    return asyncio.run(_with_db(settings, work))
+
+
+def cmd_company_set(settings: Settings, args: argparse.Namespace) -> int:
+    values: dict[str, str] = {}
+    for pair in args.values:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise CommandError(f"{pair!r} is not KEY=VALUE; e.g. reminder_hours_before=3")
+        values[key.strip()] = value
+    try:
+        for key, value in values.items():
+            salon_settings.parse(key, value)
+    except salon_settings.SettingError as exc:
+        raise CommandError(str(exc)) from None
+
+    async def work() -> int:
+        company = await _salon(args.yclients_id)
+        changes = await salon_settings.change(company, values, actor="cli")
+        for change in changes:
+            print(f"{change.key}: {change.old or '—'} -> {change.new or '—'}")
+        if not changes:
+            print("nothing changed")
         return 0
 
     return asyncio.run(_with_db(settings, work))
@@ -577,7 +603,24 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Handler]]:
     show = command(
         "company show", "one salon's onboarding status, links and events", cmd_company_show, company
     )
-    show.add_argument("--yclients-id", type=int, required=True, help="the salon's YClients id")
+    show.add_argument(
+        "--company",
+        "--yclients-id",
+        dest="yclients_id",
+        type=int,
+        required=True,
+        help="the salon's YClients id",
+    )
+    set_ = command(
+        "company set",
+        "change a salon's settings: KEY=VALUE … (see `company show` for the keys)",
+        cmd_company_set,
+        company,
+    )
+    set_.add_argument(
+        "--company", dest="yclients_id", type=int, required=True, help="the salon's YClients id"
+    )
+    set_.add_argument("values", nargs="+", metavar="KEY=VALUE")
 
     sync = command("sync", "sync bookings from YClients now", cmd_sync)
     sync.add_argument("--company", type=int, help="one salon's YClients id (default: all active)")
