@@ -56,6 +56,9 @@ class Recipient:
             addresses["telegram"] = str(client.telegram_user_id)
         if client.whatsapp_chat_id:
             addresses["whatsapp"] = client.whatsapp_chat_id
+        if client.last_channel == "web" and client.phone:
+            # The demo's web chat knows its people by phone (bot.webchat).
+            addresses["web"] = client.phone
         gone = set(client.unreachable or {})
         if client.telegram_unreachable_at is not None:
             gone.add("telegram")
@@ -76,6 +79,8 @@ class Recipient:
             addresses["telegram"] = str(staff.telegram_user_id)
         if staff.phone:
             addresses["whatsapp"] = chat_id_for_phone(staff.phone)
+            # Only the demo registers a web chat; there staff are known by phone too.
+            addresses["web"] = staff.phone
         return cls(
             company_id=company.id,
             locale=company.default_locale,

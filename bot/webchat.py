@@ -11,8 +11,9 @@ button stays a link; an image is handed over as PNG bytes.
 Who is talking is not the visitor's to say: the host names the people of the chat (`Person`:
 a role, the phone it vouches for, whether it is the salon's staff), as the console trusts its
 `--phone`. Conversations and their log live in memory, in `ChatLog`; notices for the chat's
-clients (`WebNotifier`, a ChannelNotifier of bot.notifier) go into the same log, so a page
-that polls it sees them.
+clients go into the same log through `WebChannel`, a ClientChannel of bot.outbound (the
+balance notices' ChannelNotifier of bot.notifier, `WebNotifier`, sends through it), so a page
+that polls the log sees them.
 """
 
 from __future__ import annotations
@@ -24,8 +25,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from bot.dialog import WEB, Action, Dialog, Reply, Session, actions
+from bot.outbound import Delivery, Recipient
 from bot.whatsapp import menu
-from core.i18n import DEFAULT_LOCALE
 from core.models import Client, Company
 from core.notifications import BalanceNotice, render
 
@@ -119,24 +120,44 @@ def _entry(number: int, role: str, sender: str, reply: Reply | str, notice: bool
     )
 
 
-class WebNotifier:
-    """Balance notices for the chat's clients, into the chat log (bot.notifier routes a client
-    whose last channel is the web chat here)."""
+class WebChannel:
+    """The web chat as a ClientChannel (bot.outbound): what the bot sends a person of the chat
+    on its own — notices, reminders, an admin's answer — goes into the chat's log. A person's
+    address in it is the phone the chat knows them by."""
+
+    name = WEB.name
 
     def __init__(self, log_: ChatLog, people: Sequence[Person]) -> None:
         self.log = log_
         self.roles = {p.phone: p.role for p in people}
 
+    async def send(self, to: Recipient, company: Company, replies: Sequence[Reply]) -> Delivery:
+        role = self.roles.get(to.addresses.get(self.name, ""))
+        if role is None:
+            return Delivery.NO_CHAT
+        for reply in replies:
+            self.log.add(role, BOT, reply, notice=True)
+        return Delivery.SENT
+
+
+class WebNotifier:
+    """Balance notices of the chat's clients (bot.notifier routes a client whose last channel
+    is the web chat here), sent through the WebChannel."""
+
+    def __init__(self, channel: WebChannel) -> None:
+        self.channel = channel
+
+    @property
+    def log(self) -> ChatLog:
+        return self.channel.log
+
     async def deliver(
         self, client: Client, company: Company, notices: Sequence[BalanceNotice]
     ) -> None:
-        role = self.roles.get(client.phone or "")
-        if role is None:
+        to = Recipient.of_client(client, company)
+        replies = [Reply(render(notice, to.locale)) for notice in notices]
+        if await self.channel.send(to, company, replies) is not Delivery.SENT:
             log.info("web chat: client %s is nobody of this chat; notice dropped", client.id)
-            return
-        locale = client.locale or company.default_locale or DEFAULT_LOCALE
-        for notice in notices:
-            self.log.add(role, BOT, render(notice, locale), notice=True)
 
 
 _CONTACT = "contact"

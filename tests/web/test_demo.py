@@ -18,6 +18,8 @@ from typing import Any
 import httpx
 import pytest
 
+from bot.dialog import Reply
+from bot.outbound import Delivery, Outbound
 from bot.qr import qr_png
 from core import codes
 from core.models import (
@@ -36,6 +38,7 @@ from tests.web.demo_support import open_demo
 from tests.web.onboarding_support import ClientFactory, free_port
 from web.app import create_app
 from web.demo import catalogue
+from web.keys import WEB_CHAT
 
 
 def _labels(reply: dict[str, Any]) -> list[str]:
@@ -154,6 +157,29 @@ async def test_the_salon_moves_and_cancels_the_next_visit_by_webhook(
         assert again["record_id"] in demo.yclients.records
 
 
+async def test_outbound_sends_to_the_web_chat_as_one_of_its_channels(
+    aiohttp_client: ClientFactory, settings: Settings
+) -> None:
+    """What the visit loop and the admins' alerts will send (bot.outbound) reaches the demo's
+    people in the web chat; a client who never wrote there is not its to reach."""
+    async with open_demo(aiohttp_client, settings) as demo:
+        await demo.say("client", "/start")
+        await demo.messages()
+        client = await Client.get(phone=catalogue.CLIENT_PHONE)
+        channel = demo.client.app[WEB_CHAT].channel
+        outbound = Outbound({channel.name: channel})
+
+        def reminder(locale: str) -> list[Reply]:
+            return [Reply(f"reminder in {locale}")]
+
+        assert await outbound.to_client(client, reminder) is Delivery.SENT
+        assert await outbound.to_admins(client.company_id, reminder) == 1
+        other = await Client.get(phone=catalogue.CLIENTS[0][1])
+        assert await outbound.to_client(other, reminder) is Delivery.NO_CHAT
+        sent = [(m["role"], m["text"], m.get("notice")) for m in await demo.messages()]
+        assert sent == [("client", "reminder in ru", True), ("staff", "reminder in ru", True)]
+
+
 @pytest.mark.parametrize(
     ("path", "body", "error"),
     [
@@ -209,7 +235,8 @@ async def test_serve_has_no_demo(aiohttp_client: ClientFactory, settings: Settin
 
 async def test_salonbot_demo_prints_the_url_to_open(tmp_path: Path) -> None:
     """The command as a newcomer runs it (`make run`): its own SQLite under DATA_DIR whatever
-    DATABASE_URL says (a real salon's database is never touched), the URL printed, the page and the salon there, Ctrl-C ends it."""
+    DATABASE_URL says (a real salon's database is never touched), the URL printed, the page
+    and the salon there, Ctrl-C ends it."""
     port = free_port()
     elsewhere = tmp_path / "real.sqlite3"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("TELEGRAM_", "YCLIENTS_"))} | {

@@ -31,7 +31,7 @@ from aiohttp import web
 from pydantic import SecretStr
 
 from bot.dialog import Dialog
-from bot.webchat import ChatLog, Entry, Person, WebChat, WebNotifier
+from bot.webchat import ChatLog, Entry, Person, WebChannel, WebChat, WebNotifier
 from core import companies
 from core import staff as staff_service
 from core.bookings.sync import sync_company
@@ -141,7 +141,7 @@ def demo_settings(settings: Settings, yclients: DemoYClients) -> Settings:
 
 def setup_demo(app: web.Application, yclients: DemoYClients) -> None:
     app[DEMO_YCLIENTS] = yclients
-    app[WEB_CHAT] = WebNotifier(ChatLog(), PEOPLE)
+    app[WEB_CHAT] = WebNotifier(WebChannel(ChatLog(), PEOPLE))
     app.cleanup_ctx.append(demo_ctx)
     app.on_shutdown.append(_close_log)
     app.router.add_get("/", page_handler)
