@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from bot.dialog import WEB, Action, Dialog, Reply, Session, actions
 from bot.outbound import Delivery, Recipient
 from bot.whatsapp import menu
+from core import clients
 from core.models import Client, Company
 from core.notifications import BalanceNotice, render
 
@@ -161,6 +162,8 @@ class WebNotifier:
 
 
 _CONTACT = "contact"
+# The chat's first button, as Telegram's "Start": the salon's welcome.
+START = "/start"
 
 
 class WebChat:
@@ -198,8 +201,17 @@ class WebChat:
         async with self._turns[role]:
             s = self._sessions[role]
             self.log.add(role, VISITOR, text)
+            text = text.strip()
+            # Asked before the turn: preparing it makes the web chat the client's last channel,
+            # after which anyone would be greeted as one who has written before.
+            returning = text == START and await self._has_written(s, person)
             await self.dialog.prepare(s)
-            replies = self.dialog.salon_closed(s) or await self._answer(s, person, text.strip())
+            replies = self.dialog.salon_closed(s)
+            if replies is None and text == START:
+                s.go(None)
+                replies = await self.dialog.welcome(s, returning=returning)
+            elif replies is None:
+                replies = await self._answer(s, person, text)
             offered: dict[str, Action | str | None] = {}
             for reply in replies:
                 for row in reply.buttons:
@@ -209,6 +221,13 @@ class WebChat:
             # As in WhatsApp, only the last answer's buttons are live.
             self._offered[role] = offered
             return [self.log.add(role, BOT, reply) for reply in replies]
+
+    @staticmethod
+    async def _has_written(s: Session, person: Person) -> bool:
+        if s.company is None:
+            return False
+        client = await Client.get_or_none(company_id=s.company.id, phone=person.phone)
+        return client is not None and clients.has_written(client)
 
     async def _answer(self, s: Session, person: Person, text: str) -> list[Reply]:
         offered = self._offered[person.role]

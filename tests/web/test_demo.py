@@ -59,7 +59,10 @@ async def test_visitor_joins_sees_the_code_and_a_completed_visit_brings_the_bonu
         assert client.balance == 5000 * 5 // 100
 
         [welcome] = await demo.say("client", "/start")
-        assert catalogue.TITLE in welcome["text"] and "Ваш баланс: 250 бонусов" in welcome["text"]
+        assert welcome["text"] == (
+            f"Добро пожаловать! Это {catalogue.TITLE}: здесь можно записаться и копить бонусы."
+            "\nВаш баланс: 250 бонусов."
+        )
         assert "🔑 Мой код" in _labels(welcome)
 
         [code] = await demo.say("client", "🔑 Мой код")
@@ -99,6 +102,8 @@ async def test_visitor_joins_sees_the_code_and_a_completed_visit_brings_the_bonu
 
         [balance] = await demo.say("client", "🎁 Бонусы")
         assert "Ваш баланс: 375 бонусов" in balance["text"]
+        [again] = await demo.say("client", "/start")
+        assert again["text"].startswith("С возвращением!")
 
 
 async def test_staff_redeem_by_the_clients_code_and_the_client_is_told(
