@@ -34,10 +34,12 @@ from core.models import (
     StaffRole,
 )
 from core.settings import Settings
+from core.yclients import Forbidden, Unauthorized, YClientsClient
 from tests.web.demo_support import open_demo
 from tests.web.onboarding_support import ClientFactory, free_port
 from web.app import create_app
 from web.demo import catalogue
+from web.demo.yclients import DemoYClients
 from web.keys import WEB_CHAT
 
 
@@ -183,6 +185,29 @@ async def test_outbound_sends_to_the_web_chat_as_one_of_its_channels(
         assert await outbound.to_client(other, reminder) is Delivery.NO_CHAT
         sent = [(m["role"], m["text"], m.get("notice")) for m in await demo.messages()]
         assert sent == [("client", "reminder in ru", True), ("staff", "reminder in ru", True)]
+
+
+async def test_the_demo_yclients_checks_tokens_as_yclients_does() -> None:
+    """The real client meets the demo's YClients as it meets YClients: a wrong partner token
+    is a 401, records without the user token a 403, and with both every record is there."""
+    yclients = DemoYClients()
+    await yclients.start()
+    try:
+        async with YClientsClient(yclients.url, "wrong-partner-token", max_retries=0) as bad:
+            with pytest.raises(Unauthorized):
+                await bad.company(catalogue.SALON_ID)
+        async with YClientsClient(yclients.url, yclients.partner_token, max_retries=0) as partner:
+            assert (await partner.company(catalogue.SALON_ID))["title"] == catalogue.TITLE
+            with pytest.raises(Forbidden):
+                await partner.record(catalogue.SALON_ID, next(iter(yclients.records)))
+        async with YClientsClient(
+            yclients.url, yclients.partner_token, yclients.user_token, max_retries=0
+        ) as user:
+            records = await user.records(catalogue.SALON_ID, with_deleted=True, count=10)
+            assert sorted(r["id"] for r in records) == sorted(yclients.records)
+            assert len(await user.services(catalogue.SALON_ID)) == len(catalogue.SERVICES)
+    finally:
+        await yclients.close()
 
 
 @pytest.mark.parametrize(
