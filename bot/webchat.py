@@ -11,9 +11,9 @@ button stays a link; an image is handed over as PNG bytes.
 Who is talking is not the visitor's to say: the host names the people of the chat (`Person`:
 a role, the phone it vouches for, whether it is the salon's staff), as the console trusts its
 `--phone`. Conversations and their log live in memory, in `ChatLog`; notices for the chat's
-clients go into the same log through `WebChannel`, a ClientChannel of bot.outbound (the
-balance notices' ChannelNotifier of bot.notifier, `WebNotifier`, sends through it), so a page
-that polls the log sees them.
+clients go into the same log through `WebChannel`, a ClientChannel of bot.outbound (balance
+notices, reminders, an admin's answer: whatever the one Outbound sends), so a page that polls
+the log sees them.
 """
 
 from __future__ import annotations
@@ -29,7 +29,6 @@ from bot.outbound import Delivery, Recipient
 from bot.whatsapp import menu
 from core import clients
 from core.models import Client, Company
-from core.notifications import BalanceNotice, render
 
 log = logging.getLogger(__name__)
 
@@ -139,26 +138,6 @@ class WebChannel:
         for reply in replies:
             self.log.add(role, BOT, reply, notice=True)
         return Delivery.SENT
-
-
-class WebNotifier:
-    """Balance notices of the chat's clients (bot.notifier routes a client whose last channel
-    is the web chat here), sent through the WebChannel."""
-
-    def __init__(self, channel: WebChannel) -> None:
-        self.channel = channel
-
-    @property
-    def log(self) -> ChatLog:
-        return self.channel.log
-
-    async def deliver(
-        self, client: Client, company: Company, notices: Sequence[BalanceNotice]
-    ) -> None:
-        to = Recipient.of_client(client, company)
-        replies = [Reply(render(notice, to.locale)) for notice in notices]
-        if await self.channel.send(to, company, replies) is not Delivery.SENT:
-            log.info("web chat: client %s is nobody of this chat; notice dropped", client.id)
 
 
 _CONTACT = "contact"

@@ -173,7 +173,7 @@ async def test_outbound_sends_to_the_web_chat_as_one_of_its_channels(
         await demo.say("client", "/start")
         await demo.messages()
         client = await Client.get(phone=catalogue.CLIENT_PHONE)
-        channel = demo.client.app[WEB_CHAT].channel
+        channel = demo.client.app[WEB_CHAT]
         outbound = Outbound({channel.name: channel})
 
         def reminder(locale: str) -> list[Reply]:

@@ -7,8 +7,8 @@
   `salonbot company add` does, syncs it (catalogue and the week's records, the production
   sync), makes the demo's administrator a staff member, and opens the web chat
   (bot.webchat) over the same dialog as Telegram and WhatsApp;
-- the web chat's notifier (`WEB_CHAT`), which web.channels routes the notices of clients who
-  last wrote in the web chat to;
+- the web chat's channel (`WEB_CHAT`), which web.channels adds to the one Outbound: notices,
+  reminders and admins' answers for the chat's people go into its log;
 - the page at `GET /` (web.demo.page) and the JSON API under `/demo/api/` (a contract,
   README "The demo"), and `GET /demo/booking`, the stand-in for YClients' booking widget.
 
@@ -31,7 +31,7 @@ from aiohttp import web
 from pydantic import SecretStr
 
 from bot.dialog import Dialog
-from bot.webchat import ChatLog, Entry, Person, WebChannel, WebChat, WebNotifier
+from bot.webchat import ChatLog, Entry, Person, WebChannel, WebChat
 from core import companies
 from core import staff as staff_service
 from core.bookings.sync import sync_company
@@ -42,7 +42,7 @@ from core.yclients import YClientsClient
 from web.demo import catalogue, page
 from web.demo.yclients import Act, DemoYClients, WebhookFailed
 from web.edge import BodyRefused, read_json
-from web.keys import DEMO, DEMO_YCLIENTS, NOTIFIER, SETTINGS, WEB_CHAT, YCLIENTS
+from web.keys import DEMO, DEMO_YCLIENTS, NOTIFIER, OUTBOUND, SETTINGS, WEB_CHAT, YCLIENTS
 
 log = logging.getLogger(__name__)
 # The page and scripts read Russian; no \u escapes for every letter.
@@ -110,7 +110,9 @@ async def demo_ctx(app: web.Application) -> AsyncIterator[None]:
     try:
         company = await open_salon(client, yclients)
         base = local_base_url(settings.http_host, settings.http_port)
-        chat = WebChat(Dialog(app[NOTIFIER]), company, PEOPLE, app[WEB_CHAT].log)
+        # As web.channels builds the chat channels' dialog: a reminder's answer goes to YClients.
+        dialog = Dialog(app[NOTIFIER], outbound=app[OUTBOUND], yclients=client)
+        chat = WebChat(dialog, company, PEOPLE, app[WEB_CHAT].log)
         app[DEMO] = Demo(chat, yclients, company.id, companies.webhook_url(base, company))
         yield
     finally:
@@ -141,7 +143,7 @@ def demo_settings(settings: Settings, yclients: DemoYClients) -> Settings:
 
 def setup_demo(app: web.Application, yclients: DemoYClients) -> None:
     app[DEMO_YCLIENTS] = yclients
-    app[WEB_CHAT] = WebNotifier(WebChannel(ChatLog(), PEOPLE))
+    app[WEB_CHAT] = WebChannel(ChatLog(), PEOPLE)
     app.cleanup_ctx.append(demo_ctx)
     app.on_shutdown.append(_close_log)
     app.router.add_get("/", page_handler)
