@@ -136,11 +136,15 @@ async def test_the_salon_moves_and_cancels_the_next_visit_by_webhook(
     aiohttp_client: ClientFactory, settings: Settings
 ) -> None:
     async with open_demo(aiohttp_client, settings) as demo:
+        await demo.say("client", "/start")
         first = demo.yclients.next_visit(catalogue.CLIENT_PHONE)
         assert first is not None
         before = datetime.fromisoformat(first["datetime"])
         moved = await demo.act("move")
         assert moved["record_id"] == first["id"]
+        # The visit loop tells the client, through the one Outbound, in the web chat.
+        notice = await demo.notice("client")
+        assert notice["text"].startswith(f"{catalogue.TITLE}: ваша запись изменилась."), notice
 
         async def booking() -> Booking:
             return await Booking.get(yclients_record_id=first["id"])
