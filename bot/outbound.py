@@ -106,6 +106,9 @@ class Recipient:
             value = getattr(client, attribute, None)
             if value is not None and value != "":
                 addresses[channel] = str(value)
+        if client.last_channel == "web" and client.phone:
+            # The demo's web chat knows its people by phone (bot.webchat).
+            addresses["web"] = client.phone
         gone = set(client.unreachable or {})
         return cls(
             company_id=company.id,
@@ -125,6 +128,8 @@ class Recipient:
             addresses["telegram"] = str(staff.telegram_user_id)
         if staff.phone:
             addresses["whatsapp"] = chat_id_for_phone(staff.phone)
+            # Only the demo registers a web chat; there staff are known by phone too.
+            addresses["web"] = staff.phone
         return cls(
             company_id=company.id,
             locale=company.default_locale,

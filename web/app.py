@@ -36,6 +36,8 @@ from web import max as max_channel
 from web.assets import setup_routes as setup_asset_routes
 from web.channels import channels_ctx, gateway_from_settings
 from web.cron import sync_cron_ctx, whatsapp_watchdog_ctx
+from web.demo.app import setup_demo
+from web.demo.yclients import DemoYClients
 from web.edge import DEFAULT_BODY_TIMEOUT
 from web.home import setup_routes as setup_home_routes
 from web.inbox_worker import inbox_worker_ctx
@@ -79,7 +81,9 @@ def inbox_handlers(app: web.Application) -> inbox.Handlers:
     return handlers
 
 
-def create_app(settings: Settings) -> web.Application:
+def create_app(settings: Settings, *, demo: DemoYClients | None = None) -> web.Application:
+    """The process; with `demo` (`salonbot demo` only), the demo salon and its web chat
+    (web.demo.app) instead of the home page."""
     metrics = Metrics()
     app = web.Application(
         middlewares=[metrics_middleware(metrics)],
@@ -130,7 +134,11 @@ def create_app(settings: Settings) -> web.Application:
     max_channel.setup_routes(app)
     salon_bots.setup_routes(app)
     app.router.add_get("/metrics", metrics_handler(metrics))
-    setup_home_routes(app)
+    if demo is None:
+        setup_home_routes(app)
+    else:
+        # Its contexts come last: they need the channels and the inbox worker.
+        setup_demo(app, demo)
     # The pages' stylesheets and script (web/static/).
     setup_asset_routes(app)
     return app

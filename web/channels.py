@@ -24,7 +24,7 @@ from bot.companies import CompanyCache
 from bot.dialog import Dialog
 from bot.max.delivery import MaxChannel
 from bot.notifier import RoutingNotifier
-from bot.outbound import Outbound
+from bot.outbound import ClientChannel, Outbound
 from bot.telegram.delivery import TelegramChannel
 from bot.telegram.dispatcher import build_bot
 from bot.telegram.salon_bots import SalonBots
@@ -48,6 +48,7 @@ from web.keys import (
     SALON_BOTS,
     SETTINGS,
     TELEGRAM,
+    WEB_CHAT,
     WHATSAPP,
     WHATSAPP_BOT,
     YCLIENTS,
@@ -86,6 +87,7 @@ async def open_channels(
     fallback: Notifier | None = None,
     on_sent: ResultHook | None = None,
     clock: Clock | None = None,
+    web_chat: ClientChannel | None = None,
 ) -> AsyncIterator[Channels]:
     """The channels the settings switch on. A client no channel that is on reaches (one only
     seen in YClients) is told through `fallback` (a log line by default). On leaving, WhatsApp
@@ -108,6 +110,9 @@ async def open_channels(
         outbound.add(WhatsAppChannel(outbox))
     if max_client is not None:
         outbound.add(MaxChannel(max_client))
+    if web_chat is not None:
+        # The demo's web chat (web.demo): what the bot sends its people goes into the chat's log.
+        outbound.add(web_chat)
     companies = CompanyCache()
     fallback = fallback or LoggingNotifier()
     notifier = RoutingNotifier(outbound, fallback, companies) if outbound.channels else fallback
@@ -168,6 +173,7 @@ async def channels_ctx(app: web.Application) -> AsyncIterator[None]:
         fallback=app[NOTICE_FALLBACK],
         on_sent=on_sent,
         clock=app[CLOCK],
+        web_chat=app.get(WEB_CHAT),
     )
     async with channels as opened, contextlib.AsyncExitStack() as running:
         app[NOTIFIER] = opened.notifier

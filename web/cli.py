@@ -87,6 +87,48 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
+    """The service with a demo salon (web.demo) on a database of its own, made afresh each
+    time: `DATA_DIR/demo.sqlite3`, never DATABASE_URL, so a demo cannot touch real salons."""
+    from web.app import create_app
+    from web.demo.app import demo_settings, local_base_url
+    from web.demo.yclients import DemoYClients
+    from web.loop import new_event_loop
+
+    port = settings.http_port if args.port is None else args.port
+    sockets = _listen(settings.http_host, port)
+    port = sockets[0].getsockname()[1]
+    database = settings.data_dir / "demo.sqlite3"
+    database.parent.mkdir(parents=True, exist_ok=True)
+    for stale in (database, *database.parent.glob(f"{database.name}-*")):
+        stale.unlink(missing_ok=True)
+    yclients = DemoYClients()
+    settings = demo_settings(
+        settings.model_copy(
+            update={
+                "database_url": f"sqlite://{database}",
+                "http_port": port,
+                "public_base_url": settings.public_base_url
+                or local_base_url(settings.http_host, port),
+            }
+        ),
+        yclients,
+    )
+    asyncio.run(_migrate(settings))
+    app = create_app(settings, demo=yclients)
+    print(f"Salonbot demo: open {settings.base_url}/ in your browser (Ctrl-C stops it)", flush=True)
+    web.run_app(
+        app,
+        sock=sockets,
+        shutdown_timeout=5,
+        print=None,
+        access_log=None,
+        handle_signals=True,
+        loop=new_event_loop(),
+    )
+    return 0
+
+
 def _listen(host: str, port: int) -> list[socket.socket]:
     """The listening sockets aiohttp would make for HTTP_HOST (every address a name has)."""
     sockets: list[socket.socket] = []
@@ -573,6 +615,12 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Handler]]:
         return p
 
     command("serve", "run web, bot and cron in one process (applies migrations first)", cmd_serve)
+    demo = command(
+        "demo",
+        "try the bot in the browser: a demo salon with its own YClients, on a fresh database",
+        cmd_demo,
+    )
+    demo.add_argument("--port", type=int, help="the port to listen on (default HTTP_PORT, 8080)")
     command("migrate", "apply pending database migrations", cmd_migrate)
     command("check", "check settings and connectivity, with the fix for each failure", cmd_check)
 

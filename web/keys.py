@@ -15,6 +15,7 @@ from bot.max.channel import MaxBot
 from bot.outbound import Outbound
 from bot.telegram.dispatcher import TelegramBot
 from bot.telegram.username import BotUsername
+from bot.webchat import WebChannel
 from bot.whatsapp.channel import WhatsAppBot
 from core.backoff import BackoffPolicy, Clock
 from core.health import PartStates
@@ -27,6 +28,8 @@ from web.metrics import Metrics
 
 if TYPE_CHECKING:
     from bot.visits import Dispatcher, Kinds
+    from web.demo.app import Demo
+    from web.demo.yclients import DemoYClients
     from web.salon_bots import SalonBotRunner
     from web.sync_jobs import SyncJobs
 
@@ -105,3 +108,8 @@ PART_STATES = web.AppKey("part_states", PartStates)
 # channel is on).
 VISIT_KINDS: web.AppKey[Kinds] = web.AppKey("visit_kinds")
 VISIT_LOOP: web.AppKey[Dispatcher | None] = web.AppKey("visit_loop")
+# `salonbot demo` only (web.demo): the demo's YClients, the web chat's channel (web.channels
+# adds it to the Outbound) and the running demo (its chat and salon), set by web.demo.app.
+DEMO_YCLIENTS: web.AppKey[DemoYClients] = web.AppKey("demo_yclients")
+WEB_CHAT = web.AppKey("web_chat", WebChannel)
+DEMO: web.AppKey[Demo] = web.AppKey("demo")

@@ -7,7 +7,7 @@ from bot.dialog.actions import Action
 from bot.dialog.dialog import SALON_PREFIX, STAFF_PREFIX, Dialog
 from bot.dialog.menu import Intent
 from bot.dialog.replies import Button, Image, Reply
-from bot.dialog.session import CONSOLE, MAX, TELEGRAM, WHATSAPP, Channel, Session
+from bot.dialog.session import CONSOLE, MAX, TELEGRAM, WEB, WHATSAPP, Channel, Session
 
 __all__ = [
     "CONSOLE",
@@ -15,6 +15,7 @@ __all__ = [
     "SALON_PREFIX",
     "STAFF_PREFIX",
     "TELEGRAM",
+    "WEB",
     "WHATSAPP",
     "Action",
     "Button",

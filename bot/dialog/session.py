@@ -28,6 +28,8 @@ TELEGRAM = Channel("telegram")
 WHATSAPP = Channel("whatsapp")
 MAX = Channel("max")
 CONSOLE = Channel("console", remembered=False)
+# The demo's web chat (bot.webchat): a channel like the others, so notices follow the client there.
+WEB = Channel("web")
 
 
 @dataclass(eq=False)
