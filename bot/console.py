@@ -134,8 +134,10 @@ class Console:
             if reply.menu:
                 # WhatsApp's numbered menu: the numbers and words typed here mean the same.
                 locale = self.session.locale
-                staff = label(Intent.REDEEM, locale) in {text for row in reply.menu for text in row}
-                lines = menu.menu_lines(locale, staff=staff).replace("\n", "\n     ")
+                shown = {text for row in reply.menu for text in row}
+                staff = label(Intent.REDEEM, locale) in shown
+                admin = label(Intent.SETTINGS, locale) in shown
+                lines = menu.menu_lines(locale, staff=staff, admin=admin).replace("\n", "\n     ")
                 print(f"     {lines}", file=self.out)
 
 

@@ -33,6 +33,7 @@ from core.settings import Settings
 from core.whatsapp import GatewayNotConfigured, WahaGateway, WhatsAppGateway
 from web import telegram, whatsapp_channel
 from web.keys import (
+    BOT_USERNAME,
     METRICS,
     NOTICE_FALLBACK,
     NOTIFIER,
@@ -138,7 +139,7 @@ async def channels_ctx(app: web.Application) -> AsyncIterator[None]:
     )
     async with channels as opened, contextlib.AsyncExitStack() as running:
         app[NOTIFIER] = opened.notifier
-        dialog = Dialog(opened.notifier, opened.companies)
+        dialog = Dialog(opened.notifier, opened.companies, bot_username=app[BOT_USERNAME].get)
         app[TELEGRAM] = (
             None
             if opened.bot is None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
 from bot.companies import CompanyCache, unavailable_reply
 from bot.dialog.menu import Intent, main_menu
@@ -24,11 +24,14 @@ class Flows:
         companies: CompanyCache | None = None,
         *,
         clock: Callable[[], float] = time.time,
+        bot_username: Callable[[], Awaitable[str | None]] | None = None,
     ) -> None:
         self.notifier = notifier
         self.companies = companies or CompanyCache()
         # Seconds since the epoch; tests move it instead of waiting.
         self.clock = clock
+        # The Telegram bot's username, for staff invite links (None: no bot, no invites).
+        self.bot_username = bot_username
 
     async def notify(self, notices: Sequence[BalanceNotice]) -> None:
         """Tell clients about balance changes; the ledger has committed by now. A failure to

@@ -23,6 +23,9 @@ class Intent(StrEnum):
     LOOKUP = "lookup"
     ADJUST = "adjust"
     CANCEL = "cancel"
+    SETTINGS = "settings"
+    TEAM = "team"
+    STATS = "stats"
 
 
 LABELS = {
@@ -36,6 +39,9 @@ LABELS = {
     Intent.LOOKUP: _("🔎 Find a client"),
     Intent.ADJUST: _("✏️ Adjust a balance"),
     Intent.CANCEL: _("✖️ Cancel"),
+    Intent.SETTINGS: _("⚙️ Settings"),
+    Intent.TEAM: _("👥 Staff"),
+    Intent.STATS: _("📊 Figures"),
 }
 
 # Commands every channel understands (Telegram shows them in its command menu).
@@ -52,8 +58,15 @@ COMMANDS = {
     "lookup": Intent.LOOKUP,
     "adjust": Intent.ADJUST,
     "cancel": Intent.CANCEL,
+    "settings": Intent.SETTINGS,
+    "staff": Intent.TEAM,
+    "team": Intent.TEAM,
+    "stats": Intent.STATS,
 }
-STAFF_INTENTS = frozenset({Intent.REDEEM, Intent.LOOKUP, Intent.ADJUST})
+# Staff's own (admins' included): anyone else is answered as for unknown text.
+STAFF_INTENTS = frozenset(
+    {Intent.REDEEM, Intent.LOOKUP, Intent.ADJUST, Intent.SETTINGS, Intent.TEAM, Intent.STATS}
+)
 
 
 def label(intent: Intent, locale: str) -> str:
@@ -89,7 +102,8 @@ def main_menu(
     if staff:
         rows.append((label(Intent.REDEEM, locale), label(Intent.LOOKUP, locale)))
         if admin:
-            rows.append((label(Intent.ADJUST, locale),))
+            rows.append((label(Intent.ADJUST, locale), label(Intent.SETTINGS, locale)))
+            rows.append((label(Intent.TEAM, locale), label(Intent.STATS, locale)))
     rows += [
         (label(Intent.BOOK, locale), label(Intent.BALANCE, locale)),
         (label(Intent.VISITS, locale), label(Intent.MY_CODE, locale)),

@@ -110,6 +110,10 @@ async def make_salon(
     title: str = "Салон Ромашка",
     welcome_bonus: int = 0,
     status: IntegrationStatus = IntegrationStatus.ACTIVE,
+    # Bonuses may pay a whole bill, so a redeem needs no bill: the tests of the redeem itself
+    # (confirmation, redelivery, timeouts) stay about that. The cap has its own tests
+    # (tests/bot/test_redeem_cap.py).
+    max_redeem_percent: int = 100,
 ) -> Company:
     form = 100_000 + yclients_id
     return await Company.create(
@@ -119,6 +123,7 @@ async def make_salon(
         integration_status=status,
         accrual_percent=10,
         welcome_bonus=welcome_bonus,
+        max_redeem_percent=max_redeem_percent,
         bookform_url=f"https://n{form}.yclients.com/",
         catalogue={"services": SERVICES, "staff": []},
     )
