@@ -113,7 +113,9 @@ def _typed(key: str, text: str) -> str:
 def shown(key: str, value: str, locale: str) -> str:
     """A stored value (as salon_settings.show gives it) in plain words."""
     off = gettext(locale, "off")
-    if value in ("", "off") or (value == "0" and key.endswith("_before")):
+    if value in ("", "off") or (
+        value == "0" and (key.endswith("_before") or key == "welcome_bonus")
+    ):
         return gettext(locale, "none") if key in ("welcome_bonus", "review_url") else off
     if key in ("accrual_percent", "max_redeem_percent"):
         return formats.percent(int(value))
