@@ -30,7 +30,7 @@ from zoneinfo import ZoneInfo
 
 from PIL import Image, ImageDraw, ImageFont
 from tortoise.expressions import Case, F, Q, When
-from tortoise.functions import Avg, Count, Sum
+from tortoise.functions import Count, Sum
 
 from core.i18n import _, gettext
 from core.models import (
@@ -194,7 +194,9 @@ async def figures(company: Company, now: datetime) -> Figures:
     )
     answers = {answer: _int(n) for answer, n in reminder_rows}
     reviews = VisitReview.filter(company_id=company.id, created_at__gte=since, created_at__lt=now)
-    rating = await reviews.annotate(avg=Avg("rating"), n=Count("id")).values("avg", "n")
+    # A sum and a count, not AVG: Tortoise reads an aggregate back as the column's type
+    # (a whole number here), which would round the average.
+    rating = await reviews.annotate(total=Sum("rating"), n=Count("id")).values("total", "n")
     low = (
         await reviews.filter(rating__lte=LOW_RATING)
         .select_related("client")
@@ -213,7 +215,7 @@ async def figures(company: Company, now: datetime) -> Figures:
         reminders_sent=sum(answers.values()),
         reminders_confirmed=answers.get("confirmed", 0),
         cancellations_caught=answers.get("cancelled", 0),
-        rating_average=float(rating[0]["avg"]) if count and rating[0]["avg"] is not None else None,
+        rating_average=_int(rating[0]["total"]) / count if count else None,
         rating_count=count,
         low_ratings=[
             LowRating(r.rating, r.comment, r.client.name if r.client else "", r.created_at)

@@ -450,7 +450,9 @@ def stats_replies(company: Company, figures: stats.Figures, locale: str) -> list
     if figures.joined:
         channels = ", ".join(
             f"{_channel_name(channel, locale)} {count}"
-            for channel, count in sorted(figures.joined.items(), key=lambda item: -item[1])
+            for channel, count in sorted(
+                figures.joined.items(), key=lambda item: (item[0] is None, -item[1], item[0])
+            )
         )
         joined += f" ({channels})"
     lines.append(joined)

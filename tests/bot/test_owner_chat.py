@@ -159,9 +159,7 @@ async def test_who_is_not_an_admin_cannot_change_the_settings(tg: Harness, salon
     assert refused in said(await tg.press(IRA, "se:accrual_percent"))
     # A client who types the command is answered as for any unknown text.
     await join(tg, ANNA, salon, "+79991234567")
-    assert "Не понял" in said(await tg.say(ANNA, "/settings")) or "Извините" in said(
-        await tg.say(ANNA, "/settings")
-    )
+    assert "Не понял" in said(await tg.say(ANNA, "/settings"))
 
     # An admin demoted between the question and the confirmation: the tap is refused.
     olga = await make_staff(salon, OLGA, StaffRole.ADMIN)
@@ -262,7 +260,7 @@ async def test_an_admin_changes_a_role_and_removes_someone(tg: Harness, salon: C
     # Nobody changes their own role or removes themselves.
     assert "нельзя" in said(await tg.press(OLGA, f"role:{olga.id}:staff"))
     asked = await tg.press(OLGA, f"rm:{ira.id}")
-    assert "Убрать Ирина из сотрудников салона?" in said(asked) or "Убрать" in said(asked)
+    assert "Убрать из сотрудников салона: Ирина?" in said(asked)
     gone = said(await tg.press(OLGA, button(asked, f"rm:{ira.id}:1")))
     assert "больше не в числе сотрудников" in gone
     assert not (await Staff.get(id=ira.id)).active
