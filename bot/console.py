@@ -49,6 +49,7 @@ class Console:
         as_staff: bool,
         out: TextIO,
         images: Path,
+        bot_username: Callable[[], Awaitable[str | None]] | None = None,
     ) -> None:
         self.out = out
         self.images = images
@@ -61,7 +62,9 @@ class Console:
             data={"company_id": company.id},
         )
         self.session.company = company
-        self.dialog = Dialog(ConsoleNotifier(out, lambda: self.session.locale))
+        self.dialog = Dialog(
+            ConsoleNotifier(out, lambda: self.session.locale), bot_username=bot_username
+        )
         self.actions: list[Action | None] = []
 
     async def run(self, read_line: ReadLine) -> None:
@@ -149,11 +152,14 @@ async def chat(
     images: Path,
     out: TextIO | None = None,
     stdin: TextIO | None = None,
+    bot_username: Callable[[], Awaitable[str | None]] | None = None,
 ) -> None:
     # Looked up now, not at import: tests and `redirect_stdout` swap them.
     out = out or sys.stdout
     source = stdin or sys.stdin
-    console = Console(company, phone, as_staff=as_staff, out=out, images=images)
+    console = Console(
+        company, phone, as_staff=as_staff, out=out, images=images, bot_username=bot_username
+    )
 
     async def read_line() -> str | None:
         print("you: ", end="", file=out, flush=True)

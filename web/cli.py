@@ -512,7 +512,14 @@ def cmd_chat(settings: Settings, args: argparse.Namespace) -> int:
                 "no active staff member of this salon has that phone: "
                 f"`salonbot staff add --company {args.company} --phone {phone}` first"
             )
-        await console.chat(company, phone, as_staff=args.staff, images=settings.data_dir / "chat")
+        await console.chat(
+            company,
+            phone,
+            as_staff=args.staff,
+            images=settings.data_dir / "chat",
+            # An admin's staff invites link to the Telegram bot, as in the other channels.
+            bot_username=BotUsername(settings).get,
+        )
         return 0
 
     try:

@@ -183,9 +183,8 @@ class OwnerFlows(Flows):
         lines = [s._("The salon's settings:")]
         buttons = []
         for key, (label, _allowed) in SETTINGS.items():
-            line = f"{s._(label)}: {shown(key, values[key], s.locale)}"
-            lines.append(f"• {line}")
-            buttons.append(Button(line[:60], action=actions.EditSetting(key)))
+            lines.append(f"• {s._(label)}: {shown(key, values[key], s.locale)}")
+            buttons.append(Button(s._(label), action=actions.EditSetting(key)))
         lines += ["", s._("Choose what to change.")]
         return [Reply("\n".join(lines), buttons=rows(*buttons))]
 

@@ -4,13 +4,16 @@ recording gateway), both databases."""
 
 from __future__ import annotations
 
+import io
 import re
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 from aiogram.methods import SendPhoto, TelegramMethod
 
+from bot.console import Console
 from bot.dialog import Dialog
 from bot.dialog.formats import NBSP
 from bot.whatsapp.channel import WhatsAppBot
@@ -343,3 +346,22 @@ async def test_whatsapp_a_new_client_is_told_the_rules(wa: Chat) -> None:
     assert f"{pct(10)} от каждого визита возвращается вам бонусами" in first
     assert f"до {pct(30)} счёта" in first
     assert await Client.exists(company_id=company.id, whatsapp_chat_id=STAFF_CHAT)
+
+
+async def test_the_console_has_the_same_settings_menu(orm: str, tmp_path: Path) -> None:
+    salon = await make_salon()
+    await Staff.create(company=salon, phone="+79995550001", name="Ольга", role=StaffRole.ADMIN)
+    out = io.StringIO()
+    console = Console(salon, "+79995550001", as_staff=True, out=out, images=tmp_path)
+    await console.say("настройки")
+    shown = out.getvalue()
+    assert "Настройки салона:" in shown
+    number = re.search(r"\[(\d+)\] Приветственный бонус", shown)
+    assert number, shown
+    await console.say(number[1])
+    await console.say("200")
+    confirm = re.search(r"\[(\d+)\] ✅ Подтвердить", out.getvalue())
+    assert confirm, out.getvalue()
+    await console.say(confirm[1])
+    assert "Сохранено: «Приветственный бонус» — теперь 200 бонусов." in out.getvalue()
+    assert (await Company.get(id=salon.id)).welcome_bonus == 200
