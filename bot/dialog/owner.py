@@ -11,7 +11,7 @@ the salon's audit log (`staff:<id>`). The pending change stays in the chat's dat
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from bot.dialog import actions, formats
 from bot.dialog.base import Flows, is_admin
@@ -23,6 +23,8 @@ from core import staff as staff_service
 from core.i18n import _, gettext, ngettext
 from core.models import Company, Staff, StaffRole
 
+# How long a setting's change waits for its confirmation.
+CONFIRM_WITHIN = timedelta(minutes=10)
 # The settings an admin changes in chat, in the order shown, with their label and the allowed
 # values as the admin reads them.
 SETTINGS: dict[str, tuple[str, str]] = {
@@ -254,6 +256,10 @@ class OwnerFlows(Flows):
         if not isinstance(pending, dict) or pending.get("token") != token:
             return [Reply(s._("This request is no longer valid. Please start again."), edit=True)]
         s.go(None)
+        if not self.clock() - float(pending.get("at") or 0) <= CONFIRM_WITHIN.total_seconds():
+            # A tap long after the question may confirm what nobody means any more.
+            text = s._("Too late to confirm: nothing was changed. Please start again.")
+            return [Reply(text, edit=True)]
         key = str(pending["key"])
         company = await Company.get(id=staff.company_id)
         try:

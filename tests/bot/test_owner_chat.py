@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import re
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -152,6 +153,15 @@ async def test_off_words_and_a_cancel(tg: Harness, salon: Company) -> None:
     assert "ничего не изменилось" in said(await tg.press(OLGA, f"sx:{token}"))
     # The cancelled request cannot be confirmed afterwards.
     assert "больше не действует" in said(await tg.press(OLGA, f"sc:{token}"))
+    assert (await Company.get(id=salon.id)).welcome_bonus == 0
+
+    # A confirmation long after the question changes nothing.
+    now = [time.time()]
+    tg.dialog.clock = lambda: now[0]
+    await tg.press(OLGA, "se:welcome_bonus")
+    asked = await tg.say(OLGA, "300")
+    now[0] += 11 * 60
+    assert "поздно" in said(await tg.press(OLGA, button(asked, "sc:")))
     assert (await Company.get(id=salon.id)).welcome_bonus == 0
 
 
