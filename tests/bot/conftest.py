@@ -155,3 +155,24 @@ async def client_with_balance(
         await ledger.accrue(client.id, balance, f"seed:{client.id}")
         client.balance = balance
     return client
+
+
+async def bot_username() -> str:
+    return "salonbot_test"
+
+
+@pytest.fixture
+async def wa(orm: str) -> AsyncIterator[Any]:
+    """A WhatsApp chat from the staff number of tests.regressions.test_whatsapp_staff_redelivery
+    (`says` hands a message to the channel, as the inbox does), over a recording gateway."""
+    # Imported here: those modules import this one.
+    from bot.whatsapp.channel import WhatsAppBot
+    from bot.whatsapp.outbox import Manners, Outbox
+    from tests.bot.test_whatsapp import RecordingGateway
+    from tests.regressions.test_whatsapp_staff_redelivery import Chat
+
+    gateway = RecordingGateway()
+    outbox = Outbox(gateway, Manners(pause=0.0, rate=0))  # type: ignore[arg-type]
+    dialog = Dialog(LoggingNotifier(), bot_username=bot_username)
+    yield Chat(WhatsAppBot(gateway, outbox, dialog), gateway)  # type: ignore[arg-type]
+    await outbox.close()

@@ -7,18 +7,13 @@ from __future__ import annotations
 import io
 import re
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import pytest
 from aiogram.methods import SendPhoto, TelegramMethod
 
 from bot.console import Console
-from bot.dialog import Dialog
 from bot.dialog.formats import NBSP
-from bot.whatsapp.channel import WhatsAppBot
-from bot.whatsapp.outbox import Manners, Outbox
 from core import salon_settings
 from core.bookings import apply_records
 from core.models import (
@@ -31,9 +26,7 @@ from core.models import (
     StaffInvite,
     StaffRole,
 )
-from core.notifications import LoggingNotifier
-from tests.bot.conftest import Harness, buttons, join, make_salon, make_staff, said
-from tests.bot.test_whatsapp import RecordingGateway
+from tests.bot.conftest import Harness, bot_username, buttons, join, make_salon, make_staff, said
 from tests.fakes.telegram import Person
 from tests.regressions.test_whatsapp_staff_redelivery import SESSION, STAFF_CHAT, Chat
 
@@ -221,15 +214,11 @@ def invite_token(sent: list[TelegramMethod[Any]]) -> str:
     return match[1]
 
 
-async def username() -> str:
-    return "salonbot_test"
-
-
 async def test_an_invite_made_in_chat_makes_one_staff_member_once(
     tg: Harness, salon: Company
 ) -> None:
     await make_staff(salon, OLGA, StaffRole.ADMIN)
-    tg.dialog.bot_username = username
+    tg.dialog.bot_username = bot_username
     team = await tg.say(OLGA, "👥 Сотрудники")
     assert "Ольга — администратор (вы)" in said(team)
     sent = await tg.press(OLGA, button(team, "inv:staff"))
@@ -290,15 +279,6 @@ async def test_without_a_telegram_bot_an_invite_is_explained(tg: Harness, salon:
 
 
 # --- WhatsApp: the same menus, as numbered text --------------------------------------------
-
-
-@pytest.fixture
-async def wa(orm: str) -> AsyncIterator[Chat]:
-    gateway = RecordingGateway()
-    outbox = Outbox(gateway, Manners(pause=0.0, rate=0))  # type: ignore[arg-type]
-    dialog = Dialog(LoggingNotifier(), bot_username=username)
-    yield Chat(WhatsAppBot(gateway, outbox, dialog), gateway)  # type: ignore[arg-type]
-    await outbox.close()
 
 
 async def wa_salon(role: StaffRole) -> Company:

@@ -11,9 +11,18 @@ from zoneinfo import ZoneInfo
 from aiogram.methods import TelegramMethod
 
 from core import codes
-from core.models import Booking, BookingStatus, Client, Company, LedgerEntry, LedgerKind
+from core.models import (
+    Booking,
+    BookingStatus,
+    Client,
+    Company,
+    LedgerEntry,
+    LedgerKind,
+    Staff,
+)
 from tests.bot.conftest import Harness, buttons, client_with_balance, make_salon, make_staff, said
 from tests.fakes.telegram import Person
+from tests.regressions.test_whatsapp_staff_redelivery import SESSION, STAFF_CHAT, Chat
 
 OLGA = Person(8001, "Ольга")
 MSK = ZoneInfo("Europe/Moscow")
@@ -122,3 +131,16 @@ async def test_a_salon_that_takes_no_bonuses_refuses_a_redeem(tg: Harness) -> No
     assert "не принимает бонусы" in said(await tg.say(OLGA, f"/redeem {client.code} 100"))
     assert await redeemed(client) == []
     assert (await Client.get(id=client.id)).balance == 1000
+
+
+async def test_whatsapp_staff_are_asked_the_bill_the_same_way(wa: Chat) -> None:
+    salon = await make_salon(max_redeem_percent=30)
+    await Company.filter(id=salon.id).update(whatsapp_session=SESSION)
+    await Staff.create(company=salon, phone="+" + STAFF_CHAT.removesuffix("@c.us"), name="Ольга")
+    client = await client_with_balance(salon, "+79991234567", 1000, name="Екатерина")
+    assert "Какая сумма счёта" in await wa.says(f"списать {client.code} 500")
+    assert "не больше 300 из 1\u00a0000\u00a0₽" in await wa.says("1000")
+    asked = await wa.says("300")
+    assert "Списать 300 бонусов у Екатерины" in asked and "Ответьте «да»" in asked
+    assert "Новый баланс: 700" in await wa.says("да")
+    assert await redeemed(client) == [-300]
