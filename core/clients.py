@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from tortoise.exceptions import IntegrityError
+from tortoise.transactions import in_transaction
 
 from core import codes, ledger
 from core.models import Client, Company, LedgerEntry
@@ -203,10 +205,40 @@ def has_written(client: Client) -> bool:
 
 
 async def remember_channel(client: Client, channel: str) -> None:
-    """Balance notices follow the client to the chat channel they used last."""
+    """Messages follow the client to the chat channel they used last; writing there again
+    also clears what said it failed for good (they unblocked the bot, the chat is back)."""
+    changes: dict[str, Any] = {}
     if client.last_channel != channel:
         client.last_channel = channel
-        await Client.filter(id=client.id).update(last_channel=channel)
+        changes["last_channel"] = channel
+    if channel in (client.unreachable or {}):
+        client.unreachable = {k: v for k, v in client.unreachable.items() if k != channel}
+        changes["unreachable"] = client.unreachable
+    if changes:
+        await Client.filter(id=client.id).update(**changes)
+
+
+async def mark_unreachable(client_id: int, channel: str, at: datetime) -> None:
+    """Remember that delivery on `channel` failed for good for this client (a blocked bot, a
+    chat that is gone): nothing is sent there until they write there again
+    (`remember_channel`), or `mark_reachable` says they came back."""
+    async with in_transaction() as conn:
+        client = await Client.select_for_update().using_db(conn).get_or_none(id=client_id)
+        if client is None or channel in (client.unreachable or {}):
+            return
+        unreachable = {**(client.unreachable or {}), channel: at.isoformat()}
+        await Client.filter(id=client_id).using_db(conn).update(unreachable=unreachable)
+
+
+async def mark_reachable(channel: str, **identity: Any) -> None:
+    """The person behind `identity` (e.g. telegram_user_id=…) can be reached on `channel`
+    again, in every salon (Telegram says they unblocked the bot)."""
+    async with in_transaction() as conn:
+        found = await Client.filter(**identity).select_for_update().using_db(conn)
+        for client in found:
+            if channel in (client.unreachable or {}):
+                rest = {k: v for k, v in client.unreachable.items() if k != channel}
+                await Client.filter(id=client.id).using_db(conn).update(unreachable=rest)
 
 
 @dataclass(frozen=True, slots=True)

@@ -61,6 +61,9 @@ class Settings(BaseSettings):
     # once), and at most this many messages a minute from one salon's number (0: no limit).
     whatsapp_reply_pause: float = Field(default=2.0, ge=0, le=30)
     whatsapp_send_rate: float = Field(default=20.0, ge=0)
+    # Messages a second this replica's visit loop sends through one Telegram bot (Telegram
+    # allows about 30): with several replicas, give each its share (30 / replicas).
+    telegram_send_rate: float = Field(default=30.0, gt=0, le=30)
 
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["console", "json"] = "console"

@@ -42,6 +42,7 @@ from web.keys import (
     ONBOARDING_POLL_MS,
     PART_STATES,
     SETTINGS,
+    VISIT_KINDS,
     WHATSAPP,
     YCLIENTS,
     InboxWakeup,
@@ -49,6 +50,7 @@ from web.keys import (
 from web.metrics import Metrics, metrics_handler, metrics_middleware
 from web.server_log import ServerLog
 from web.sync_jobs import sync_jobs_ctx
+from web.visit_loop import visit_kinds, visit_loop_ctx
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +87,7 @@ def create_app(settings: Settings) -> web.Application:
     # Tests replace these before start-up to move the channels' time by hand.
     app[CLOCK] = Clock()
     app[BACKOFF] = BackoffPolicy()
+    app[VISIT_KINDS] = visit_kinds()
 
     app.cleanup_ctx.append(orm_ctx)
     app.cleanup_ctx.append(announce_parts_ctx)
@@ -100,6 +103,8 @@ def create_app(settings: Settings) -> web.Application:
     # Syncs asked for over the API; cancelled on shutdown before the clients they use close.
     app.cleanup_ctx.append(sync_jobs_ctx)
     app.cleanup_ctx.append(whatsapp_watchdog_ctx)
+    # Reminders, notices and questions, sent over the channels (after channels_ctx).
+    app.cleanup_ctx.append(visit_loop_ctx)
     app.cleanup_ctx.append(freeze_gc_ctx)
 
     health.setup_routes(app)

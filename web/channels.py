@@ -1,10 +1,11 @@
-"""The chat channels, built once: the Telegram bot, the WhatsApp channel, and the router that
-sends each balance notice to the channel its client used last (bot.notifier).
+"""The chat channels, built once: the Telegram bot, the WhatsApp channel, the `Outbound` over
+them (bot.outbound: every message nobody just asked for, to the channel the person used last,
+with a fallback), and the balance-notice router on top of it (bot.notifier).
 
-`open_channels` is the one factory of what delivers notices. The web process runs the bots on
-top of it (`channels_ctx`, which sets NOTIFIER, TELEGRAM and WHATSAPP_BOT once; nothing
-replaces or edits them afterwards), and `salonbot sync` opens it to tell clients about the
-bonuses it awarded.
+`open_channels` is the one factory of what delivers messages. The web process runs the bots on
+top of it (`channels_ctx`, which sets NOTIFIER, OUTBOUND, TELEGRAM and WHATSAPP_BOT once;
+nothing replaces or edits them afterwards), and `salonbot sync` opens it to tell clients about
+the bonuses it awarded.
 """
 
 from __future__ import annotations
@@ -19,13 +20,12 @@ from aiohttp import web
 from prometheus_client import Counter
 
 from bot.companies import CompanyCache
-from bot.dialog import TELEGRAM as TELEGRAM_CHANNEL
-from bot.dialog import WHATSAPP as WHATSAPP_CHANNEL
 from bot.dialog import Dialog
-from bot.notifier import ChannelNotifier, RoutingNotifier
+from bot.notifier import RoutingNotifier
+from bot.outbound import Outbound
+from bot.telegram.delivery import TelegramChannel
 from bot.telegram.dispatcher import build_bot
-from bot.telegram.notifier import TelegramNotifier
-from bot.whatsapp.notifier import WhatsAppNotifier
+from bot.whatsapp.delivery import WhatsAppChannel
 from bot.whatsapp.outbox import Manners, Outbox, ResultHook
 from core.notifications import LoggingNotifier, Notifier
 from core.parts import parts
@@ -34,13 +34,16 @@ from core.whatsapp import GatewayNotConfigured, WahaGateway, WhatsAppGateway
 from web import telegram, whatsapp_channel
 from web.keys import (
     BOT_USERNAME,
+    CLOCK,
     METRICS,
     NOTICE_FALLBACK,
     NOTIFIER,
+    OUTBOUND,
     SETTINGS,
     TELEGRAM,
     WHATSAPP,
     WHATSAPP_BOT,
+    YCLIENTS,
 )
 
 log = logging.getLogger(__name__)
@@ -51,6 +54,8 @@ class Channels:
     """What reaches clients: `notifier` routes balance notices over the channels that are on."""
 
     notifier: Notifier
+    # Every message nobody just asked for (notices, reminders, admin alerts and answers).
+    outbound: Outbound
     companies: CompanyCache
     # The Telegram bot's session; None while the part is off (core.parts says why).
     bot: Bot | None
@@ -78,16 +83,18 @@ async def open_channels(
     if gateway is not None:
         manners = Manners(pause=settings.whatsapp_reply_pause, rate=settings.whatsapp_send_rate)
         outbox = Outbox(gateway, manners, on_result=on_sent)
-    routes: dict[str, ChannelNotifier] = {}
+    # In this order when a person has never written (staff, a client only seen in YClients):
+    # Telegram first, it costs the salon's own number nothing.
+    outbound = Outbound()
     if bot is not None:
-        routes[TELEGRAM_CHANNEL.name] = TelegramNotifier(bot)
+        outbound.add(TelegramChannel(bot))
     if outbox is not None:
-        routes[WHATSAPP_CHANNEL.name] = WhatsAppNotifier(outbox)
+        outbound.add(WhatsAppChannel(outbox))
     companies = CompanyCache()
     fallback = fallback or LoggingNotifier()
-    notifier = RoutingNotifier(routes, fallback, companies) if routes else fallback
+    notifier = RoutingNotifier(outbound, fallback, companies) if outbound.channels else fallback
     try:
-        yield Channels(notifier, companies, bot, outbox)
+        yield Channels(notifier, outbound, companies, bot, outbox)
     finally:
         if outbox is not None:
             await outbox.close()
@@ -140,6 +147,15 @@ async def channels_ctx(app: web.Application) -> AsyncIterator[None]:
     async with channels as opened, contextlib.AsyncExitStack() as running:
         app[NOTIFIER] = opened.notifier
         dialog = Dialog(opened.notifier, opened.companies, bot_username=app[BOT_USERNAME].get)
+        app[OUTBOUND] = opened.outbound
+        # A reminder's answer confirms or cancels the record in YClients and tells the admins.
+        dialog = Dialog(
+            opened.notifier,
+            opened.companies,
+            clock=lambda: app[CLOCK].now().timestamp(),
+            outbound=opened.outbound,
+            yclients=app[YCLIENTS],
+        )
         app[TELEGRAM] = (
             None
             if opened.bot is None

@@ -512,14 +512,18 @@ def cmd_chat(settings: Settings, args: argparse.Namespace) -> int:
                 "no active staff member of this salon has that phone: "
                 f"`salonbot staff add --company {args.company} --phone {phone}` first"
             )
-        await console.chat(
-            company,
-            phone,
-            as_staff=args.staff,
-            images=settings.data_dir / "chat",
-            # An admin's staff invites link to the Telegram bot, as in the other channels.
-            bot_username=BotUsername(settings).get,
-        )
+        # The chat channels that are on carry what leaves the console (questions to the
+        # admins, an admin's «ответ CODE text» to a client).
+        async with standalone_channels(settings) as channels:
+            await console.chat(
+                company,
+                phone,
+                as_staff=args.staff,
+                images=settings.data_dir / "chat",
+                outbound=channels.outbound,
+                # An admin's staff invites link to the Telegram bot, as elsewhere.
+                bot_username=BotUsername(settings).get,
+            )
         return 0
 
     try:

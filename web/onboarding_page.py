@@ -162,6 +162,8 @@ def onboarding_page(ctx: PageContext, locale: str) -> str:
         parts.append(support_line(t, ctx.support_contact))
     else:
         parts.append(_steps(ctx, t))
+        if status is IntegrationStatus.PENDING_WHATSAPP:
+            parts.append(_auto_answers(t))
         if status is IntegrationStatus.ACTIVE:
             parts.append(_links(ctx, t))
         if not ctx.connected:
@@ -218,6 +220,19 @@ def _steps(ctx: PageContext, t: Translate) -> str:
         for state, label in zip(states, labels, strict=True)
     )
     return f'<div class="card"><ol class="steps">{items}</ol></div>'
+
+
+def _auto_answers(t: Translate) -> str:
+    """Before activation: what the salon's number will do, and where questions go."""
+    text = t(
+        _(
+            "Once activated, the bot answers clients who write to the linked WhatsApp number "
+            "by itself: bonuses, their code, visits, booking. Questions it cannot answer, "
+            "photos and voice messages go to the salon's administrators in their chat with "
+            "the bot, and an administrator's reply reaches the client."
+        )
+    )
+    return f'<div class="card" id="auto-answers"><p>{escape(text)}</p></div>'
 
 
 def _whatsapp_panel(ctx: PageContext, t: Translate) -> str:

@@ -23,6 +23,7 @@ class Intent(StrEnum):
     LOOKUP = "lookup"
     ADJUST = "adjust"
     CANCEL = "cancel"
+    REMINDERS = "reminders"
     SETTINGS = "settings"
     TEAM = "team"
     STATS = "stats"
@@ -39,6 +40,7 @@ LABELS = {
     Intent.LOOKUP: _("🔎 Find a client"),
     Intent.ADJUST: _("✏️ Adjust a balance"),
     Intent.CANCEL: _("✖️ Cancel"),
+    Intent.REMINDERS: _("🔔 Reminders"),
     Intent.SETTINGS: _("⚙️ Settings"),
     Intent.TEAM: _("👥 Staff"),
     Intent.STATS: _("📊 Figures"),
@@ -58,6 +60,7 @@ COMMANDS = {
     "lookup": Intent.LOOKUP,
     "adjust": Intent.ADJUST,
     "cancel": Intent.CANCEL,
+    "reminders": Intent.REMINDERS,
     "settings": Intent.SETTINGS,
     "staff": Intent.TEAM,
     "team": Intent.TEAM,
@@ -107,6 +110,7 @@ def main_menu(
     rows += [
         (label(Intent.BOOK, locale), label(Intent.BALANCE, locale)),
         (label(Intent.VISITS, locale), label(Intent.MY_CODE, locale)),
-        (label(Intent.LANGUAGE, locale), label(Intent.HELP, locale)),
+        (label(Intent.REMINDERS, locale), label(Intent.LANGUAGE, locale)),
+        (label(Intent.HELP, locale),),
     ]
     return tuple(rows)

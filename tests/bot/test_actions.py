@@ -39,6 +39,9 @@ def _longest(kind: type[Action]) -> Action:
             values[f.name] = max(salon_settings.KEYS, key=len)
         elif f.name == "role":
             values[f.name] = max((r.value for r in StaffRole), key=len)
+        elif f.name in ("choice", "answer"):
+            # A word: the longest the dialog uses is a few letters; 16 leaves room.
+            values[f.name] = "w" * 16
         else:
             values[f.name] = LARGEST_ID
     return kind(**values)

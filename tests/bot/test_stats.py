@@ -4,14 +4,18 @@ checked against seeded rows, and one chart PNG that reads on a phone. Both datab
 from __future__ import annotations
 
 import io
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
-from types import SimpleNamespace
 from typing import Any
 
 from aiogram.methods import SendPhoto
 from PIL import Image
 
-from bot.digest import compose_digest, digest_handler
+from bot import digest
+from bot.dialog.replies import Reply
+from bot.digest import compose_digest
+from bot.outbound import Delivery, Outbound, Recipient
+from bot.visits import Dispatcher, Kinds
 from core import ledger, stats
 from core.clients import create_client
 from core.models import (
@@ -26,6 +30,7 @@ from core.models import (
     VisitReview,
 )
 from tests.bot.conftest import Harness, make_salon, make_staff, said
+from tests.fakes.clock import FakeClock
 from tests.fakes.telegram import Person
 
 OLGA = Person(8001, "Ольга")
@@ -190,8 +195,36 @@ async def test_the_digest_is_the_same_figures_in_each_admins_language(orm: str) 
     assert "Visits completed: 4" in en[0].text
     assert "Ratings after visits: 3.7 of 5 (3 ratings)" in en[0].text
     assert ru[1].image is not None and en[1].image is not None
-    row = await ScheduledMessage.create(company=salon, kind="digest", key="digest:1", due_at=NOW)
-    # As the visit loop hands a claimed row over (core.visits.Due: the row and its salon).
-    claimed = SimpleNamespace(row=await ScheduledMessage.get(id=row.id), company=salon)
-    from_row = (await digest_handler(claimed))("ru")
-    assert from_row[0].text == ru[0].text
+
+
+async def test_the_visit_loop_sends_the_digest_to_the_admins_at_its_time(orm: str) -> None:
+    salon = await seeded()
+    await Company.filter(id=salon.id).update(digest_at="fri 12:00")  # 09:00 UTC in Moscow
+    await make_staff(salon, OLGA, StaffRole.ADMIN)
+    await make_staff(salon, IRA)  # staff who are not admins get no digest
+    channel = Recording()
+    kinds_ = Kinds()
+    digest.register(kinds_)
+    clock = FakeClock(NOW - timedelta(hours=1))
+    dispatcher = Dispatcher(Outbound({"telegram": channel}), kinds_, clock=clock.clock())
+    await dispatcher.plan_digests()
+    assert await dispatcher.round() == 0  # not yet
+    clock.moment = NOW
+    assert await dispatcher.round() == 1
+    ((address, replies),) = channel.sent
+    assert address == str(OLGA.id)
+    assert replies[0].text.startswith("Неделя салона в цифрах:\n📊 Салон Ромашка, 13.11.2026")
+    assert "Визитов завершено: 4" in replies[0].text
+    assert replies[1].image is not None and replies[1].image.png.startswith(b"\x89PNG")
+    assert await dispatcher.round() == 0  # once
+
+
+class Recording:
+    name = "telegram"
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, list[Reply]]] = []
+
+    async def send(self, to: Recipient, company: Company, replies: Sequence[Reply]) -> Delivery:
+        self.sent.append((to.addresses[self.name], list(replies)))
+        return Delivery.SENT
