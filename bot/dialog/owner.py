@@ -70,6 +70,7 @@ SETTINGS: dict[str, tuple[str, str]] = {
     ),
 }
 # How a person says "off", and weekdays in Russian, read before core.salon_settings.parse.
+_ZERO_IS_OFF = frozenset({"accrual_percent", "welcome_bonus", "max_redeem_percent"})
 _OFF_WORDS = frozenset({"off", "выкл", "выключить", "отключить", "нет", "no", "none"})
 _WEEKDAYS_RU = {
     "пн": "mon",
@@ -103,7 +104,8 @@ def _typed(key: str, text: str) -> str:
     """What the admin typed, in the words core.salon_settings reads."""
     text = text.strip()
     if text.casefold() in _OFF_WORDS:
-        return "off"
+        # Where 0 is "none" (and WhatsApp's `0` is taken: it ends a flow), "off" is 0.
+        return "0" if key in _ZERO_IS_OFF else "off"
     if key == "digest_at":
         day, sep, at = text.partition(" ")
         return f"{_WEEKDAYS_RU.get(day.casefold().rstrip('.'), day)}{sep}{at}"

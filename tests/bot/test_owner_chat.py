@@ -13,6 +13,7 @@ from typing import Any
 from aiogram.methods import SendPhoto, TelegramMethod
 
 from bot.console import Console
+from bot.dialog import owner
 from bot.dialog.formats import NBSP
 from core import salon_settings
 from core.bookings import apply_records
@@ -355,3 +356,10 @@ async def test_the_console_has_the_same_settings_menu(orm: str, tmp_path: Path) 
     await console.say(confirm[1])
     assert "Сохранено: «Приветственный бонус» — теперь 200 бонусов." in out.getvalue()
     assert (await Company.get(id=salon.id)).welcome_bonus == 200
+
+
+def test_off_words_mean_zero_where_zero_is_none() -> None:
+    assert owner._typed("welcome_bonus", "Выкл") == "0"
+    assert owner._typed("reminder_day_before_at", "нет") == "off"
+    assert owner._typed("digest_at", "пт 18:30") == "fri 18:30"
+    assert salon_settings.parse("welcome_bonus", owner._typed("welcome_bonus", "off")) == 0
