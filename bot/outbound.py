@@ -46,6 +46,7 @@ class Delivery(StrEnum):
 CLIENT_ADDRESSES: dict[str, str] = {
     "telegram": "telegram_user_id",
     "whatsapp": "whatsapp_chat_id",
+    "max": "max_user_id",
 }
 
 
@@ -93,6 +94,8 @@ class Recipient:
     client_id: int | None = None
     staff_id: int | None = None
     name: str = ""
+    # The Telegram bot the client's chat is with (a salon's own bot); None: the shared bot.
+    telegram_bot_id: int | None = None
 
     @classmethod
     def of_client(cls, client: Client, company: Company) -> Recipient:
@@ -110,6 +113,7 @@ class Recipient:
             gone=frozenset(gone),
             client_id=client.id,
             name=client.name,
+            telegram_bot_id=client.telegram_bot_id,
         )
 
     @classmethod

@@ -32,6 +32,7 @@ TABLES = (
     "marketplace_redirect_use",
     "pending_api_key",
     "whatsapp_chat",
+    "max_chat",
     "staff_invite",
     "ledger_entry",
     "inbox_event",

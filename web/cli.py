@@ -298,6 +298,7 @@ def cmd_company_show(settings: Settings, args: argparse.Namespace) -> int:
                 telegram or "— (set TELEGRAM_BOT_USERNAME, or TELEGRAM_BOT_TOKEN for getMe)",
             ),
             ("whatsapp link", wa or "— (WhatsApp not linked yet)"),
+            ("own telegram bot", _own_bot(company)),
         ]
         print(f"{company.title or '—'} (YClients {company.yclients_id})")
         for name, value in rows:
@@ -315,6 +316,18 @@ def cmd_company_show(settings: Settings, args: argparse.Namespace) -> int:
     return asyncio.run(_with_db(settings, work))
 
 
+def _own_bot(company: Company) -> str:
+    if company.telegram_bot_token and company.telegram_bot_username:
+        name = company.telegram_bot_username
+        return f"@{name}, https://t.me/{name} (no deep link needed)"
+    if company.telegram_bot_revoked_at is not None:
+        return (
+            f"off since {company.telegram_bot_revoked_at:%Y-%m-%d %H:%M} UTC: Telegram refused "
+            "its token (set a new one: telegram_bot_token=…)"
+        )
+    return "— (the shared bot; telegram_bot_token=… gives the salon its own)"
+
+
 def cmd_company_set(settings: Settings, args: argparse.Namespace) -> int:
     values: dict[str, str] = {}
     for pair in args.values:
@@ -328,9 +341,22 @@ def cmd_company_set(settings: Settings, args: argparse.Namespace) -> int:
     except salon_settings.SettingError as exc:
         raise CommandError(str(exc)) from None
 
+    token = settings.telegram_bot_token
+    shared_bot_id = int(token.get_secret_value().split(":", 1)[0]) if token else None
+
     async def work() -> int:
         company = await _salon(args.yclients_id)
-        changes = await salon_settings.change(company, values, actor="cli")
+        try:
+            # A bot token is checked with Telegram here (getMe).
+            changes = await salon_settings.change(
+                company,
+                values,
+                actor="cli",
+                telegram_api_url=settings.telegram_api_url,
+                shared_bot_id=shared_bot_id,
+            )
+        except salon_settings.SettingError as exc:
+            raise CommandError(str(exc)) from None
         for change in changes:
             print(f"{change.key}: {change.old or '—'} -> {change.new or '—'}")
         if not changes:

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 
 from bot.companies import SessionCompanies
+from bot.max.channel import MaxBot
 from bot.outbound import Outbound
 from bot.telegram.dispatcher import TelegramBot
 from bot.telegram.username import BotUsername
@@ -26,6 +27,7 @@ from web.metrics import Metrics
 
 if TYPE_CHECKING:
     from bot.visits import Dispatcher, Kinds
+    from web.salon_bots import SalonBotRunner
     from web.sync_jobs import SyncJobs
 
 
@@ -74,9 +76,13 @@ BODY_TIMEOUT = web.AppKey("body_timeout", float)
 ONBOARDING_POLL_MS = web.AppKey("onboarding_poll_ms", int)
 # The running Telegram bot (dispatcher, bot, dialog); None while the part is off.
 TELEGRAM: web.AppKey[TelegramBot | None] = web.AppKey("telegram")
+# The salons' own Telegram bots (web.salon_bots), run next to the shared bot.
+SALON_BOTS: web.AppKey[SalonBotRunner] = web.AppKey("salon_bots")
 # The WhatsApp channel (answers and notices over each salon's number); None while the gateway
 # is not configured.
 WHATSAPP_BOT: web.AppKey[WhatsAppBot | None] = web.AppKey("whatsapp_bot")
+# The MAX bot (updates in, answers out); None while MAX_BOT_TOKEN is unset.
+MAX_BOT: web.AppKey[MaxBot | None] = web.AppKey("max_bot")
 # Which salon each WhatsApp gateway session belongs to, as the webhook looks it up.
 WHATSAPP_SESSIONS = web.AppKey("whatsapp_sessions", SessionCompanies)
 # The syncs asked for over the API, one job per salon (web.sync_jobs.sync_jobs_ctx).
@@ -84,6 +90,12 @@ SYNC_JOBS: web.AppKey[SyncJobs] = web.AppKey("sync_jobs")
 # Where the channels' retry loops read the time and sleep (tests move it by hand), and how
 # they back off while their outside system is down.
 CLOCK = web.AppKey("clock", Clock)
+# Where the salons' own bots (web.salon_bots) read the time, back off and wait for the next
+# look at the database: a clock of their own, so tests move one loop at a time.
+SALON_BOTS_CLOCK = web.AppKey("salon_bots_clock", Clock)
+# Where the visit loop's dispatcher (web.visit_loop) reads the time, paces and idles: its own
+# clock too.
+VISIT_CLOCK = web.AppKey("visit_clock", Clock)
 BACKOFF = web.AppKey("backoff", BackoffPolicy)
 # What each running part last found out about its outside system (/health); set by
 # web.app.part_states_ctx, written by the channels.

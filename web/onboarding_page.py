@@ -52,6 +52,7 @@ class PageContext:
     gateway_configured: bool
     telegram_link: str | None = None
     whatsapp_link: str | None = None
+    max_link: str | None = None
     poster_url: str | None = None
     staff_invite_link: str | None = None
     callback_error: str | None = None
@@ -325,6 +326,8 @@ def _links(ctx: PageContext, t: Translate) -> str:
         items.append((t(_("Telegram bot")), ctx.telegram_link, "telegram-link"))
     if ctx.whatsapp_link:
         items.append((t(_("WhatsApp chat")), ctx.whatsapp_link, "whatsapp-link"))
+    if ctx.max_link:
+        items.append((t(_("MAX bot")), ctx.max_link, "max-link"))
     if ctx.staff_invite_link:
         items.append((t(_("Staff invite link")), ctx.staff_invite_link, "staff-link"))
     rows = "".join(

@@ -62,7 +62,7 @@ class Dialog(ClientFlows, StaffFlows, QuestionFlows, VisitFlows, OwnerFlows):
             return
         s.client = await Client.get_or_none(company_id=s.company.id, **s.identity)
         if s.client is not None and s.channel.remembered:
-            await clients.remember_channel(s.client, s.channel.name)
+            await clients.remember_channel(s.client, s.channel.name, bot_id=s.bot_id)
 
     async def arrive(self, s: Session, *, phone: str | None, first: bool) -> list[Reply]:
         """Before a turn in a channel that knows the sender's number without asking (WhatsApp:
@@ -112,6 +112,9 @@ class Dialog(ClientFlows, StaffFlows, QuestionFlows, VisitFlows, OwnerFlows):
     async def start(self, s: Session, payload: str | None = None) -> list[Reply]:
         payload = (payload or "").strip()
         s.go(None)
+        if s.pinned and s.company is not None and not payload.startswith(STAFF_PREFIX):
+            # The salon's own bot: whatever link brought the person, this is its salon.
+            return await self.welcome(s)
         if payload.startswith(SALON_PREFIX):
             company = None
             yclients_id = payload.removeprefix(SALON_PREFIX)
@@ -213,7 +216,7 @@ class Dialog(ClientFlows, StaffFlows, QuestionFlows, VisitFlows, OwnerFlows):
                 return await self.history(s, before_id)
             case actions.PickSalon(company_id=company_id):
                 company = await Company.get_or_none(id=company_id)
-                if company is not None:
+                if company is not None and not s.pinned:
                     s.bind(company)
                     await self._load_client(s)
                     return await self.welcome(s)

@@ -23,11 +23,13 @@ from aiogram.exceptions import (
     TelegramNotFound,
     TelegramRetryAfter,
     TelegramServerError,
+    TelegramUnauthorizedError,
 )
 
 from bot.dialog import TELEGRAM, Reply
 from bot.outbound import Delivery, Recipient, note_retry_after, note_sent
 from bot.telegram.render import send_replies
+from bot.telegram.salon_bots import SalonBots
 from core.models import Company
 
 log = logging.getLogger(__name__)
@@ -38,18 +40,46 @@ _GONE_CHAT = ("chat not found", "user is deactivated", "peer_id_invalid", "bot w
 
 
 class TelegramChannel:
+    """Sends through the bot the person's chat is with: a salon's own bot for a client who
+    started it (each bot has its own flood limit, and a bot may write only to people who
+    started it), the shared bot otherwise. A salon bot whose token Telegram refuses (401) is
+    reported to `salon_bots`, which switches it off and tells the salon's admins."""
+
     name = TELEGRAM.name
 
-    def __init__(self, bot: Bot) -> None:
+    def __init__(self, bot: Bot | None, salon_bots: SalonBots | None = None) -> None:
+        # The shared bot; None while TELEGRAM_BOT_TOKEN is unset (salons' own bots still work).
         self.bot = bot
+        self.salon_bots = salon_bots
+
+    def bot_for(self, to: Recipient) -> Bot | None:
+        if self.salon_bots is None:
+            return self.bot
+        return self.salon_bots.bot_for(to.company_id, to.telegram_bot_id, self.bot)
+
+    def bot_key(self, company: Company) -> str:
+        """Whose flood limit a message to a client of `company` spends (bot.visits.pacing)."""
+        own = self.salon_bots.of_company(company.id) if self.salon_bots else None
+        return f"salon-{own.bot.id}" if own is not None else "shared"
 
     async def send(self, to: Recipient, company: Company, replies: Sequence[Reply]) -> Delivery:
         address = to.addresses.get(self.name)
         if address is None or not address.lstrip("-").isdigit():
             return Delivery.NO_CHAT
+        bot = self.bot_for(to)
+        if bot is None:
+            log.info("telegram: the bot of %s's chat is off", _who(to))
+            return Delivery.NO_CHAT
         try:
-            for message_id in await send_replies(self.bot, int(address), replies):
+            for message_id in await send_replies(bot, int(address), replies):
                 note_sent(str(message_id))
+        except TelegramUnauthorizedError:
+            refused = self.salon_bots.refused_bot(bot) if self.salon_bots else None
+            log.warning("telegram: the token of the bot for %s is refused", _who(to))
+            if refused is not None and self.salon_bots is not None:
+                await self.salon_bots.refused(refused)
+                return Delivery.NO_CHAT
+            return Delivery.RETRY
         except TelegramForbiddenError as exc:
             log.info("telegram: %s refused (%s): gone", _who(to), exc.message)
             return Delivery.GONE
