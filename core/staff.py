@@ -256,3 +256,33 @@ async def find_client(
     if client is None:
         await record_failure(staff.id, now)
     return Found(client)
+
+
+# --- the owner's page: the staff list and the invites ---
+
+
+async def staff_of(company: Company) -> list[Staff]:
+    """The salon's active staff, admins first, then by when they joined."""
+    members = await Staff.filter(company_id=company.id, active=True).order_by("created_at", "id")
+    return sorted(members, key=lambda m: m.role is not StaffRole.ADMIN)
+
+
+async def open_invites(company: Company, now: datetime | None = None) -> list[StaffInvite]:
+    """The salon's invites that can still be used, newest first."""
+    now = now or _now()
+    return list(
+        await StaffInvite.filter(
+            company_id=company.id, used_at__isnull=True, expires_at__gt=now
+        ).order_by("-created_at", "-id")
+    )
+
+
+async def revoke_invite(company: Company, invite_id: int, now: datetime | None = None) -> bool:
+    """Make an unused invite of this salon unusable at once (it expires now: accept_invite's
+    single-use guard already refuses expired ones, so a tap racing the revocation loses
+    cleanly). False when there was no such open invite."""
+    now = now or _now()
+    changed = await StaffInvite.filter(
+        id=invite_id, company_id=company.id, used_at__isnull=True, expires_at__gt=now
+    ).update(expires_at=now)
+    return bool(changed)

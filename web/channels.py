@@ -41,6 +41,7 @@ from web.keys import (
     WHATSAPP,
     WHATSAPP_BOT,
 )
+from web.marketplace import owner_link
 
 log = logging.getLogger(__name__)
 
@@ -138,7 +139,12 @@ async def channels_ctx(app: web.Application) -> AsyncIterator[None]:
     )
     async with channels as opened, contextlib.AsyncExitStack() as running:
         app[NOTIFIER] = opened.notifier
-        dialog = Dialog(opened.notifier, opened.companies)
+        settings = app[SETTINGS]
+        dialog = Dialog(
+            opened.notifier,
+            opened.companies,
+            owner_link=lambda company: owner_link(settings, company),
+        )
         app[TELEGRAM] = (
             None
             if opened.bot is None

@@ -11,7 +11,7 @@ from bot.dialog.menu import Intent, main_menu
 from bot.dialog.replies import Reply
 from bot.dialog.session import Session
 from core import staff as staff_service
-from core.models import Staff, StaffRole
+from core.models import Company, Staff, StaffRole
 from core.notifications import BalanceNotice, Notifier, deliver
 
 log = logging.getLogger(__name__)
@@ -24,11 +24,15 @@ class Flows:
         companies: CompanyCache | None = None,
         *,
         clock: Callable[[], float] = time.time,
+        owner_link: Callable[[Company], str | None] | None = None,
     ) -> None:
         self.notifier = notifier
         self.companies = companies or CompanyCache()
         # Seconds since the epoch; tests move it instead of waiting.
         self.clock = clock
+        # A signed link to the salon's owner's page (web.marketplace.owner_link); None where
+        # no web page is served (the console).
+        self.owner_link = owner_link
 
     async def notify(self, notices: Sequence[BalanceNotice]) -> None:
         """Tell clients about balance changes; the ledger has committed by now. A failure to

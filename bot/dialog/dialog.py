@@ -135,7 +135,11 @@ class Dialog(ClientFlows, StaffFlows):
 
     async def intent(self, s: Session, intent: Intent, args: str = "") -> list[Reply]:
         if intent in STAFF_INTENTS:
-            flow = {Intent.REDEEM: self.redeem, Intent.LOOKUP: self.lookup}.get(intent, self.adjust)
+            flow = {
+                Intent.REDEEM: self.redeem,
+                Intent.LOOKUP: self.lookup,
+                Intent.OWNER_PAGE: self.owner_page,
+            }.get(intent, self.adjust)
             replies = await flow(s, args)
             return replies if replies is not None else await self.unknown(s)
         s.go(None)

@@ -22,6 +22,7 @@ class Intent(StrEnum):
     REDEEM = "redeem"
     LOOKUP = "lookup"
     ADJUST = "adjust"
+    OWNER_PAGE = "owner"
     CANCEL = "cancel"
 
 
@@ -35,6 +36,7 @@ LABELS = {
     Intent.REDEEM: _("💳 Redeem bonuses"),
     Intent.LOOKUP: _("🔎 Find a client"),
     Intent.ADJUST: _("✏️ Adjust a balance"),
+    Intent.OWNER_PAGE: _("🏠 Owner's page"),
     Intent.CANCEL: _("✖️ Cancel"),
 }
 
@@ -51,9 +53,10 @@ COMMANDS = {
     "redeem": Intent.REDEEM,
     "lookup": Intent.LOOKUP,
     "adjust": Intent.ADJUST,
+    "owner": Intent.OWNER_PAGE,
     "cancel": Intent.CANCEL,
 }
-STAFF_INTENTS = frozenset({Intent.REDEEM, Intent.LOOKUP, Intent.ADJUST})
+STAFF_INTENTS = frozenset({Intent.REDEEM, Intent.LOOKUP, Intent.ADJUST, Intent.OWNER_PAGE})
 
 
 def label(intent: Intent, locale: str) -> str:
@@ -89,7 +92,7 @@ def main_menu(
     if staff:
         rows.append((label(Intent.REDEEM, locale), label(Intent.LOOKUP, locale)))
         if admin:
-            rows.append((label(Intent.ADJUST, locale),))
+            rows.append((label(Intent.ADJUST, locale), label(Intent.OWNER_PAGE, locale)))
     rows += [
         (label(Intent.BOOK, locale), label(Intent.BALANCE, locale)),
         (label(Intent.VISITS, locale), label(Intent.MY_CODE, locale)),
