@@ -138,7 +138,11 @@ def onboarding_page(ctx: PageContext, locale: str) -> str:
     def t(message: str) -> str:
         return gettext(locale, message)
 
-    title = t(_("Connect {salon} to Salonbot")).format(salon=ctx.title or ctx.yclients_id)
+    title = (
+        t(_("{salon} in Salonbot"))
+        if ctx.status is IntegrationStatus.ACTIVE
+        else t(_("Connect {salon} to Salonbot"))
+    ).format(salon=ctx.title or ctx.yclients_id)
     subtitle = t(_("YClients salon {id}")).format(id=ctx.yclients_id)
     product = t(_PRODUCT_LINE).format(product=PRODUCT)
     parts = [

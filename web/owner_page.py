@@ -24,7 +24,7 @@ Translate = Callable[[str], str]
 # takes (the latter also says what to fix under a wrong value).
 SETTING_TEXTS: dict[str, tuple[str, str]] = {
     "accrual_percent": (
-        _("Bonuses for a visit, % of its cost"),
+        _("Bonuses for a visit, percent of its cost"),
         _("a whole number from 0 to 100"),
     ),
     "welcome_bonus": (
@@ -32,7 +32,7 @@ SETTING_TEXTS: dict[str, tuple[str, str]] = {
         _("a whole number of bonuses from 0 to 100000; 0 means none"),
     ),
     "max_redeem_percent": (
-        _("Bonuses may pay up to, % of a bill"),
+        _("The most of a bill bonuses may pay, percent"),
         _("a whole number from 0 to 100"),
     ),
     "reminder_day_before_at": (
@@ -121,7 +121,8 @@ def _links(view: OwnerView, t: Translate) -> str:
         for link in view.links
     )
     if not rows:
-        rows = f"<li>{escape(t(_('The client links appear once a chat channel is on.')))}</li>"
+        none = t(_("The client links appear once a chat channel is on."))
+        rows = f"<li>{escape(none)}</li>"
     heading = escape(t(_("Links for your clients")))
     hand_out = escape(t(_("Send them to clients or put them on the salon's website:")))
     return (
@@ -164,21 +165,25 @@ def _role(role: StaffRole, t: Translate) -> str:
 
 def _staff(view: OwnerView, t: Translate) -> str:
     heading = escape(t(_("Staff")))
+    unnamed = t(_("(no name)"))
     if view.staff:
         items = "".join(
             f'<li data-role="{member.role.value}"><strong>'
-            f"{escape(member.name or t(_('(no name)')))}</strong> · "
+            f"{escape(member.name or unnamed)}</strong> · "
             f"{escape(_role(member.role, t))}</li>"
             for member in view.staff
         )
         members = f'<ul class="links" id="staff-list">{items}</ul>'
     else:
-        members = f'<p id="staff-list">{escape(t(_("No staff yet.")))}</p>'
+        nobody = t(_("No staff yet."))
+        members = f'<p id="staff-list">{escape(nobody)}</p>'
     parts = [f'<div class="card" id="staff"><h2>{heading}</h2>{members}']
     if view.new_invite is not None:
         parts.append(_new_invite(view.new_invite, view.tz, t))
+    revoke = escape(t(_("Revoke")))
     if view.invites:
-        parts.append(f'<h3>{escape(t(_("Open invites")))}</h3><ul class="links" id="invites">')
+        heading_invites = t(_("Open invites"))
+        parts.append(f'<h3>{escape(heading_invites)}</h3><ul class="links" id="invites">')
         for invite in view.invites:
             until = t(_("{role}, valid until {time}")).format(
                 role=_role(invite.role, t), time=_when(invite.expires_at, view.tz)
@@ -188,7 +193,7 @@ def _staff(view: OwnerView, t: Translate) -> str:
                 f'class="inline">{_token_field(view)}'
                 f'<input type="hidden" name="invite" value="{invite.id}">'
                 f"<span>{escape(until)}</span> "
-                f'<button type="submit" class="small">{escape(t(_("Revoke")))}</button>'
+                f'<button type="submit" class="small">{revoke}</button>'
                 "</form></li>"
             )
         parts.append("</ul>")
@@ -200,14 +205,15 @@ def _staff(view: OwnerView, t: Translate) -> str:
                 "you the salon's admin: admins change the settings and balances in the chat."
             )
         )
+        mine, theirs = t(_("Invite for myself (admin)")), t(_("Invite a staff member"))
         parts.append(
             f"<p>{escape(explain)}</p>"
             '<form method="post" action="/marketplace/owner/invite" class="row">'
             f"{_token_field(view)}"
             f'<button type="submit" name="role" value="admin" id="invite-admin">'
-            f"{escape(t(_('Invite for myself (admin)')))}</button>"
+            f"{escape(mine)}</button>"
             f'<button type="submit" name="role" value="staff" id="invite-staff">'
-            f"{escape(t(_('Invite a staff member')))}</button></form>"
+            f"{escape(theirs)}</button></form>"
         )
     else:
         text = t(

@@ -26,7 +26,7 @@ from typing import Literal
 import qrcode
 from PIL import Image, ImageDraw, ImageFont
 
-from core.i18n import _, gettext, ngettext
+from core.i18n import _, gettext, ngettext, pick_locale
 from core.models import Company
 
 log = logging.getLogger(__name__)
@@ -46,20 +46,20 @@ INK = (24, 24, 27)
 MUTED = (82, 82, 91)
 ACCENT = (15, 118, 110)
 TINT = (236, 246, 245)
+# The most white between two parts of the poster, as a share of its height.
+MAX_GAP = 0.045
 
 _SCAN = _("Scan the code with your phone's camera and write to us")
 _HOW = _("How it works")
 _STEP_JOIN = _("Scan the code and write to the salon's chat: joining is free.")
-_STEP_EARN = _("After every visit {percent} % of its cost comes back to you as bonuses.")
+_STEP_EARN = _("After every visit {percent} of its cost comes back to you as bonuses.")
 _STEP_PAY = _(
-    "Pay up to {percent} % of a bill with bonuses: show your code in the chat at the reception."
+    "Pay up to {percent} of a bill with bonuses: show your code in the chat at the reception."
 )
 _STEP_CODE = _("Show your code from the chat at the reception: the staff will find your card.")
-_OFFER = _("{percent} % of every visit back as bonuses")
+_OFFER = _("{percent} of every visit back as bonuses")
 _OFFER_AND_WELCOME = _("{offer}, and {welcome} as a welcome gift")
 _WELCOME_ONLY = _("{welcome} as a welcome gift")
-_WELCOME_SINGULAR = _("{n} bonus")
-_WELCOME_PLURAL = _("{n} bonuses")
 _NO_OFFER = _("Your visits and bonuses in one chat")
 
 
@@ -76,15 +76,19 @@ class Offer:
         return cls(company.accrual_percent, company.welcome_bonus, company.max_redeem_percent)
 
 
+def percent(value: int, locale: str) -> str:
+    """`5 %` in Russian (a no-break space, as Russian typography has it), `5%` in English."""
+    return f"{value}%" if pick_locale(locale) == "en" else f"{value}\u00a0%"
+
+
 def offer_line(offer: Offer, locale: str) -> str:
     """The offer in one line: the accrual, and the welcome bonus when there is one."""
     welcome = ""
     if offer.welcome_bonus > 0:
-        welcome = ngettext(locale, _WELCOME_SINGULAR, _WELCOME_PLURAL, offer.welcome_bonus).format(
-            n=offer.welcome_bonus
-        )
+        welcome = ngettext(locale, "{n} bonus", "{n} bonuses", offer.welcome_bonus)
+        welcome = welcome.format(n=offer.welcome_bonus)
     if offer.accrual_percent > 0:
-        line = gettext(locale, _OFFER).format(percent=offer.accrual_percent)
+        line = gettext(locale, _OFFER).format(percent=percent(offer.accrual_percent, locale))
         if welcome:
             line = gettext(locale, _OFFER_AND_WELCOME).format(offer=line, welcome=welcome)
         return line
@@ -96,9 +100,13 @@ def offer_line(offer: Offer, locale: str) -> str:
 def how_it_works(offer: Offer, locale: str) -> list[str]:
     steps = [gettext(locale, _STEP_JOIN)]
     if offer.accrual_percent > 0:
-        steps.append(gettext(locale, _STEP_EARN).format(percent=offer.accrual_percent))
+        steps.append(
+            gettext(locale, _STEP_EARN).format(percent=percent(offer.accrual_percent, locale))
+        )
     if offer.max_redeem_percent > 0:
-        steps.append(gettext(locale, _STEP_PAY).format(percent=offer.max_redeem_percent))
+        steps.append(
+            gettext(locale, _STEP_PAY).format(percent=percent(offer.max_redeem_percent, locale))
+        )
     else:
         steps.append(gettext(locale, _STEP_CODE))
     return steps
@@ -277,7 +285,8 @@ def _render(
         poster_font(False, int(3.2 * unit)),
         MUTED,
     )
-    label_font = poster_font(True, int(4 * unit))
+    label_points = int(4 * unit)
+    label_font = poster_font(True, label_points)
     url_line = _line_height(poster_font(False, int(2.2 * unit)))
     row_extra = _line_height(label_font) + int(1 * unit) + url_line
     gap = int(4 * unit)
@@ -292,17 +301,26 @@ def _render(
         size = max(0, min(size, int(height * 0.4)))
     rows = math.ceil(len(shown) / columns) if shown else 0
     grid_height = rows * (size + row_extra) + gap * max(0, rows - 1)
-    # Whatever height is left is shared by the three gaps of the middle.
+    # Whatever height is left goes to the gaps of the middle, each up to MAX_GAP of the
+    # sheet; past that the coloured bands grow (their text centred), so no white band opens.
     spare = max(0, middle - scan.height - grid_height)
-    space = spare // 3 if shown else spare // 2
+    gaps = 3 if shown else 2
+    space = min(spare // gaps, int(height * MAX_GAP))
+    grow = spare - space * gaps
+    header_grow, footer_grow = grow // 2, grow - grow // 2
+    header += header_grow
 
     draw.rectangle((0, 0, width, header), fill=ACCENT)
-    y = name.draw(draw, pad, width)
+    y = name.draw(draw, pad + header_grow // 2, width)
     offer_block.draw(draw, y + int(1.5 * unit), width)
 
     y = header + space
     y = scan.draw(draw, y, width)
     y += space
+    # One size for every label, the largest at which the longest fits over its code.
+    while any(text_width(label, label_font) > size for label, _url in shown) and label_points > 12:
+        label_points = int(label_points * 0.9)
+        label_font = poster_font(True, label_points)
     for row in range(rows):
         in_row = shown[row * columns : (row + 1) * columns]
         total = len(in_row) * size + gap * (len(in_row) - 1)
@@ -323,9 +341,9 @@ def _render(
             x += size + gap
         y += size + row_extra + gap
 
-    top = height - footer
+    top = height - footer - footer_grow
     draw.rectangle((0, top, width, height), fill=TINT)
-    y = how_title.draw(draw, top + pad, width, left=margin) + step_gap
+    y = how_title.draw(draw, top + pad + footer_grow // 2, width, left=margin) + step_gap
     number_font = poster_font(True, int(2.9 * unit))
     for index, step in enumerate(steps, start=1):
         draw.text((margin, y), f"{index}.", font=number_font, fill=ACCENT)
