@@ -37,27 +37,31 @@ from web.marketplace import owner_link
 RU = {"Accept-Language": "ru"}
 EN = {"Accept-Language": "en"}
 SALON = 7401
+NO_WHATSAPP = {
+    "whatsapp_gateway_url": None,
+    "whatsapp_gateway_api_key": None,
+    "whatsapp_webhook_hmac_key": None,
+}
 
 
 @pytest.fixture
 async def bench(aiohttp_client: ClientFactory, settings: Settings) -> AsyncIterator[Bench]:
     # No WhatsApp gateway: the page shows the stored state without asking one.
-    update = {"whatsapp_gateway_url": None, "support_contact": "help@salonbot.example"}
+    update = {**NO_WHATSAPP, "support_contact": "help@salonbot.example"}
     async with open_bench(aiohttp_client, settings, settings_update=update) as bench:
         yield bench
 
 
 async def active_salon(yclients_id: int = SALON, **fields: Any) -> Company:
-    return await Company.create(
-        yclients_id=yclients_id,
-        title="Салон «Роза»",
-        integration_status=IntegrationStatus.ACTIVE,
-        hook_token=secrets.token_hex(16),
-        whatsapp_session=f"salon-{yclients_id}",
-        whatsapp_connected=True,
-        whatsapp_phone="+79001234567",
-        **fields,
-    )
+    values: dict[str, Any] = {
+        "title": "Салон «Роза»",
+        "integration_status": IntegrationStatus.ACTIVE,
+        "hook_token": secrets.token_hex(16),
+        "whatsapp_session": f"salon-{yclients_id}",
+        "whatsapp_connected": True,
+        "whatsapp_phone": "+79001234567",
+    }
+    return await Company.create(yclients_id=yclients_id, **{**values, **fields})
 
 
 def secret(bench: Bench) -> str:
@@ -178,9 +182,7 @@ async def test_expired_or_foreign_owner_links_are_refused_with_a_page(
         expected = "This link has expired" if name == "expired" else "This link is not valid"
         assert expected in text, name
         assert "Traceback" not in text and 'id="settings-form"' not in text, name
-        status, text = await form(
-            bench, "/marketplace/owner/settings", token, accrual_percent="50"
-        )
+        status, text = await form(bench, "/marketplace/owner/settings", token, accrual_percent="50")
         assert status == 403 and "Traceback" not in text, name
         status, _text = await form(bench, "/marketplace/owner/invite", token, role="admin")
         assert status == 403, name
@@ -369,7 +371,7 @@ async def test_a_staff_invite_can_be_revoked_before_it_is_used(bench: Bench) -> 
 async def test_without_a_telegram_bot_the_page_says_how_staff_cannot_join(
     aiohttp_client: ClientFactory, settings: Settings
 ) -> None:
-    update = {"whatsapp_gateway_url": None, "telegram_bot_username": None}
+    update = {**NO_WHATSAPP, "telegram_bot_username": None}
     async with open_bench(aiohttp_client, settings, settings_update=update) as bench:
         await active_salon()
         token = issue_owner_token(secret(bench), SALON)
