@@ -189,7 +189,7 @@ def _staff(view: OwnerView, t: Translate) -> str:
                 role=_role(invite.role, t), time=_when(invite.expires_at, view.tz)
             )
             parts.append(
-                f'<li><form method="post" action="/marketplace/owner/invite/revoke" '
+                f'<li><form method="post" action="/marketplace/owner/invite/revoke#staff" '
                 f'class="inline">{_token_field(view)}'
                 f'<input type="hidden" name="invite" value="{invite.id}">'
                 f"<span>{escape(until)}</span> "
@@ -208,7 +208,7 @@ def _staff(view: OwnerView, t: Translate) -> str:
         mine, theirs = t(_("Invite for myself (admin)")), t(_("Invite a staff member"))
         parts.append(
             f"<p>{escape(explain)}</p>"
-            '<form method="post" action="/marketplace/owner/invite" class="row">'
+            '<form method="post" action="/marketplace/owner/invite#staff" class="row">'
             f"{_token_field(view)}"
             f'<button type="submit" name="role" value="admin" id="invite-admin">'
             f"{escape(mine)}</button>"
@@ -271,7 +271,7 @@ def _settings_form(view: OwnerView, t: Translate) -> str:
     save = escape(t(_("Save")))
     return (
         f'<div class="card" id="settings"><h2>{heading}</h2>{notice}'
-        '<form method="post" action="/marketplace/owner/settings" id="settings-form">'
+        '<form method="post" action="/marketplace/owner/settings#settings" id="settings-form">'
         f"{_token_field(view)}{''.join(rows)}"
         f'<p><button type="submit" id="settings-save">{save}</button></p></form></div>'
     )
