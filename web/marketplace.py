@@ -12,6 +12,7 @@ Everything the owner sees is a page with a sentence, never a stack trace.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import json
 import logging
@@ -373,9 +374,7 @@ async def _owner_view(
         invites_possible=bool(await request.app[BOT_USERNAME].get()),
         settings=salon_settings.show(company),
     )
-    for name, value in shown.items():
-        setattr(view, name, value)
-    return view
+    return dataclasses.replace(view, **shown)
 
 
 async def _page(

@@ -240,7 +240,8 @@ def render_poster(
     return _render(title or "—", tuple(links), locale, offer, paper, fmt)
 
 
-@lru_cache(maxsize=32)
+# A salon prints a few sizes at once; each PNG is a few hundred KB, a PDF under a MB.
+@lru_cache(maxsize=16)
 def _render(
     title: str,
     links: tuple[tuple[str, str], ...],
