@@ -471,4 +471,4 @@ class VisitReview(Model):
 
     class Meta:
         table = "visit_review"
-        indexes = (("company", "created_at"),)
+        indexes = (("company_id", "created_at"),)

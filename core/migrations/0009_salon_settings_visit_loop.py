@@ -66,7 +66,7 @@ class Migration(migrations.Migration):
                 ('comment', fields.TextField(default='', unique=False)),
                 ('created_at', fields.DatetimeField(auto_now=False, auto_now_add=True)),
             ],
-            options={'table': 'visit_review', 'app': 'models', 'indexes': [Index(fields=['company', 'created_at'])], 'pk_attr': 'id', 'table_description': 'A client\'s answer to "how was it?" about one visit.'},
+            options={'table': 'visit_review', 'app': 'models', 'indexes': [Index(fields=['company_id', 'created_at'])], 'pk_attr': 'id', 'table_description': 'A client\'s answer to "how was it?" about one visit.'},
             bases=['Model'],
         ),
         ops.AddField(
