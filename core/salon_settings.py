@@ -27,7 +27,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import time
+from datetime import UTC, datetime, time
 from typing import Any
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
@@ -165,10 +165,12 @@ class Change:
     new: str
 
 
-async def change(company: Company, values: Mapping[str, str], *, actor: str) -> list[Change]:
+async def change(
+    company: Company, values: Mapping[str, str], *, actor: str, now: datetime | None = None
+) -> list[Change]:
     """Validate every value, then store them together with one audit row per changed key.
     Nothing is stored when any value is wrong. Returns what changed (unchanged keys are left
-    out)."""
+    out). The visit loop's pending rows are re-planned for the new times (as of `now`)."""
     parsed = {key: parse(key, text) for key, text in values.items()}
     changes: list[Change] = []
     for key, value in parsed.items():
@@ -190,7 +192,26 @@ async def change(company: Company, values: Mapping[str, str], *, actor: str) -> 
                 for c in changes
             ]
         )
+    if any(c.key in _LOOP_KEYS for c in changes):
+        # Pending reminders and the digest follow the new times at once. (Imported here:
+        # the visit loop reads these settings, so it imports this module.)
+        from core.visits import replan_company
+
+        await replan_company(company, now or datetime.now(UTC))
     return changes
+
+
+# The keys the visit loop's planned rows depend on.
+_LOOP_KEYS = frozenset(
+    {
+        "reminder_day_before_at",
+        "reminder_hours_before",
+        "quiet_hours",
+        "silent_alert_hours_before",
+        "review_delay_hours",
+        "digest_at",
+    }
+)
 
 
 @dataclass(frozen=True, slots=True)

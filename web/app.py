@@ -23,6 +23,7 @@ from core.settings import Settings
 from core.whatsapp import WHATSAPP as WHATSAPP_SOURCE
 from core.yclients import YClientsClient
 from web import api, health, marketplace, telegram, whatsapp_channel, whatsapp_webhook, yclients
+from web import max as max_channel
 from web.assets import setup_routes as setup_asset_routes
 from web.channels import channels_ctx, gateway_from_settings
 from web.cron import sync_cron_ctx, whatsapp_watchdog_ctx
@@ -42,6 +43,7 @@ from web.keys import (
     ONBOARDING_POLL_MS,
     PART_STATES,
     SETTINGS,
+    VISIT_KINDS,
     WHATSAPP,
     YCLIENTS,
     InboxWakeup,
@@ -49,6 +51,7 @@ from web.keys import (
 from web.metrics import Metrics, metrics_handler, metrics_middleware
 from web.server_log import ServerLog
 from web.sync_jobs import sync_jobs_ctx
+from web.visit_loop import visit_kinds, visit_loop_ctx
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +88,7 @@ def create_app(settings: Settings) -> web.Application:
     # Tests replace these before start-up to move the channels' time by hand.
     app[CLOCK] = Clock()
     app[BACKOFF] = BackoffPolicy()
+    app[VISIT_KINDS] = visit_kinds()
 
     app.cleanup_ctx.append(orm_ctx)
     app.cleanup_ctx.append(announce_parts_ctx)
@@ -92,7 +96,7 @@ def create_app(settings: Settings) -> web.Application:
     app.cleanup_ctx.append(part_states_ctx)
     app.cleanup_ctx.append(yclients_ctx)
     app.cleanup_ctx.append(whatsapp_ctx)
-    # Telegram, WhatsApp and the router of balance notices over them (NOTIFIER), built once.
+    # Telegram, WhatsApp, MAX and the router of balance notices over them (NOTIFIER), built once.
     app.cleanup_ctx.append(channels_ctx)
     # After the channels: every job below tells clients through NOTIFIER.
     app.cleanup_ctx.append(inbox_worker_ctx)
@@ -100,6 +104,8 @@ def create_app(settings: Settings) -> web.Application:
     # Syncs asked for over the API; cancelled on shutdown before the clients they use close.
     app.cleanup_ctx.append(sync_jobs_ctx)
     app.cleanup_ctx.append(whatsapp_watchdog_ctx)
+    # Reminders, notices and questions, sent over the channels (after channels_ctx).
+    app.cleanup_ctx.append(visit_loop_ctx)
     app.cleanup_ctx.append(freeze_gc_ctx)
 
     health.setup_routes(app)
@@ -108,6 +114,7 @@ def create_app(settings: Settings) -> web.Application:
     marketplace.setup_routes(app)
     whatsapp_webhook.setup_routes(app)
     telegram.setup_routes(app)
+    max_channel.setup_routes(app)
     app.router.add_get("/metrics", metrics_handler(metrics))
     setup_home_routes(app)
     # The pages' stylesheets and script (web/static/).

@@ -51,6 +51,7 @@ from web.edge import BodyRefused, bearer_token, read_body, read_json, refused_re
 from web.ingest import Event, Refused, ingest
 from web.keys import (
     BOT_USERNAME,
+    MAX_BOT,
     ONBOARDING_POLL_MS,
     SETTINGS,
     WHATSAPP,
@@ -336,8 +337,15 @@ async def client_links(request: web.Request, company: Company) -> list[ClientLin
     found = [
         ("telegram", "Telegram", marketplace.telegram_link(username, company.yclients_id)),
         ("whatsapp", "WhatsApp", marketplace.whatsapp_link(company.whatsapp_phone)),
+        ("max", "MAX", _max_link(request, company)),
     ]
     return [ClientLink(channel, label, url) for channel, label, url in found if url]
+
+
+def _max_link(request: web.Request, company: Company) -> str | None:
+    """The MAX deep link while the MAX bot is on and has learnt its username (GET /me)."""
+    bot = request.app.get(MAX_BOT)
+    return marketplace.max_link(bot.username if bot else None, company.yclients_id)
 
 
 def owner_link(settings: Settings, company: Company) -> str | None:

@@ -65,13 +65,6 @@ _PRODUCT_LINE = _(
     "{product}: your clients collect bonuses for every visit, see their balance and visits and "
     "book in the salon's chat in Telegram or WhatsApp."
 )
-_BEFORE_ACTIVATION = _(
-    "Once linked, this WhatsApp number answers your clients by itself: bonuses, visits, "
-    "booking. When a client asks something the bot cannot answer, or sends a photo or a voice "
-    "note, the bot tells them a person will reply and passes the message to the salon's "
-    "admins in their chat with the bot; an admin's reply there goes back to the client. You "
-    "can still use this WhatsApp on your phone as before."
-)
 _SUPPORT = _("The service's support: {contact}")
 _SUPPORT_UNSET = _(
     "The service's support: write to the app's developer, their contacts are on the app's "
@@ -178,8 +171,7 @@ def onboarding_page(ctx: PageContext, locale: str) -> str:
     else:
         parts.append(_steps(ctx, t))
         if status is IntegrationStatus.PENDING_WHATSAPP:
-            before = escape(t(_BEFORE_ACTIVATION))
-            parts.append(f'<div class="card" id="how-it-answers"><p>{before}</p></div>')
+            parts.append(_auto_answers(t))
         # The state comes first: the owner sees whether clients are answered before the poster.
         if not ctx.connected:
             parts.append(_whatsapp_panel(ctx, t))
@@ -236,6 +228,19 @@ def _steps(ctx: PageContext, t: Translate) -> str:
         for state, label in zip(states, labels, strict=True)
     )
     return f'<div class="card"><ol class="steps">{items}</ol></div>'
+
+
+def _auto_answers(t: Translate) -> str:
+    """Before activation: what the salon's number will do, and where questions go."""
+    text = t(
+        _(
+            "Once activated, the bot answers clients who write to the linked WhatsApp number "
+            "by itself: bonuses, their code, visits, booking. Questions it cannot answer, "
+            "photos and voice messages go to the salon's administrators in their chat with "
+            "the bot, and an administrator's reply reaches the client."
+        )
+    )
+    return f'<div class="card" id="auto-answers"><p>{escape(text)}</p></div>'
 
 
 def _whatsapp_panel(ctx: PageContext, t: Translate) -> str:

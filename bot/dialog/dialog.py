@@ -17,9 +17,11 @@ from bot.dialog import actions
 from bot.dialog.actions import Action
 from bot.dialog.client import ClientFlows
 from bot.dialog.menu import COMMANDS, STAFF_INTENTS, Intent, intent_for
+from bot.dialog.questions import QuestionFlows
 from bot.dialog.replies import Button, Reply, rows
 from bot.dialog.session import Session
 from bot.dialog.staff import StaffFlows
+from bot.dialog.visit import REVIEW_STATE, VisitFlows
 from core import clients, codes
 from core.i18n import pick_locale
 from core.models import Client, Company, Staff
@@ -29,7 +31,7 @@ SALON_PREFIX = "salon-"
 STAFF_PREFIX = "staff-"
 
 
-class Dialog(ClientFlows, StaffFlows):
+class Dialog(ClientFlows, StaffFlows, QuestionFlows, VisitFlows):
     async def prepare(self, s: Session) -> None:
         """Load the salon, the client and the language for this turn."""
         if s.company_id is None:
@@ -150,6 +152,8 @@ class Dialog(ClientFlows, StaffFlows):
             return await (self.set_language(s, args.strip()) if args else self.language(s))
         if intent is Intent.HELP:
             return await self.help(s)
+        if intent is Intent.REMINDERS:
+            return await self.the_say(s)
         return await self.client_intent(s, intent)
 
     async def text(self, s: Session, text: str) -> list[Reply]:
@@ -164,8 +168,11 @@ class Dialog(ClientFlows, StaffFlows):
         menu_intent = intent_for(text)
         if menu_intent is not None:
             return await self.intent(s, menu_intent)
+        replies = await self.loop_word(s, text)
+        if replies is not None:
+            return replies
         replies = await self._flow_step(s, text)
-        return replies if replies is not None else await self.unknown(s)
+        return replies if replies is not None else await self.unknown(s, text)
 
     async def _flow_step(self, s: Session, text: str) -> list[Reply] | None:
         if s.state == "redeem:code":
@@ -176,6 +183,8 @@ class Dialog(ClientFlows, StaffFlows):
             return await self.lookup(s, text)
         if s.state and s.state.startswith("adjust:"):
             return await self.adjust_step(s, text)
+        if s.state == REVIEW_STATE:
+            return await self.review_comment(s, text)
         if codes.parse(text) is not None:
             # A code sent on its own (typed, or scanned from the client's QR): staff redeem.
             return await self.redeem(s, text)
@@ -206,6 +215,8 @@ class Dialog(ClientFlows, StaffFlows):
             case actions.AdjustClient(client_id=client_id):
                 replies = await self.adjust_client(s, client_id)
                 return replies if replies is not None else await self.unknown(s)
+            case actions.VisitAnswer() | actions.Rating() | actions.Say():
+                return await self.loop_action(s, action)
             case actions.Stop():
                 s.go(None)
                 return [Reply(s._("Cancelled."), edit=True)]

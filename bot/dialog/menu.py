@@ -24,6 +24,7 @@ class Intent(StrEnum):
     ADJUST = "adjust"
     OWNER_PAGE = "owner"
     CANCEL = "cancel"
+    REMINDERS = "reminders"
 
 
 LABELS = {
@@ -38,6 +39,7 @@ LABELS = {
     Intent.ADJUST: _("✏️ Adjust a balance"),
     Intent.OWNER_PAGE: _("🏠 Owner's page"),
     Intent.CANCEL: _("✖️ Cancel"),
+    Intent.REMINDERS: _("🔔 Reminders"),
 }
 
 # Commands every channel understands (Telegram shows them in its command menu).
@@ -55,6 +57,7 @@ COMMANDS = {
     "adjust": Intent.ADJUST,
     "owner": Intent.OWNER_PAGE,
     "cancel": Intent.CANCEL,
+    "reminders": Intent.REMINDERS,
 }
 STAFF_INTENTS = frozenset({Intent.REDEEM, Intent.LOOKUP, Intent.ADJUST, Intent.OWNER_PAGE})
 
@@ -96,6 +99,7 @@ def main_menu(
     rows += [
         (label(Intent.BOOK, locale), label(Intent.BALANCE, locale)),
         (label(Intent.VISITS, locale), label(Intent.MY_CODE, locale)),
-        (label(Intent.LANGUAGE, locale), label(Intent.HELP, locale)),
+        (label(Intent.REMINDERS, locale), label(Intent.LANGUAGE, locale)),
+        (label(Intent.HELP, locale),),
     ]
     return tuple(rows)

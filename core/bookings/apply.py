@@ -21,7 +21,7 @@ from tortoise import connections, timezone
 from tortoise.backends.base.client import BaseDBAsyncClient, TransactionalDBClient
 from tortoise.transactions import in_transaction
 
-from core import ledger
+from core import ledger, visits
 from core.bookings.matching import match_clients
 from core.models import (
     Booking,
@@ -234,7 +234,14 @@ def _with_stored(record: dict[str, Any], booking: Booking) -> dict[str, Any]:
     return {**stored, **record}
 
 
-async def apply_records(company: Company, records: Sequence[dict[str, Any]]) -> ApplyStats:
+async def apply_records(
+    company: Company,
+    records: Sequence[dict[str, Any]],
+    *,
+    now: datetime | None = None,
+    backfill: bool = False,
+    plan_visits: bool = True,
+) -> ApplyStats:
     """Upsert a batch of records (one company) and settle their bonuses, in one transaction.
 
     The bookings' rows stay locked from the upsert to the commit, bonuses included, so two
@@ -247,17 +254,23 @@ async def apply_records(company: Company, records: Sequence[dict[str, Any]]) -> 
 
     A record that carries no `client` (deletes often do not) keeps the stored booking's client,
     so a reversal never needs `data.client`. Notify `stats.changes` after this returns.
+
+    In the same transaction the visit loop plans what the changes call for (core.visits:
+    notices, reminders, the after-visit question), as of `now`; `backfill` is a salon's first
+    sync, whose old records get no notices. `plan_visits=False` leaves the loop out (the
+    benchmark's baseline).
     """
     stats = ApplyStats(fetched=len(records))
     newest = _newest_per_id(records)
     if not newest:
         return stats
     matched = await match_clients(company, list(newest.values()))
+    before: dict[int, visits.Visit] = {}
     async with in_transaction() as conn:
         if conn.capabilities.dialect == "postgres":
-            touched, created = await _upsert_locked(conn, company, newest, matched, stats)
+            touched, created = await _upsert_locked(conn, company, newest, matched, stats, before)
         else:
-            touched, created = await _upsert(conn, company, newest, matched, stats)
+            touched, created = await _upsert(conn, company, newest, matched, stats, before)
         stats.created, stats.updated = created, len(touched) - created
         # Bonuses are settled in the order the records came, so a batch leaves the ledger as
         # the same records applied one by one would.
@@ -270,6 +283,16 @@ async def apply_records(company: Company, records: Sequence[dict[str, Any]]) -> 
             else:
                 stats.matched += 1
         await _settle_bonuses(conn, company, [b for b in touched if b.client_id is not None], stats)
+        if plan_visits:
+            await visits.plan_bookings(
+                conn,
+                company,
+                touched,
+                before,
+                now=now or datetime.now(UTC),
+                notices=not backfill,
+                reviews=not backfill,
+            )
     await _keep_statistics_fresh(created)
     return stats
 
@@ -295,9 +318,11 @@ async def _upsert(
     newest: dict[int, dict[str, Any]],
     matched: dict[int, int | None],
     stats: ApplyStats,
+    before: dict[int, visits.Visit],
 ) -> tuple[list[Booking], int]:
     """SQLite (one writer, the transaction holds it): read, create, update with the ORM.
-    The bookings brought up to date (stale ones left out) and how many were created."""
+    The bookings brought up to date (stale ones left out) and how many were created; `before`
+    gets the stored state of each existing booking, by id."""
     query = Booking.filter(company_id=company.id, yclients_record_id__in=list(newest))
     existing = {b.yclients_record_id: b for b in await query.using_db(conn)}
     to_create: list[Booking] = []
@@ -307,8 +332,10 @@ async def _upsert(
         if booking is None:
             values = _booking_values(record, matched[record_id])
             to_create.append(Booking(company_id=company.id, yclients_record_id=record_id, **values))
-        elif _updated(booking, record, matched[record_id], stats):
-            to_update.append(booking)
+        else:
+            before[booking.id] = visits.Visit.of(booking)
+            if _updated(booking, record, matched[record_id], stats):
+                to_update.append(booking)
     if to_create:
         await Booking.bulk_create(to_create, using_db=conn)
         # bulk_create does not return ids on every backend: read them back.
@@ -355,6 +382,7 @@ async def _upsert_locked(
     newest: dict[int, dict[str, Any]],
     matched: dict[int, int | None],
     stats: ApplyStats,
+    before: dict[int, visits.Visit],
 ) -> tuple[list[Booking], int]:
     """PostgreSQL: create or lock every booking of the batch in one statement (`_UPSERT`),
     then update the stored ones the records move on. Same result as `_upsert`."""
@@ -406,6 +434,7 @@ async def _upsert_locked(
             last_change_at=row["last_change_at"],
         )
         booking._saved_in_db = True
+        before[booking.id] = visits.Visit.of(booking)
         if _updated(booking, newest[record_id], matched[record_id], stats):
             to_update.append(booking)
     if to_update:
@@ -414,13 +443,17 @@ async def _upsert_locked(
 
 
 async def apply_record_by_id(
-    company: Company, record: dict[str, Any], *, deleted: bool = False
+    company: Company,
+    record: dict[str, Any],
+    *,
+    deleted: bool = False,
+    now: datetime | None = None,
 ) -> ApplyStats:
     """A webhook's record; `deleted=True` for a `delete` event whatever `data` says. The record
     may be as bare as `{"id": …}`: what it lacks is taken from the stored booking."""
     if deleted:
         record = {**record, "deleted": True}
-    return await apply_records(company, [record])
+    return await apply_records(company, [record], now=now)
 
 
 def _earned_for(company: Company, booking: Booking) -> int:

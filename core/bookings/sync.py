@@ -55,9 +55,37 @@ async def sync_catalogue(client: YClientsClient, company: Company) -> dict[str, 
         "services": services,
         "staff": masters,
         "synced_at": datetime.now(UTC).isoformat(),
+        **await _salon_info(api, company),
     }
     await company.save(update_fields=["catalogue", "updated_at"])
     return company.catalogue
+
+
+_INFO_EVERY = timedelta(days=1)
+
+
+async def _salon_info(api: YClientsClient, company: Company) -> dict[str, Any]:
+    """The salon's address for the booking notices, read again once a day (one call; the
+    shared YClients quota is tight): a failure keeps what was known."""
+    known = company.catalogue or {}
+    kept: dict[str, Any] = {k: known[k] for k in ("address", "info_at") if k in known}
+    read_at = known.get("info_at")
+    if isinstance(read_at, str):
+        try:
+            if datetime.now(UTC) - datetime.fromisoformat(read_at) < _INFO_EVERY:
+                return kept
+        except ValueError:
+            pass
+    try:
+        info = await api.company(company.yclients_id)
+    except (YClientsError, OSError) as exc:
+        log.info("company %s: salon info not read (%s)", company.id, exc)
+        return kept
+    address = info.get("address")
+    return {
+        "address": address.strip() if isinstance(address, str) else "",
+        "info_at": datetime.now(UTC).isoformat(),
+    }
 
 
 async def sync_company(
@@ -68,10 +96,14 @@ async def sync_company(
     now: datetime | None = None,
     progress: Progress | None = None,
     catalogue: bool = True,
+    plan_visits: bool = True,
 ) -> ApplyStats:
-    """Sync one salon's records; the watermark moves only when the whole run succeeded."""
+    """Sync one salon's records; the watermark moves only when the whole run succeeded.
+    A salon's first sync is the backfill of its old records: the visit loop plans their
+    reminders but tells clients nothing about changes made before the salon joined."""
     started = now or datetime.now(UTC)
     state, _ = await SyncState.get_or_create(company=company)
+    backfill = state.changed_after is None
     api = client_for(client, company)
     stats = ApplyStats()
     if full or state.changed_after is None:
@@ -93,7 +125,11 @@ async def sync_company(
         )
     try:
         async for page in pages:
-            stats.add(await apply_records(company, page))
+            stats.add(
+                await apply_records(
+                    company, page, now=now, backfill=backfill, plan_visits=plan_visits
+                )
+            )
             if progress is not None:
                 progress(company, stats)
         if catalogue:

@@ -213,6 +213,19 @@ class _Block:
         return y
 
 
+def _link_lines(url: str, points: int, width: int) -> tuple[list[str], Font]:
+    """The link as printed under its code: without the scheme, broken before the query when
+    too wide, and in a smaller font if it still does not fit."""
+    shown = url.removeprefix("https://")
+    lines = [shown]
+    if text_width(shown, poster_font(False, points)) > width and "?" in shown:
+        path, query = shown.split("?", 1)
+        lines = [path, f"?{query}"]
+    while points > 10 and any(text_width(x, poster_font(False, points)) > width for x in lines):
+        points = int(points * 0.9)
+    return lines, poster_font(False, points)
+
+
 def _grid(count: int, width: int, height: int, gap: int, extra: int) -> tuple[int, int]:
     """(columns, code size) giving the largest codes: `extra` is the height each row needs
     besides its code (label, link), `gap` the space between codes."""
@@ -288,8 +301,11 @@ def _render(
     )
     label_points = int(4 * unit)
     label_font = poster_font(True, label_points)
-    url_line = _line_height(poster_font(False, int(2.2 * unit)))
-    row_extra = _line_height(label_font) + int(1 * unit) + url_line
+    url_points = int(2.2 * unit)
+    # Two lines under each code: a long link breaks before its query.
+    row_extra = (
+        _line_height(label_font) + int(1 * unit) + 2 * _line_height(poster_font(False, url_points))
+    )
     gap = int(4 * unit)
     min_gap = int(3 * unit)
     middle = height - header - footer
@@ -331,14 +347,12 @@ def _render(
             draw.text((x + (size - label_width) / 2, y), label, font=label_font, fill=INK)
             top = y + _line_height(label_font)
             image.paste(_qr(url, size), (x, top))
-            shown_url = url.removeprefix("https://")
-            url_size = int(2.2 * unit)
-            while text_width(shown_url, poster_font(False, url_size)) > size and url_size > 10:
-                url_size = int(url_size * 0.9)
-            url_font = poster_font(False, url_size)
-            url_width = text_width(shown_url, url_font)
-            at = (x + (size - url_width) / 2, top + size + int(1 * unit))
-            draw.text(at, shown_url, font=url_font, fill=MUTED)
+            lines, url_font = _link_lines(url, url_points, size)
+            line_y = top + size + int(1 * unit)
+            for line in lines:
+                line_x = x + (size - text_width(line, url_font)) / 2
+                draw.text((line_x, line_y), line, font=url_font, fill=MUTED)
+                line_y += _line_height(url_font)
             x += size + gap
         y += size + row_extra + gap
 

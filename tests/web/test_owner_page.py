@@ -234,9 +234,7 @@ async def test_a_salon_not_yet_active_has_no_owner_controls(bench: Bench) -> Non
     salon = await active_salon(integration_status=IntegrationStatus.PENDING_WHATSAPP)
     token = issue_owner_token(secret(bench), SALON)
     page = await (await bench.client.get(f"/marketplace/onboarding?token={token}")).text()
-    assert 'id="settings-form"' not in page and 'id="how-it-answers"' in page
-    assert "этот номер WhatsApp будет сам отвечать вашим клиентам" in page
-    assert "передаст сообщение администраторам салона" in page
+    assert 'id="settings-form"' not in page and 'id="auto-answers"' in page
     status, _ = await form(bench, "/marketplace/owner/settings", token, accrual_percent="9")
     assert status == 409
     await salon.refresh_from_db()
