@@ -47,7 +47,7 @@ MUTED = (82, 82, 91)
 ACCENT = (15, 118, 110)
 TINT = (236, 246, 245)
 # The most white between two parts of the poster, as a share of its height.
-MAX_GAP = 0.045
+MAX_GAP = 0.035
 
 _SCAN = _("Scan the code with your phone's camera and write to us")
 _HOW = _("How it works")
@@ -302,20 +302,24 @@ def _render(
     label_points = int(4 * unit)
     label_font = poster_font(True, label_points)
     url_points = int(2.2 * unit)
-    # Two lines under each code: a long link breaks before its query.
-    row_extra = (
-        _line_height(label_font) + int(1 * unit) + 2 * _line_height(poster_font(False, url_points))
-    )
+    url_line = _line_height(poster_font(False, url_points))
     gap = int(4 * unit)
     min_gap = int(3 * unit)
     middle = height - header - footer
     shown = list(links)[:4]
     columns, size = 1, 0
-    if shown:
+    row_extra = _line_height(label_font) + int(1 * unit) + url_line
+    for url_lines in (1, 2):
+        # A long link breaks before its query: then every row keeps room for two lines.
+        row_extra = _line_height(label_font) + int(1 * unit) + url_lines * url_line
+        if not shown:
+            break
         available = middle - scan.height - 3 * min_gap
         columns, size = _grid(len(shown), inner, available, gap, row_extra)
         # No code wider than a good third of the sheet's height: the rest goes to the gaps.
         size = max(0, min(size, int(height * 0.4)))
+        if all(len(_link_lines(url, url_points, size)[0]) <= url_lines for _l, url in shown):
+            break
     rows = math.ceil(len(shown) / columns) if shown else 0
     grid_height = rows * (size + row_extra) + gap * max(0, rows - 1)
     # Whatever height is left goes to the gaps of the middle, each up to MAX_GAP of the
