@@ -10,8 +10,9 @@ import pytest
 
 from bot.dialog import Dialog
 from bot.notifier import RoutingNotifier
+from bot.outbound import Outbound
+from bot.telegram.delivery import TelegramChannel
 from bot.telegram.dispatcher import build_dispatcher
-from bot.telegram.notifier import TelegramNotifier
 from core.marketplace import OWNER_PURPOSE, issue_owner_token, read_token
 from core.models import Company, StaffRole
 from core.notifications import LoggingNotifier
@@ -33,8 +34,9 @@ def link_for(company: Company) -> str:
 @pytest.fixture
 async def owner_tg(orm: str) -> AsyncIterator[Harness]:
     bot, session = recording_bot()
-    notifier = RoutingNotifier({"telegram": TelegramNotifier(bot)}, fallback=LoggingNotifier())
-    dialog = Dialog(notifier, owner_link=link_for)
+    outbound = Outbound({"telegram": TelegramChannel(bot)})
+    notifier = RoutingNotifier(outbound, fallback=LoggingNotifier())
+    dialog = Dialog(notifier, outbound=outbound, owner_link=link_for)
     yield Harness(build_dispatcher(dialog), bot, session, dialog)
     await bot.session.close()
 
