@@ -169,7 +169,7 @@ async def test_a_client_joins_by_deep_link_shares_a_verified_phone_and_gets_the_
     shown = codes.display(client.code)
     assert shown in sent.body["text"]
     (image,) = [a for a in sent.body["attachments"] if a["type"] == "image"]
-    assert fake.image(image["payload"]["token"]) == qr_png(shown)
+    assert fake.image(image["payload"]["token"]) == qr_png(shown, company.title)
     # The press is answered (a toast: the code came as a new message); the first send of the
     # fresh image was "not ready" and went again after a pause.
     assert fake.calls_to("/answers")[-1].body == {"notification": "✓"}
