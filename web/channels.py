@@ -54,6 +54,7 @@ from web.keys import (
     WHATSAPP_BOT,
     YCLIENTS,
 )
+from web.marketplace import owner_link
 
 log = logging.getLogger(__name__)
 
@@ -180,6 +181,7 @@ async def channels_ctx(app: web.Application) -> AsyncIterator[None]:
         app[NOTIFIER] = opened.notifier
         dialog = Dialog(opened.notifier, opened.companies, bot_username=app[BOT_USERNAME].get)
         app[OUTBOUND] = opened.outbound
+        settings = app[SETTINGS]
         # A reminder's answer confirms or cancels the record in YClients and tells the admins.
         dialog = Dialog(
             opened.notifier,
@@ -187,6 +189,7 @@ async def channels_ctx(app: web.Application) -> AsyncIterator[None]:
             clock=lambda: app[CLOCK].now().timestamp(),
             outbound=opened.outbound,
             yclients=app[YCLIENTS],
+            owner_link=lambda company: owner_link(settings, company),
         )
         dp, i18n = await running.enter_async_context(
             telegram.dispatching(app, dialog, opened.salon_bots)

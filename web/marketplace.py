@@ -12,6 +12,7 @@ Everything the owner sees is a page with a sentence, never a stack trace.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import json
 import logging
@@ -25,14 +26,16 @@ import qrcode
 import qrcode.image.svg
 from aiohttp import web
 
-from core import inbox, jsonbody, marketplace
+from core import inbox, jsonbody, marketplace, salon_bot, salon_settings
+from core import staff as staff_service
 from core.i18n import _, gettext, locale_from_accept_language
 from core.inbox import Handler
 from core.ledger import LedgerResult
 from core.marketplace import OnboardingClaims, TokenInvalid
-from core.marketplace.poster import render_poster
-from core.models import Company, InboxEvent, IntegrationStatus
+from core.marketplace.poster import PAPERS, Offer, render_poster
+from core.models import Company, InboxEvent, IntegrationStatus, StaffRole
 from core.phones import normalize_phone
+from core.settings import Settings
 from core.whatsapp import (
     GatewayError,
     QrNotAvailable,
@@ -44,7 +47,7 @@ from core.whatsapp import (
     live_status,
 )
 from core.yclients import YClientsError
-from web.edge import BodyRefused, bearer_token, read_json, refused_response
+from web.edge import BodyRefused, bearer_token, read_body, read_json, refused_response
 from web.ingest import Event, Refused, ingest
 from web.keys import (
     BOT_USERNAME,
@@ -55,6 +58,7 @@ from web.keys import (
     YCLIENTS,
 )
 from web.onboarding_page import PageContext, message_page, onboarding_page, qr_svg
+from web.owner_page import BAD_VALUE, SETTING_TEXTS, ClientLink, NewInvite, OwnerView
 
 log = logging.getLogger(__name__)
 
@@ -326,12 +330,16 @@ async def registration_redirect(request: web.Request) -> web.StreamResponse:
 # --- the onboarding page -------------------------------------------------------------------------
 
 
-async def _links(request: web.Request, company: Company) -> tuple[str | None, str | None]:
+async def client_links(request: web.Request, company: Company) -> list[ClientLink]:
+    """The links clients open to write to the salon, one per chat channel that is on (a
+    channel added later appends its own here)."""
     username = await request.app[BOT_USERNAME].get()
-    return (
-        marketplace.telegram_link(username, company.yclients_id),
-        marketplace.whatsapp_link(company.whatsapp_phone),
-    )
+    found = [
+        ("telegram", "Telegram", marketplace.telegram_link(username, company.yclients_id)),
+        ("whatsapp", "WhatsApp", marketplace.whatsapp_link(company.whatsapp_phone)),
+        ("max", "MAX", _max_link(request, company)),
+    ]
+    return [ClientLink(channel, label, url) for channel, label, url in found if url]
 
 
 def _max_link(request: web.Request, company: Company) -> str | None:
@@ -340,12 +348,54 @@ def _max_link(request: web.Request, company: Company) -> str | None:
     return marketplace.max_link(bot.username if bot else None, company.yclients_id)
 
 
-async def onboarding_page_handler(request: web.Request) -> web.Response:
-    """GET /marketplace/onboarding?token=…"""
-    found = await _salon_from_query(request)
-    if isinstance(found, web.Response):
-        return found
-    claims, company = found
+def owner_link(settings: Settings, company: Company) -> str | None:
+    """The owner's page of `company` as a link an admin gets in chat (OWNER_TTL); None
+    without a SECRET_KEY to sign it."""
+    if settings.secret_key is None:
+        return None
+    token = marketplace.issue_owner_token(
+        settings.secret_key.get_secret_value(), company.yclients_id
+    )
+    return settings.base_url + onboarding_url(token)
+
+
+def _poster_url(token: str, paper: str, fmt: str) -> str:
+    return f"/marketplace/poster.{fmt}?token={quote(token, safe='')}&size={paper}"
+
+
+async def _owner_view(
+    request: web.Request, company: Company, token: str, **shown: Any
+) -> OwnerView:
+    links = await client_links(request, company)
+    posters = (
+        {(p, f): _poster_url(token, p, f) for p in PAPERS for f in ("png", "pdf")} if links else {}
+    )
+    # Ordered A5 first: the preview is the A5 PNG.
+    posters = dict(sorted(posters.items(), key=lambda item: (item[0][0] != "a5", item[0][1])))
+    view = OwnerView(
+        token=token,
+        tz=salon_settings.loop(company).tz,
+        links=links,
+        posters=posters,
+        staff=await staff_service.team(company.id),
+        invites=await staff_service.open_invites(company.id),
+        invites_possible=bool(await request.app[BOT_USERNAME].get()),
+        settings=salon_settings.show(company),
+    )
+    return dataclasses.replace(view, **shown)
+
+
+async def _page(
+    request: web.Request,
+    claims: OnboardingClaims,
+    company: Company,
+    token: str,
+    *,
+    status: int = 200,
+    **shown: Any,
+) -> web.Response:
+    """The onboarding page of `company` (the owner's page once it is active); `shown`
+    overrides parts of the owner's view (a refused value, a new invite, a notice)."""
     gateway = request.app[WHATSAPP]
     if gateway is not None and company.integration_status in (
         IntegrationStatus.PENDING_WHATSAPP,
@@ -356,10 +406,7 @@ async def onboarding_page_handler(request: web.Request) -> web.Response:
             await asyncio.wait_for(live_status(company, gateway), 5)
         except (GatewayError, TimeoutError) as exc:
             log.info("onboarding page: gateway status unavailable: %s", exc)
-    token = request.query["token"]
     active = company.integration_status is IntegrationStatus.ACTIVE
-    telegram, whatsapp = await _links(request, company) if active else (None, None)
-    max_link = _max_link(request, company) if active else None
     branches = []
     if len(claims.branches) > 1:
         others = await Company.filter(yclients_id__in=list(claims.branches)).exclude(id=company.id)
@@ -379,14 +426,7 @@ async def onboarding_page_handler(request: web.Request) -> web.Response:
         token=token,
         poll_ms=request.app[ONBOARDING_POLL_MS],
         gateway_configured=gateway is not None,
-        telegram_link=telegram,
-        whatsapp_link=whatsapp,
-        max_link=max_link,
-        poster_url=(
-            f"/marketplace/poster.png?token={quote(token, safe='')}"
-            if telegram or whatsapp or max_link
-            else None
-        ),
+        owner=await _owner_view(request, company, token, **shown) if active else None,
         callback_error=(
             await marketplace.last_callback_failure(company)
             if company.integration_status is IntegrationStatus.PENDING_WHATSAPP
@@ -395,33 +435,205 @@ async def onboarding_page_handler(request: web.Request) -> web.Response:
         branches=branches,
         support_contact=request.app[SETTINGS].support_contact,
     )
-    return _html(onboarding_page(ctx, _locale(request)))
+    return _html(onboarding_page(ctx, _locale(request)), status)
+
+
+async def onboarding_page_handler(request: web.Request) -> web.Response:
+    """GET /marketplace/onboarding?token=… (an onboarding token or an owner's link)"""
+    found = await _salon_from_query(request)
+    if isinstance(found, web.Response):
+        return found
+    claims, company = found
+    return await _page(request, claims, company, request.query["token"])
 
 
 async def poster_handler(request: web.Request) -> web.Response:
-    """GET /marketplace/poster.png?token=…: both client QR codes and the salon's name."""
+    """GET /marketplace/poster.{png,pdf}?token=…&size=a5|a4: the salon's name, its offer, a
+    code per client channel and how it works, at 300 dpi."""
     found = await _salon_from_query(request)
     if isinstance(found, web.Response):
         return found
     _claims, company = found
+    fmt = request.match_info["format"]
+    paper = request.query.get("size", "a5").lower()
+    if paper not in PAPERS:
+        return web.Response(status=400, text="size is a5 or a4")
     if company.integration_status is not IntegrationStatus.ACTIVE:
         return web.Response(status=409, text="the salon is not active")
-    telegram, whatsapp = await _links(request, company)
-    named = (("Telegram", telegram), ("WhatsApp", whatsapp), ("MAX", _max_link(request, company)))
-    links = [(label, url) for label, url in named if url]
+    links = [(link.label, link.url) for link in await client_links(request, company)]
     if not links:
         return web.Response(status=404, text="no client links yet")
-    png = await asyncio.to_thread(render_poster, company.title, links, company.default_locale)
+    body = await asyncio.to_thread(
+        render_poster,
+        company.title,
+        links,
+        company.default_locale,
+        Offer.of(company),
+        paper="a4" if paper == "a4" else "a5",
+        fmt="pdf" if fmt == "pdf" else "png",
+    )
     disposition = "attachment" if request.query.get("download") else "inline"
+    name = f"poster-{company.yclients_id}-{paper}.{fmt}"
     return web.Response(
-        body=png,
-        content_type="image/png",
+        body=body,
+        content_type="application/pdf" if fmt == "pdf" else "image/png",
         headers={
-            "Content-Disposition": f'{disposition}; filename="poster-{company.yclients_id}.png"',
+            "Content-Disposition": f'{disposition}; filename="{name}"',
             "Cache-Control": "no-store",
             "Referrer-Policy": "no-referrer",
         },
     )
+
+
+# --- the owner's forms ---------------------------------------------------------------------------
+
+_NOT_ACTIVE_TITLE = _("The salon is not active")
+_NOT_ACTIVE_TEXT = _(
+    "These controls open once the salon is connected and active. Open the app again from the "
+    "YClients Marketplace to finish connecting it."
+)
+_BAD_FORM_TITLE = _("The form did not arrive whole")
+_BAD_FORM_TEXT = _("The form did not arrive whole. Go back, reload the page and try again.")
+_SAVED = _("Saved.")
+_NOTHING_CHANGED = _("Nothing changed.")
+_NOT_SAVED = _("Nothing was saved: correct the values marked below.")
+_REVOKED = _("The invite is revoked: its link no longer works.")
+_NOT_REVOKED = _("That invite was used or had expired already.")
+_TOO_MANY_INVITES = _("There are too many open invites: revoke the ones you do not need first.")
+_NO_TELEGRAM = _("Staff join through Telegram, which is not set up on this service.")
+# Open invites a salon may hold at once: enough for a whole team on its first day.
+MAX_OPEN_INVITES = 30
+# Every settings key and the token fit easily; anything bigger is not this page's form.
+FORM_MAX_BODY = 16 * 1024
+
+
+async def _owner_form(
+    request: web.Request,
+) -> tuple[OnboardingClaims, Company, str, dict[str, str]] | web.Response:
+    """The salon, token and fields of a form of the owner's page. The token travels in the
+    form body (or a Bearer header), never in a cookie: see web.owner_page on CSRF."""
+    try:
+        raw = await read_body(request, FORM_MAX_BODY)
+        fields = dict(parse_qsl(raw.decode("utf-8"), keep_blank_values=True, max_num_fields=64))
+    except BodyRefused as bad:
+        return _message(request, _BAD_FORM_TITLE, _BAD_FORM_TEXT, bad.status)
+    except (UnicodeDecodeError, ValueError):
+        return _message(request, _BAD_FORM_TITLE, _BAD_FORM_TEXT, 400)
+    token = fields.pop("token", "") or bearer_token(request)
+    try:
+        claims = marketplace.read_token(_secret(request), token)
+    except TokenInvalid as exc:
+        log.info("owner form refused: %s", exc)
+        if not token:
+            return _message(request, _INCOMPLETE_TITLE, _INCOMPLETE_TEXT, 400)
+        if exc.expired:
+            return _message(request, _EXPIRED_TITLE, _EXPIRED_TEXT, 403)
+        return _message(request, _INVALID_TITLE, _INVALID_TEXT, 403)
+    company = await Company.get_or_none(yclients_id=claims.yclients_id)
+    if company is None:
+        return _refused(request, None)
+    if company.integration_status is not IntegrationStatus.ACTIVE:
+        return _message(request, _NOT_ACTIVE_TITLE, _NOT_ACTIVE_TEXT, 409)
+    return claims, company, token, fields
+
+
+def _bad_value(locale: str, key: str, text: str) -> str:
+    allowed = gettext(locale, SETTING_TEXTS[key][1])
+    if key == salon_bot.KEY:
+        # Never write a token back into the page.
+        return allowed
+    return gettext(locale, BAD_VALUE).format(value=text, allowed=allowed)
+
+
+async def settings_form_handler(request: web.Request) -> web.Response:
+    """POST /marketplace/owner/settings: every key validated first; nothing is stored while
+    any value is wrong, and each wrong one gets its message under its field."""
+    found = await _owner_form(request)
+    if isinstance(found, web.Response):
+        return found
+    claims, company, token, fields = found
+    locale = _locale(request)
+    values = {key: fields[key] for key in salon_settings.KEYS if key in fields}
+    if not values.get(salon_bot.KEY, "").strip():
+        # The bot token's field is never filled in by the page: empty keeps the bot as it is.
+        values.pop(salon_bot.KEY, None)
+    errors = {}
+    for key, text in values.items():
+        try:
+            salon_settings.parse(key, text)
+        except salon_settings.SettingError:
+            errors[key] = _bad_value(locale, key, text)
+    changes: list[salon_settings.Change] = []
+    if not errors:
+        settings = request.app[SETTINGS]
+        shared = settings.telegram_bot_token
+        try:
+            changes = await salon_settings.change(
+                company,
+                values,
+                actor="owner-page",
+                telegram_api_url=settings.telegram_api_url,
+                shared_bot_id=int(shared.get_secret_value().split(":", 1)[0]) if shared else None,
+            )
+        except salon_settings.SettingError:
+            # Only the bot token is checked outside (Telegram refused it).
+            errors[salon_bot.KEY] = _bad_value(locale, salon_bot.KEY, "")
+    if errors:
+        shown = [(key, values.get(key, value)) for key, value in salon_settings.show(company)]
+        return await _page(
+            request,
+            claims,
+            company,
+            token,
+            status=400,
+            settings=shown,
+            errors=errors,
+            notice=gettext(locale, _NOT_SAVED),
+        )
+    log.info("owner page: salon %s changed %s", company.yclients_id, [c.key for c in changes])
+    notice = _SAVED if changes else _NOTHING_CHANGED
+    return await _page(request, claims, company, token, notice=gettext(locale, notice))
+
+
+async def invite_form_handler(request: web.Request) -> web.Response:
+    """POST /marketplace/owner/invite {role: admin|staff}: a single-use, expiring invite
+    shown once, as a link and a QR code."""
+    found = await _owner_form(request)
+    if isinstance(found, web.Response):
+        return found
+    claims, company, token, fields = found
+    locale = _locale(request)
+    try:
+        role = StaffRole(fields.get("role", ""))
+    except ValueError:
+        return _message(request, _BAD_FORM_TITLE, _BAD_FORM_TEXT, 400)
+    username = await request.app[BOT_USERNAME].get()
+    if not username:
+        return await _page(
+            request, claims, company, token, status=409, notice=gettext(locale, _NO_TELEGRAM)
+        )
+    if len(await staff_service.open_invites(company.id)) >= MAX_OPEN_INVITES:
+        notice = gettext(locale, _TOO_MANY_INVITES)
+        return await _page(request, claims, company, token, status=409, notice=notice)
+    secret, invite = await staff_service.create_invite(company, role)
+    link = staff_service.invite_link(username, secret)
+    log.info("owner page: salon %s created a %s invite", company.yclients_id, role.value)
+    shown = NewInvite(link, await asyncio.to_thread(render_qr_svg, link), role, invite.expires_at)
+    return await _page(request, claims, company, token, new_invite=shown)
+
+
+async def revoke_form_handler(request: web.Request) -> web.Response:
+    """POST /marketplace/owner/invite/revoke {invite: id}"""
+    found = await _owner_form(request)
+    if isinstance(found, web.Response):
+        return found
+    claims, company, token, fields = found
+    invite_id = marketplace.as_int(fields.get("invite"))
+    if invite_id is None:
+        return _message(request, _BAD_FORM_TITLE, _BAD_FORM_TEXT, 400)
+    revoked = await staff_service.revoke_invite(company.id, invite_id)
+    notice = gettext(_locale(request), _REVOKED if revoked else _NOT_REVOKED)
+    return await _page(request, claims, company, token, notice=notice)
 
 
 # --- the onboarding API --------------------------------------------------------------------------
@@ -638,7 +850,10 @@ def inbox_handler(app: web.Application) -> Handler:
 def setup_routes(app: web.Application) -> None:
     app.router.add_get("/auth/yclients/redirect", registration_redirect)
     app.router.add_get(ONBOARDING_PATH, onboarding_page_handler)
-    app.router.add_get("/marketplace/poster.png", poster_handler)
+    app.router.add_get("/marketplace/poster.{format:png|pdf}", poster_handler)
+    app.router.add_post("/marketplace/owner/settings", settings_form_handler)
+    app.router.add_post("/marketplace/owner/invite", invite_form_handler)
+    app.router.add_post("/marketplace/owner/invite/revoke", revoke_form_handler)
     app.router.add_post("/marketplace/api/qr", qr_handler)
     app.router.add_get("/marketplace/api/status", status_handler)
     app.router.add_post("/marketplace/api/pairing-code", pairing_code_handler)

@@ -18,6 +18,7 @@ from core.i18n import _, gettext
 from core.models import IntegrationStatus
 from core.settings import support_contact_kind
 from web import assets
+from web.owner_page import OwnerView, sections
 
 Translate = Callable[[str], str]
 
@@ -50,11 +51,8 @@ class PageContext:
     token: str
     poll_ms: int
     gateway_configured: bool
-    telegram_link: str | None = None
-    whatsapp_link: str | None = None
-    max_link: str | None = None
-    poster_url: str | None = None
-    staff_invite_link: str | None = None
+    # The owner's sections (links, poster, staff, settings) of an active salon.
+    owner: OwnerView | None = None
     callback_error: str | None = None
     # (title, onboarding URL) of the other branches registered in the same redirect.
     branches: Sequence[tuple[str, str]] = field(default_factory=list)
@@ -62,6 +60,11 @@ class PageContext:
     support_contact: str | None = None
 
 
+PRODUCT = "Salonbot"
+_PRODUCT_LINE = _(
+    "{product}: your clients collect bonuses for every visit, see their balance and visits and "
+    "book in the salon's chat in Telegram or WhatsApp."
+)
 _SUPPORT = _("The service's support: {contact}")
 _SUPPORT_UNSET = _(
     "The service's support: write to the app's developer, their contacts are on the app's "
@@ -128,9 +131,15 @@ def onboarding_page(ctx: PageContext, locale: str) -> str:
     def t(message: str) -> str:
         return gettext(locale, message)
 
-    title = t(_("Connect {salon} to Salonbot")).format(salon=ctx.title or ctx.yclients_id)
+    title = (
+        t(_("{salon} in Salonbot"))
+        if ctx.status is IntegrationStatus.ACTIVE
+        else t(_("Connect {salon} to Salonbot"))
+    ).format(salon=ctx.title or ctx.yclients_id)
     subtitle = t(_("YClients salon {id}")).format(id=ctx.yclients_id)
+    product = t(_PRODUCT_LINE).format(product=PRODUCT)
     parts = [
+        f'<p class="product" id="product">{escape(product)}</p>',
         f"<h1>{escape(ctx.title or str(ctx.yclients_id))}</h1>",
         f'<p class="sub">{escape(subtitle)}</p>',
         '<p id="notice" class="card error" role="alert" hidden></p>',
@@ -159,31 +168,29 @@ def onboarding_page(ctx: PageContext, locale: str) -> str:
                 )
             )
         )
-    if status in (IntegrationStatus.UNINSTALLED, IntegrationStatus.FROZEN):
-        parts.append(support_line(t, ctx.support_contact))
     else:
         parts.append(_steps(ctx, t))
         if status is IntegrationStatus.PENDING_WHATSAPP:
             parts.append(_auto_answers(t))
-        if status is IntegrationStatus.ACTIVE:
-            parts.append(_links(ctx, t))
+        # The state comes first: the owner sees whether clients are answered before the poster.
         if not ctx.connected:
             parts.append(_whatsapp_panel(ctx, t))
         elif status is IntegrationStatus.PENDING_WHATSAPP:
             parts.append(_activation_panel(ctx, t))
         else:
+            linked = t(_("WhatsApp connected: {phone}")).format(phone=ctx.phone or "—")
             parts.append(
-                _card(
-                    t(_("WhatsApp linked: {phone}")).format(phone=ctx.phone or "—"),
-                    css="ok",
-                )
+                f'<div class="card ok-card" id="state"><p class="ok">{escape(linked)}</p></div>'
             )
+        if status is IntegrationStatus.ACTIVE and ctx.owner is not None:
+            parts.append(sections(ctx.owner, t))
     if ctx.branches:
         items = "".join(
             f'<li><a href="{escape(url)}">{escape(name)}</a></li>' for name, url in ctx.branches
         )
         heading = escape(t(_("Other branches of this installation")))
         parts.append(f'<div class="card"><h2>{heading}</h2><ul class="links">{items}</ul></div>')
+    parts.append(support_line(t, ctx.support_contact))
     config = {
         "token": ctx.token,
         "poll_ms": ctx.poll_ms,
@@ -246,10 +253,7 @@ def _whatsapp_panel(ctx: PageContext, t: Translate) -> str:
                 "service's support."
             )
         )
-        return (
-            f'<div class="card error" id="whatsapp-off"><p>{escape(text)}</p>'
-            f"{support_line(t, ctx.support_contact)}</div>"
-        )
+        return f'<div class="card error" id="whatsapp-off"><p>{escape(text)}</p></div>'
     heading = (
         t(_("The salon's WhatsApp is disconnected. Link it again to keep the bot answering."))
         if ctx.status is IntegrationStatus.ACTIVE
@@ -317,40 +321,4 @@ def _activation_panel(ctx: PageContext, t: Translate) -> str:
         '<p id="activate-status" class="status" aria-live="polite"></p>'
         f'<p id="activate-error" class="error" role="alert"{"" if error else " hidden"}>'
         f"{error}</p></div>"
-    )
-
-
-def _links(ctx: PageContext, t: Translate) -> str:
-    items = []
-    if ctx.telegram_link:
-        items.append((t(_("Telegram bot")), ctx.telegram_link, "telegram-link"))
-    if ctx.whatsapp_link:
-        items.append((t(_("WhatsApp chat")), ctx.whatsapp_link, "whatsapp-link"))
-    if ctx.max_link:
-        items.append((t(_("MAX bot")), ctx.max_link, "max-link"))
-    if ctx.staff_invite_link:
-        items.append((t(_("Staff invite link")), ctx.staff_invite_link, "staff-link"))
-    rows = "".join(
-        f"<li><strong>{escape(label)}</strong><br>"
-        f'<a id="{anchor}" href="{escape(url)}" rel="noreferrer noopener" target="_blank">'
-        f"{escape(url)}</a></li>"
-        for label, url, anchor in items
-    )
-    poster = ""
-    if ctx.poster_url:
-        heading = escape(t(_("Poster for the reception desk")))
-        hint = escape(t(_("Print it and put it where clients wait.")))
-        download = escape(t(_("Download the poster (PNG)")))
-        url = escape(ctx.poster_url)
-        poster = (
-            f'<div class="card poster"><h2>{heading}</h2><p>{hint}</p>'
-            f'<img id="poster" src="{url}" alt="{escape(ctx.title)}">'
-            f'<p><a class="button" id="poster-download" href="{url}&amp;download=1" download>'
-            f"{download}</a></p></div>"
-        )
-    connected = escape(t(_("The salon is connected")))
-    hand_out = escape(t(_("Hand these links to your clients:")))
-    return (
-        f'<div class="card" id="links"><h2>{connected}</h2><p>{hand_out}</p>'
-        f'<ul class="links">{rows}</ul></div>{poster}'
     )

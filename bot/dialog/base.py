@@ -13,7 +13,7 @@ from bot.dialog.replies import Reply
 from bot.dialog.session import Session
 from bot.outbound import Outbound
 from core import staff as staff_service
-from core.models import Staff, StaffRole
+from core.models import Company, Staff, StaffRole
 from core.notifications import BalanceNotice, Notifier, deliver
 from core.yclients import YClientsClient
 
@@ -33,6 +33,7 @@ class Flows:
         outbound: Outbound | None = None,
         yclients: YClientsClient | None = None,
         bot_username: Callable[[], Awaitable[str | None]] | None = None,
+        owner_link: Callable[[Company], str | None] | None = None,
     ) -> None:
         self.notifier = notifier
         # Messages nobody just asked for: questions to the admins, their answers to clients.
@@ -44,6 +45,9 @@ class Flows:
         self.yclients = yclients
         # The Telegram bot's username, for staff invite links (None: no bot, no invites).
         self.bot_username = bot_username
+        # A signed link to the salon's owner's page (web.marketplace.owner_link); None where
+        # no web page is served (the console).
+        self.owner_link = owner_link
 
     async def notify(self, notices: Sequence[BalanceNotice]) -> None:
         """Tell clients about balance changes; the ledger has committed by now. A failure to

@@ -346,7 +346,14 @@ class ClientFlows(Flows):
             "Your personal code: {code}\nShow it (or this QR code) at the reception to pay "
             "with bonuses."
         ).format(code=shown)
-        return [Reply(text, image=Image(qr_png(shown), f"code-{s.client.code}.png"))]
+        return [
+            Reply(
+                text,
+                image=Image(
+                    qr_png(shown, s.company.title if s.company else ""), f"code-{s.client.code}.png"
+                ),
+            )
+        ]
 
     async def language(self, s: Session) -> list[Reply]:
         buttons = tuple(

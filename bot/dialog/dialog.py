@@ -149,6 +149,7 @@ class Dialog(ClientFlows, StaffFlows, QuestionFlows, VisitFlows, OwnerFlows):
                 Intent.SETTINGS: self.settings,
                 Intent.TEAM: self.team,
                 Intent.STATS: self.stats,
+                Intent.OWNER_PAGE: self.owner_page,
             }.get(intent, self.adjust)
             replies = await flow(s, args)
             return replies if replies is not None else await self.unknown(s)

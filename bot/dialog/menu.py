@@ -22,6 +22,7 @@ class Intent(StrEnum):
     REDEEM = "redeem"
     LOOKUP = "lookup"
     ADJUST = "adjust"
+    OWNER_PAGE = "owner"
     CANCEL = "cancel"
     REMINDERS = "reminders"
     SETTINGS = "settings"
@@ -39,6 +40,7 @@ LABELS = {
     Intent.REDEEM: _("💳 Redeem bonuses"),
     Intent.LOOKUP: _("🔎 Find a client"),
     Intent.ADJUST: _("✏️ Adjust a balance"),
+    Intent.OWNER_PAGE: _("🏠 Owner's page"),
     Intent.CANCEL: _("✖️ Cancel"),
     Intent.REMINDERS: _("🔔 Reminders"),
     Intent.SETTINGS: _("⚙️ Settings"),
@@ -59,6 +61,7 @@ COMMANDS = {
     "redeem": Intent.REDEEM,
     "lookup": Intent.LOOKUP,
     "adjust": Intent.ADJUST,
+    "owner": Intent.OWNER_PAGE,
     "cancel": Intent.CANCEL,
     "reminders": Intent.REMINDERS,
     "settings": Intent.SETTINGS,
@@ -68,7 +71,15 @@ COMMANDS = {
 }
 # Staff's own (admins' included): anyone else is answered as for unknown text.
 STAFF_INTENTS = frozenset(
-    {Intent.REDEEM, Intent.LOOKUP, Intent.ADJUST, Intent.SETTINGS, Intent.TEAM, Intent.STATS}
+    {
+        Intent.REDEEM,
+        Intent.LOOKUP,
+        Intent.ADJUST,
+        Intent.SETTINGS,
+        Intent.TEAM,
+        Intent.STATS,
+        Intent.OWNER_PAGE,
+    }
 )
 
 
@@ -107,6 +118,7 @@ def main_menu(
         if admin:
             rows.append((label(Intent.ADJUST, locale), label(Intent.SETTINGS, locale)))
             rows.append((label(Intent.TEAM, locale), label(Intent.STATS, locale)))
+            rows.append((label(Intent.OWNER_PAGE, locale),))
     rows += [
         (label(Intent.BOOK, locale), label(Intent.BALANCE, locale)),
         (label(Intent.VISITS, locale), label(Intent.MY_CODE, locale)),

@@ -427,6 +427,25 @@ class StaffFlows(Flows):
         # No redeem button and no code here: a redeem needs the code the client shows.
         return [Reply(text, buttons=buttons)]
 
+    # --- the owner's page (admins) ---
+
+    async def owner_page(self, s: Session, args: str = "") -> list[Reply] | None:
+        """A fresh signed link to the salon's owner's page: its links, poster, staff and
+        settings."""
+        staff = await self.staff(s)
+        if staff is None or s.company is None:
+            return None
+        if not is_admin(staff):
+            return [Reply(s._("Only the salon's admins can open the owner's page."))]
+        link = self.owner_link(s.company) if self.owner_link is not None else None
+        if link is None:
+            return [Reply(s._("The owner's page is not available on this service."))]
+        text = s._(
+            "The salon's page: client links, the poster, staff invites and settings.\n{link}\n"
+            "The link works for 24 hours and opens the salon's settings: do not forward it."
+        )
+        return [Reply(text.format(link=link))]
+
     # --- adjust (admins) ---
 
     async def adjust(self, s: Session, args: str = "") -> list[Reply] | None:

@@ -1,5 +1,11 @@
-"""The onboarding token: a short-lived JWT that opens the onboarding page and its API for the
-salons of one redirect."""
+"""The tokens of the owner's page: short-lived JWTs that open the onboarding page (the owner's
+page once the salon is active) and its API.
+
+Two kinds, told apart by audience and purpose together: the onboarding token the marketplace
+redirect issues (one hour, the salons of that redirect) and the owner's link an admin asks for
+in chat (OWNER_TTL, one salon). Either opens the same page of its salon; a token of one kind's
+audience with the other kind's purpose is refused.
+"""
 
 from __future__ import annotations
 
@@ -17,6 +23,11 @@ TOKEN_ISSUER = "salonbot"  # noqa: S105
 TOKEN_AUDIENCE = "salonbot:marketplace-onboarding"  # noqa: S105
 TOKEN_PURPOSE = "marketplace-onboarding"  # noqa: S105
 TOKEN_TTL = timedelta(hours=1)
+OWNER_AUDIENCE = "salonbot:owner-page"
+OWNER_PURPOSE = "owner-page"
+# A link sent in chat: the owner may open it later that day, not next week.
+OWNER_TTL = timedelta(hours=24)
+_PURPOSES = {TOKEN_AUDIENCE: TOKEN_PURPOSE, OWNER_AUDIENCE: OWNER_PURPOSE}
 _ALGORITHM = "HS256"
 
 
@@ -35,6 +46,8 @@ class OnboardingClaims:
     branches: tuple[int, ...]
     jti: str
     expires_at: datetime
+    # TOKEN_PURPOSE or OWNER_PURPOSE.
+    purpose: str = TOKEN_PURPOSE
 
 
 def issue_token(
@@ -45,11 +58,12 @@ def issue_token(
     now: datetime | None = None,
     purpose: str = TOKEN_PURPOSE,
     ttl: timedelta = TOKEN_TTL,
+    audience: str = TOKEN_AUDIENCE,
 ) -> str:
     issued = now or datetime.now(UTC)
     claims = {
         "iss": TOKEN_ISSUER,
-        "aud": TOKEN_AUDIENCE,
+        "aud": audience,
         "sub": str(yclients_id),
         "purpose": purpose,
         "branches": [int(b) for b in branches] or [yclients_id],
@@ -60,11 +74,25 @@ def issue_token(
     return jwt.encode(claims, secret, algorithm=_ALGORITHM)
 
 
+def issue_owner_token(
+    secret: str, yclients_id: int, *, now: datetime | None = None, ttl: timedelta = OWNER_TTL
+) -> str:
+    """The owner's link to the page of one salon, as an admin asks for it in chat."""
+    return issue_token(
+        secret,
+        yclients_id,
+        now=now,
+        purpose=OWNER_PURPOSE,
+        ttl=ttl,
+        audience=OWNER_AUDIENCE,
+    )
+
+
 def read_token(secret: str, token: str) -> OnboardingClaims:
-    """The claims of a valid onboarding token; TokenInvalid otherwise.
+    """The claims of a valid onboarding or owner token; TokenInvalid otherwise.
 
     The algorithm list is fixed (no `none`, no RS/HS confusion); `exp`, `aud`, `iss`, `sub`,
-    `jti` and the purpose are all required.
+    `jti` and the purpose are all required, and the purpose must be the audience's own.
     """
     if not token or len(token) > 4096:
         raise TokenInvalid("no token")
@@ -73,7 +101,7 @@ def read_token(secret: str, token: str) -> OnboardingClaims:
             token,
             secret,
             algorithms=[_ALGORITHM],
-            audience=TOKEN_AUDIENCE,
+            audience=list(_PURPOSES),
             issuer=TOKEN_ISSUER,
             options={"require": ["exp", "iat", "aud", "iss", "sub", "jti"]},
         )
@@ -81,8 +109,9 @@ def read_token(secret: str, token: str) -> OnboardingClaims:
         raise TokenInvalid("the token has expired", expired=True) from None
     except jwt.InvalidTokenError as exc:
         raise TokenInvalid(f"invalid token: {exc}") from None
-    if claims.get("purpose") != TOKEN_PURPOSE:
-        raise TokenInvalid("the token is not an onboarding token")
+    purpose = claims.get("purpose")
+    if purpose is None or purpose != _PURPOSES.get(str(claims.get("aud"))):
+        raise TokenInvalid("the token is not an onboarding or owner token")
     yclients_id = as_int(claims.get("sub"))
     if yclients_id is None:
         raise TokenInvalid("the token names no salon")
@@ -95,4 +124,5 @@ def read_token(secret: str, token: str) -> OnboardingClaims:
         branches=branches,
         jti=str(claims["jti"]),
         expires_at=datetime.fromtimestamp(int(claims["exp"]), UTC),
+        purpose=str(purpose),
     )

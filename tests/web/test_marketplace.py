@@ -533,7 +533,7 @@ async def test_an_active_salon_sees_its_links_and_poster_and_a_new_redirect_keep
     poster = await bench.client.get(f"/marketplace/poster.png?token={token}")
     assert poster.status == 200 and poster.content_type == "image/png"
     image = Image.open(io.BytesIO(await poster.read()))
-    assert image.size == (874, 1240)
+    assert image.size == (1748, 2480)
 
 
 async def test_an_active_salon_whose_whatsapp_dropped_gets_a_qr_again(bench: Bench) -> None:

@@ -169,7 +169,7 @@ async def test_a_client_joins_by_deep_link_shares_a_verified_phone_and_gets_the_
     shown = codes.display(client.code)
     assert shown in sent.body["text"]
     (image,) = [a for a in sent.body["attachments"] if a["type"] == "image"]
-    assert fake.image(image["payload"]["token"]) == qr_png(shown)
+    assert fake.image(image["payload"]["token"]) == qr_png(shown, company.title)
     # The press is answered (a toast: the code came as a new message); the first send of the
     # fresh image was "not ready" and went again after a pause.
     assert fake.calls_to("/answers")[-1].body == {"notification": "✓"}
@@ -326,7 +326,7 @@ async def test_the_owner_sees_the_max_link_and_the_poster_carries_its_qr(
         poster = await bench.client.get(f"/marketplace/poster.png?token={token}")
         assert poster.status == 200 and poster.content_type == "image/png"
         png = await poster.read()
-        assert Image.open(io.BytesIO(png)).size == (874, 1240)
+        assert Image.open(io.BytesIO(png)).size == (1748, 2480)
         if shutil.which("zbarimg"):
             # Every code on the poster, the MAX one among them, reads back as its link.
             found = decode_all_qr(png, tmp_path)

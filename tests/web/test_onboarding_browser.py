@@ -174,7 +174,7 @@ async def test_owner_links_whatsapp_and_activates_in_a_real_browser(
                 "() => [document.querySelector('#poster').naturalWidth,"
                 " document.querySelector('#poster').naturalHeight]"
             )
-            assert size == [874, 1240]
+            assert size == [1748, 2480]
             await shot("04-active")
 
             assert not problems, f"browser errors: {problems}"

@@ -181,7 +181,8 @@ def test_the_poster_has_both_codes_and_a_cyrillic_font() -> None:
         "Салон «Роза»",
         [("Telegram", "https://t.me/salon_bot?start=salon-1"), ("WhatsApp", "https://wa.me/7900")],
         "ru",
+        poster.Offer(5, 0, 30),
     )
     image = Image.open(io.BytesIO(png))
-    assert image.format == "PNG" and image.size == (poster.WIDTH, poster.HEIGHT)
-    assert isinstance(poster._font(True, 54), ImageFont.FreeTypeFont)
+    assert image.format == "PNG" and image.size == poster.PAPERS["a5"]
+    assert isinstance(poster.poster_font(True, 54), ImageFont.FreeTypeFont)
