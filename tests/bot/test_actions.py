@@ -34,6 +34,8 @@ def _longest(kind: type[Action]) -> Action:
             values[f.name] = max(LOCALES, key=len)
         elif f.name == "token":
             values[f.name] = _longest_token()
+        elif f.name == "answer":
+            values[f.name] = "cancel"
         else:
             values[f.name] = LARGEST_ID
     return kind(**values)

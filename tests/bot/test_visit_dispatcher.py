@@ -344,3 +344,16 @@ async def test_telegram_429_retry_after_holds_the_bot(orm: str) -> None:
         finally:
             with contextlib.suppress(Exception):
                 await bot.session.close()
+
+
+async def test_a_dispatcher_back_late_alerts_after_the_reminder_it_sends(loop: Any) -> None:
+    """Down from Monday until Friday 11:00 Moscow: the reminders and the silent-client alert
+    are all due in one round; the alert waits for the reminder, then goes once."""
+    company, channel, clock, dispatcher = loop
+    await apply_records(company, [record()], now=NOW)
+    await at(clock, datetime(2026, 11, 20, 8, 0, tzinfo=UTC), dispatcher)
+    assert channel.texts(ADMIN_CHAT) == []
+    assert f"reminder {kinds.HOURS_BEFORE}" in channel.texts()
+    await at(clock, datetime(2026, 11, 20, 8, 1, tzinfo=UTC), dispatcher)
+    await at(clock, datetime(2026, 11, 20, 8, 2, tzinfo=UTC), dispatcher)
+    assert len(channel.texts(ADMIN_CHAT)) == 1
