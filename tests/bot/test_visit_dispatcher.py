@@ -354,6 +354,19 @@ async def test_a_dispatcher_back_late_alerts_after_the_reminder_it_sends(loop: A
     await at(clock, datetime(2026, 11, 20, 8, 0, tzinfo=UTC), dispatcher)
     assert channel.texts(ADMIN_CHAT) == []
     assert f"reminder {kinds.HOURS_BEFORE}" in channel.texts()
+    # The client gets half an hour to answer the reminder first.
     await at(clock, datetime(2026, 11, 20, 8, 1, tzinfo=UTC), dispatcher)
-    await at(clock, datetime(2026, 11, 20, 8, 2, tzinfo=UTC), dispatcher)
+    await at(clock, datetime(2026, 11, 20, 8, 20, tzinfo=UTC), dispatcher)
+    assert channel.texts(ADMIN_CHAT) == []
+    await at(clock, datetime(2026, 11, 20, 8, 30, tzinfo=UTC), dispatcher)
+    await at(clock, datetime(2026, 11, 20, 8, 45, tzinfo=UTC), dispatcher)
     assert len(channel.texts(ADMIN_CHAT)) == 1
+
+
+async def test_a_client_only_seen_in_yclients_is_not_an_error(loop: Any) -> None:
+    company, channel, _clock, dispatcher = loop
+    await Client.all().update(telegram_user_id=None)
+    await apply_records(company, [record()], now=NOW)
+    await drain(dispatcher)
+    row = await ScheduledMessage.get(kind=kinds.NOTICE_CREATED)
+    assert row.status is ScheduledStatus.DROPPED and channel.tries == 0
