@@ -1,4 +1,4 @@
-# `make run` and `make test` set everything up from nothing: a .venv with the project and
+# `make run` (the demo) and `make test` set everything up from nothing: a .venv with the project and
 # its dev tools, and the compiled translations.
 PYTHON ?= python3
 VENV := .venv
@@ -10,8 +10,10 @@ BABEL_KEYWORDS := --no-default-keywords -k _ -k __ -k gettext:2 -k ngettext:2,3
 .PHONY: run test lint test-sqlite test-postgres setup system-deps locales locales-extract \
 	locales-update migrations bench clean
 
+# The demo (a demo salon, its own YClients, a web chat): what a newcomer should see first.
+# Production is `salonbot serve`.
 run: setup
-	$(BIN)/salonbot serve
+	$(BIN)/salonbot demo
 
 test: setup system-deps lint test-sqlite test-postgres
 

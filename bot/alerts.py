@@ -1,5 +1,6 @@
 """What the salon's staff are told in chat about the salon's own channels: the WhatsApp
-watchdog's alerts (core.whatsapp.watchdog decides when; these words say what happened)."""
+watchdog's alerts (core.whatsapp.watchdog decides when; these words say what happened), and
+the salon's own Telegram bot switched off because Telegram refuses its token."""
 
 from __future__ import annotations
 
@@ -27,3 +28,15 @@ _TEXTS = {
 
 def alert_text(alert: Alert, locale: str, salon: str) -> str:
     return gettext(locale, _TEXTS[alert.trouble]).format(salon=salon)
+
+
+_SALON_BOT_REFUSED = _(
+    "The Telegram bot {bot} of {salon} is switched off: Telegram no longer accepts its token "
+    "(it was revoked or replaced in @BotFather). Clients who write to it get no answer. Please "
+    "take the bot's new token from @BotFather (/mybots, API Token) and give it to Salonbot "
+    "again."
+)
+
+
+def salon_bot_refused_text(locale: str, *, salon: str, bot: str) -> str:
+    return gettext(locale, _SALON_BOT_REFUSED).format(salon=salon, bot=bot).replace("  ", " ")

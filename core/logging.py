@@ -28,7 +28,7 @@ _MASK = "***"
 _PHONE = r"\+?\d(?:[\s()-]{0,2}\d){9,14}"
 _PATTERNS: list[tuple[re.Pattern[str], str | Callable[[re.Match[str]], str]]] = [
     # The path segment is the credential of these webhooks.
-    (re.compile(r"(/webhook/(?:yclients|telegram)/)[^/\s?#'\"\\<>]+"), r"\1" + _MASK),
+    (re.compile(r"(/webhook/(?:yclients|telegram)/(?:bot/)?)[^/\s?#'\"\\<>]+"), r"\1" + _MASK),
     (
         re.compile(
             r"([?&;](?:token|user_data|user_data_sign|partner_token|api_key|hmac)=)[^&;\s'\"#]+",

@@ -20,12 +20,16 @@ The keys and their texts are a contract (scripts set them):
 | review_delay_hours | 2 | 1–72 hours after the visit, or off |
 | review_url | (empty) | an http(s) URL, or off/empty |
 | digest_at | mon 10:00 | weekday HH:MM local (mon…sun), or off |
+| telegram_bot_token | off | the salon's own bot's token from @BotFather, or off (core.salon_bot) |
+
+A key may need the outside world before it is stored: the bot token is checked with Telegram
+(`getMe`) and stores the bot's id, username and webhook key with it (`_Key.prepare`).
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, time
 from typing import Any
@@ -34,7 +38,9 @@ from zoneinfo import ZoneInfo
 
 from tortoise.transactions import in_transaction
 
+from core import salon_bot
 from core.models import Company, SettingChange
+from core.settings import PUBLIC_TELEGRAM_API
 
 OFF = "off"
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -59,6 +65,11 @@ class _Key:
     allowed: str  # the allowed values, as the error message says them
     parse: Callable[[str], Any]  # text -> stored value, or None when the text is not allowed
     show: Callable[[Any], str]
+    # Texts whose case matters (a token, a link) are not lowered before parsing.
+    keep_case: bool = False
+    # Asks the outside world about the parsed value (company, value, context) and returns
+    # more columns to store with it; raises salon_bot.TokenRefused with one sentence.
+    prepare: Callable[..., Awaitable[dict[str, Any]]] | None = None
 
 
 def _int_in(low: int, high: int, *, off_is: int | None = None) -> Callable[[str], Any]:
@@ -116,6 +127,12 @@ def _digest(text: str) -> Any:
 _OFF_MARK = object()
 
 
+def _token(text: str) -> Any:
+    if text in ("", OFF):
+        return _OFF_MARK
+    return salon_bot.parse_token(text)
+
+
 def _show_plain(value: Any) -> str:
     return "" if value is None else str(value)
 
@@ -137,8 +154,15 @@ KEYS: dict[str, _Key] = {
         _review_delay,
         lambda v: OFF if v is None else str(v),
     ),
-    "review_url": _Key("an http(s) link, or off", _url, lambda v: v or OFF),
+    "review_url": _Key("an http(s) link, or off", _url, lambda v: v or OFF, keep_case=True),
     "digest_at": _Key("a weekday and local time like mon 10:00, or off", _digest, _show_plain),
+    salon_bot.KEY: _Key(
+        "the bot's token from @BotFather (like 123456789:AAH…), or off",
+        _token,
+        salon_bot.fingerprint,
+        keep_case=True,
+        prepare=salon_bot.prepare,
+    ),
 }
 
 
@@ -147,9 +171,11 @@ def parse(key: str, text: str) -> Any:
     spec = KEYS.get(key)
     if spec is None:
         raise SettingError(f"unknown setting {key!r}: use one of {', '.join(KEYS)}")
-    value = spec.parse(text.strip().lower() if key != "review_url" else text.strip())
+    value = spec.parse(text.strip() if spec.keep_case else text.strip().lower())
     if value is None:
-        raise SettingError(f"{key}: {text!r} is not allowed; use {spec.allowed}")
+        # Not the text itself when it may be a secret (a mistyped token).
+        shown = "this value" if spec.prepare else repr(text)
+        raise SettingError(f"{key}: {shown} is not allowed; use {spec.allowed}")
     return None if value is _OFF_MARK else value
 
 
@@ -166,11 +192,18 @@ class Change:
 
 
 async def change(
-    company: Company, values: Mapping[str, str], *, actor: str, now: datetime | None = None
+    company: Company,
+    values: Mapping[str, str],
+    *,
+    actor: str,
+    now: datetime | None = None,
+    telegram_api_url: str = PUBLIC_TELEGRAM_API,
+    shared_bot_id: int | None = None,
 ) -> list[Change]:
     """Validate every value, then store them together with one audit row per changed key.
     Nothing is stored when any value is wrong. Returns what changed (unchanged keys are left
-    out). The visit loop's pending rows are re-planned for the new times (as of `now`)."""
+    out). The visit loop's pending rows are re-planned for the new times (as of `now`);
+    `telegram_api_url` and `shared_bot_id` are what checking a bot token needs."""
     parsed = {key: parse(key, text) for key, text in values.items()}
     changes: list[Change] = []
     for key, value in parsed.items():
@@ -180,10 +213,21 @@ async def change(
             changes.append(Change(key, old, new))
     if not changes:
         return []
+    extra: dict[str, Any] = {}
+    for c in changes:
+        prepare = KEYS[c.key].prepare
+        if prepare is None:
+            continue
+        try:
+            extra |= await prepare(
+                company, parsed[c.key], api_url=telegram_api_url, shared_bot_id=shared_bot_id
+            )
+        except salon_bot.TokenRefused as exc:
+            raise SettingError(str(exc)) from None
     async with in_transaction():
-        for key, value in parsed.items():
+        for key, value in (parsed | extra).items():
             setattr(company, key, value)
-        await company.save(update_fields=[c.key for c in changes])
+        await company.save(update_fields=[c.key for c in changes] + list(extra))
         await SettingChange.bulk_create(
             [
                 SettingChange(

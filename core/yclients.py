@@ -3,8 +3,9 @@
 Every salon goes through the same `YClientsClient`, so the limit YClients puts on our IP
 (5 requests a second, 200 a minute) is kept by the process as a whole; each call has a class
 (`Priority`) so that background syncs leave a share of it to pages a browser waits on. GETs
-are retried with backoff on 429, 5xx and transport failures; a POST/PUT never is, because
-YClients may have acted on it already. Tokens travel only in the Authorization header and
+are retried with backoff on 429, 5xx and transport failures; a POST never is, because
+YClients may have acted on it already (a PUT of one attendance and a DELETE are: repeating them
+changes nothing). Tokens travel only in the Authorization header and
 are never logged: a log line carries the method, path, status and duration.
 """
 
@@ -535,6 +536,44 @@ class YClientsClient:
                 by_id[item.get("id", id(item))] = item
         return list(by_id.values())
 
+    # --- a client's answer to a reminder ---
+
+    async def set_attendance(self, company_id: int, record_id: int, attendance: int) -> JSONDict:
+        """Set a record's `attendance` (2: the client confirmed; -1: cancelled where the token
+        may not delete). YClients documents the full record as the PUT body, so the record is
+        read and sent back with the one field changed. Both calls are retried like a GET: the
+        same attendance set twice leaves the record as once."""
+        record = await self.record(company_id, record_id)
+        path = f"/api/v1/record/{company_id}/{record_id}"
+        body = _record_body(record)
+        body["attendance"] = attendance
+        data, _ = await self._call("PUT", path, json_body=body, user=True, idempotent=True)
+        return self._expect_dict("PUT", path, data)
+
+    async def confirm_record(self, company_id: int, record_id: int) -> JSONDict:
+        """The client said they will come: attendance 2."""
+        return await self.set_attendance(company_id, record_id, 2)
+
+    async def cancel_record(self, company_id: int, record_id: int) -> JSONDict:
+        """Cancel without deleting (attendance -1): for a token that may not DELETE."""
+        return await self.set_attendance(company_id, record_id, -1)
+
+    async def delete_record(self, company_id: int, record_id: int) -> None:
+        """Delete (cancel) a record: 204 without a body. Forbidden when the token may not
+        delete; NotFound when it is gone already. Retried: deleting twice deletes once."""
+        path = f"/api/v1/record/{company_id}/{record_id}"
+        response = await self._send("DELETE", path, user=True, idempotent=True)
+        if response.status_code >= 400:
+            raise self._failure("DELETE", path, response)
+        if response.status_code >= 300:
+            raise BadResponse(
+                "DELETE",
+                path,
+                response.status_code,
+                detail=f"redirected to {response.headers.get('location')!r}",
+                advice="check YCLIENTS_API_URL (https://api.yclients.com, no path after it)",
+            )
+
     # --- marketplace ---
 
     async def marketplace_callback_redirect(
@@ -593,9 +632,12 @@ class YClientsClient:
         params: Mapping[str, Any] | None = None,
         json_body: Any = None,
         user: bool = False,
+        idempotent: bool = False,
     ) -> tuple[Any, Any]:
         """(data, meta) of a successful call; a typed YClientsError otherwise."""
-        response = await self._send(method, path, params=params, json_body=json_body, user=user)
+        response = await self._send(
+            method, path, params=params, json_body=json_body, user=user, idempotent=idempotent
+        )
         if response.status_code >= 400:
             raise self._failure(method, path, response)
         if response.status_code >= 300:
@@ -626,8 +668,10 @@ class YClientsClient:
         params: Mapping[str, Any] | None = None,
         json_body: Any = None,
         user: bool = False,
+        idempotent: bool = False,
     ) -> httpx.Response:
-        retryable = method == "GET"
+        # A GET, and a write whose repeat changes nothing (`idempotent`), is retried.
+        retryable = method == "GET" or idempotent
         attempts = 1 + (self.max_retries if retryable else 0)
         url = self.base_url + path
         for attempt in range(1, attempts + 1):
@@ -707,6 +751,28 @@ class YClientsClient:
         if not isinstance(data, list) or not all(isinstance(item, dict) for item in data):
             raise BadResponse(method, path, detail="data is not a list of objects")
         return data
+
+
+def _record_body(record: Mapping[str, Any]) -> JSONDict:
+    """The PUT body of a record as read: the fields YClients documents for a record's update."""
+    staff = record.get("staff")
+    staff_id = record.get("staff_id") or (staff.get("id") if isinstance(staff, dict) else None)
+    client = record.get("client")
+    body: JSONDict = {
+        "staff_id": staff_id,
+        "services": [
+            {k: line.get(k) for k in ("id", "first_cost", "discount", "cost") if k in line}
+            for line in record.get("services") or []
+            if isinstance(line, dict)
+        ],
+        "datetime": record.get("datetime"),
+        "seance_length": record.get("seance_length") or record.get("length"),
+        "comment": record.get("comment") or "",
+        "attendance": record.get("attendance", 0),
+    }
+    if isinstance(client, dict):
+        body["client"] = {k: client.get(k) for k in ("phone", "name", "email") if k in client}
+    return body
 
 
 def _transport_failure(

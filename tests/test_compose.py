@@ -33,6 +33,7 @@ COMPOSE_DECIDES = {
     "HTTP_HOST": ALL_INTERFACES,
     "HTTP_PORT": "8080",
     "TELEGRAM_MODE": "webhook",
+    "MAX_MODE": "webhook",
     "WHATSAPP_GATEWAY_URL": "http://waha:3000",
     "MARKETPLACE_ALLOW_UNSIGNED": "false",
 }
@@ -306,6 +307,8 @@ def test_a_deploy_that_follows_compose_has_no_half_configured_part() -> None:
     env = SAMPLES | {
         "TELEGRAM_BOT_TOKEN": "123456789:" + "A" * 35,
         "YCLIENTS_PARTNER_TOKEN": "partner",
+        "MAX_BOT_TOKEN": "max-token",
+        "MAX_WEBHOOK_SECRET": "max-webhook-secret-0123456789",
     }
     settings = settings_from(resolved_app_env(env))
     assert half_configured(settings) == []

@@ -22,10 +22,22 @@ from core.parts import half_configured, parts
 from core.settings import Settings
 from core.whatsapp import WHATSAPP as WHATSAPP_SOURCE
 from core.yclients import YClientsClient
-from web import api, health, marketplace, telegram, whatsapp_channel, whatsapp_webhook, yclients
+from web import (
+    api,
+    health,
+    marketplace,
+    salon_bots,
+    telegram,
+    whatsapp_channel,
+    whatsapp_webhook,
+    yclients,
+)
+from web import max as max_channel
 from web.assets import setup_routes as setup_asset_routes
 from web.channels import channels_ctx, gateway_from_settings
 from web.cron import sync_cron_ctx, whatsapp_watchdog_ctx
+from web.demo.app import setup_demo
+from web.demo.yclients import DemoYClients
 from web.edge import DEFAULT_BODY_TIMEOUT
 from web.home import setup_routes as setup_home_routes
 from web.inbox_worker import inbox_worker_ctx
@@ -41,7 +53,9 @@ from web.keys import (
     NOTICE_FALLBACK,
     ONBOARDING_POLL_MS,
     PART_STATES,
+    SALON_BOTS_CLOCK,
     SETTINGS,
+    VISIT_CLOCK,
     VISIT_KINDS,
     WHATSAPP,
     YCLIENTS,
@@ -67,7 +81,9 @@ def inbox_handlers(app: web.Application) -> inbox.Handlers:
     return handlers
 
 
-def create_app(settings: Settings) -> web.Application:
+def create_app(settings: Settings, *, demo: DemoYClients | None = None) -> web.Application:
+    """The process; with `demo` (`salonbot demo` only), the demo salon and its web chat
+    (web.demo.app) instead of the home page."""
     metrics = Metrics()
     app = web.Application(
         middlewares=[metrics_middleware(metrics)],
@@ -86,6 +102,8 @@ def create_app(settings: Settings) -> web.Application:
     app[BODY_TIMEOUT] = DEFAULT_BODY_TIMEOUT
     # Tests replace these before start-up to move the channels' time by hand.
     app[CLOCK] = Clock()
+    app[SALON_BOTS_CLOCK] = Clock()
+    app[VISIT_CLOCK] = Clock()
     app[BACKOFF] = BackoffPolicy()
     app[VISIT_KINDS] = visit_kinds()
 
@@ -95,7 +113,7 @@ def create_app(settings: Settings) -> web.Application:
     app.cleanup_ctx.append(part_states_ctx)
     app.cleanup_ctx.append(yclients_ctx)
     app.cleanup_ctx.append(whatsapp_ctx)
-    # Telegram, WhatsApp and the router of balance notices over them (NOTIFIER), built once.
+    # Telegram, WhatsApp, MAX and the router of balance notices over them (NOTIFIER), built once.
     app.cleanup_ctx.append(channels_ctx)
     # After the channels: every job below tells clients through NOTIFIER.
     app.cleanup_ctx.append(inbox_worker_ctx)
@@ -113,8 +131,14 @@ def create_app(settings: Settings) -> web.Application:
     marketplace.setup_routes(app)
     whatsapp_webhook.setup_routes(app)
     telegram.setup_routes(app)
+    max_channel.setup_routes(app)
+    salon_bots.setup_routes(app)
     app.router.add_get("/metrics", metrics_handler(metrics))
-    setup_home_routes(app)
+    if demo is None:
+        setup_home_routes(app)
+    else:
+        # Its contexts come last: they need the channels and the inbox worker.
+        setup_demo(app, demo)
     # The pages' stylesheets and script (web/static/).
     setup_asset_routes(app)
     return app

@@ -1,10 +1,12 @@
-"""The chat channels, built once: the Telegram bot, the WhatsApp channel, and the router that
-sends each balance notice to the channel its client used last (bot.notifier).
+"""The chat channels, built once: the Telegram bot (with the salons' own bots on the same
+dispatcher), the WhatsApp channel, the MAX bot, the `Outbound` over them (bot.outbound: every
+message nobody just asked for, to the channel the person used last, with a fallback), and the
+balance-notice router on top of it (bot.notifier).
 
-`open_channels` is the one factory of what delivers notices. The web process runs the bots on
-top of it (`channels_ctx`, which sets NOTIFIER, TELEGRAM and WHATSAPP_BOT once; nothing
-replaces or edits them afterwards), and `salonbot sync` opens it to tell clients about the
-bonuses it awarded.
+`open_channels` is the one factory of what delivers messages. The web process runs the bots on
+top of it (`channels_ctx`, which sets NOTIFIER, OUTBOUND, TELEGRAM, WHATSAPP_BOT and MAX_BOT
+once; nothing replaces or edits them afterwards), and `salonbot sync` opens it to tell clients
+about the bonuses it awarded.
 """
 
 from __future__ import annotations
@@ -19,29 +21,37 @@ from aiohttp import web
 from prometheus_client import Counter
 
 from bot.companies import CompanyCache
-from bot.dialog import TELEGRAM as TELEGRAM_CHANNEL
-from bot.dialog import WHATSAPP as WHATSAPP_CHANNEL
 from bot.dialog import Dialog
-from bot.notifier import ChannelNotifier, RoutingNotifier
-from bot.outbound import Outbound
+from bot.max.delivery import MaxChannel
+from bot.notifier import RoutingNotifier
+from bot.outbound import ClientChannel, Outbound
+from bot.telegram.delivery import TelegramChannel
 from bot.telegram.dispatcher import build_bot
-from bot.telegram.notifier import TelegramNotifier
-from bot.whatsapp.notifier import WhatsAppNotifier
+from bot.telegram.salon_bots import SalonBots
+from bot.whatsapp.delivery import WhatsAppChannel
 from bot.whatsapp.outbox import Manners, Outbox, ResultHook
+from core.backoff import Clock
+from core.max import MaxClient
 from core.notifications import LoggingNotifier, Notifier
 from core.parts import parts
 from core.settings import Settings
 from core.whatsapp import GatewayNotConfigured, WahaGateway, WhatsAppGateway
-from web import telegram, whatsapp_channel
+from web import max as max_channel
+from web import salon_bots, telegram, whatsapp_channel
 from web.keys import (
+    CLOCK,
+    MAX_BOT,
     METRICS,
     NOTICE_FALLBACK,
     NOTIFIER,
     OUTBOUND,
+    SALON_BOTS,
     SETTINGS,
     TELEGRAM,
+    WEB_CHAT,
     WHATSAPP,
     WHATSAPP_BOT,
+    YCLIENTS,
 )
 
 log = logging.getLogger(__name__)
@@ -52,11 +62,17 @@ class Channels:
     """What reaches clients: `notifier` routes balance notices over the channels that are on."""
 
     notifier: Notifier
+    # Every message nobody just asked for (notices, reminders, admin alerts and answers).
+    outbound: Outbound
     companies: CompanyCache
     # The Telegram bot's session; None while the part is off (core.parts says why).
     bot: Bot | None
     # Sends over each salon's WhatsApp number; None while the gateway is not configured.
     outbox: Outbox | None
+    # The salons' own Telegram bots, as the database listed them when opened.
+    salon_bots: SalonBots
+    # The MAX Bot API client; None while MAX_BOT_TOKEN is unset.
+    max: MaxClient | None = None
 
 
 def telegram_on(settings: Settings) -> bool:
@@ -70,28 +86,44 @@ async def open_channels(
     *,
     fallback: Notifier | None = None,
     on_sent: ResultHook | None = None,
+    clock: Clock | None = None,
+    web_chat: ClientChannel | None = None,
 ) -> AsyncIterator[Channels]:
     """The channels the settings switch on. A client no channel that is on reaches (one only
     seen in YClients) is told through `fallback` (a log line by default). On leaving, WhatsApp
     sends already handed over get the Outbox's grace, then the bot's session closes."""
     bot = build_bot(settings) if telegram_on(settings) else None
+    secret_key = settings.secret_key.get_secret_value() if settings.secret_key else ""
+    own_bots = SalonBots(settings.telegram_api_url, secret_key)
+    await own_bots.load()
     outbox = None
     if gateway is not None:
         manners = Manners(pause=settings.whatsapp_reply_pause, rate=settings.whatsapp_send_rate)
         outbox = Outbox(gateway, manners, on_result=on_sent)
-    routes: dict[str, ChannelNotifier] = {}
-    if bot is not None:
-        routes[TELEGRAM_CHANNEL.name] = TelegramNotifier(bot)
+    max_client = MaxClient.from_settings(settings, clock=clock)
+    # In this order when a person has never written (staff, a client only seen in YClients):
+    # Telegram first, it costs the salon's own number nothing.
+    outbound = Outbound()
+    if bot is not None or len(own_bots):
+        outbound.add(TelegramChannel(bot, own_bots))
     if outbox is not None:
-        routes[WHATSAPP_CHANNEL.name] = WhatsAppNotifier(outbox)
+        outbound.add(WhatsAppChannel(outbox))
+    if max_client is not None:
+        outbound.add(MaxChannel(max_client))
+    if web_chat is not None:
+        # The demo's web chat (web.demo): what the bot sends its people goes into the chat's log.
+        outbound.add(web_chat)
     companies = CompanyCache()
     fallback = fallback or LoggingNotifier()
-    notifier = RoutingNotifier(routes, fallback, companies) if routes else fallback
+    notifier = RoutingNotifier(outbound, fallback, companies) if outbound.channels else fallback
     try:
-        yield Channels(notifier, companies, bot, outbox)
+        yield Channels(notifier, outbound, companies, bot, outbox, own_bots, max_client)
     finally:
+        if max_client is not None:
+            await max_client.aclose()
         if outbox is not None:
             await outbox.close()
+        await own_bots.close()
         if bot is not None:
             await bot.session.close()
 
@@ -136,17 +168,38 @@ async def channels_ctx(app: web.Application) -> AsyncIterator[None]:
             sent.labels(kind, "sent" if ok else "failed").inc()
 
     channels = open_channels(
-        app[SETTINGS], app[WHATSAPP], fallback=app[NOTICE_FALLBACK], on_sent=on_sent
+        app[SETTINGS],
+        app[WHATSAPP],
+        fallback=app[NOTICE_FALLBACK],
+        on_sent=on_sent,
+        clock=app[CLOCK],
+        web_chat=app.get(WEB_CHAT),
     )
     async with channels as opened, contextlib.AsyncExitStack() as running:
         app[NOTIFIER] = opened.notifier
-        # The chat channels as ClientChannels (bot.outbound) register here, once each.
-        app[OUTBOUND] = Outbound()
-        dialog = Dialog(opened.notifier, opened.companies)
+        app[OUTBOUND] = opened.outbound
+        # A reminder's answer confirms or cancels the record in YClients and tells the admins.
+        dialog = Dialog(
+            opened.notifier,
+            opened.companies,
+            clock=lambda: app[CLOCK].now().timestamp(),
+            outbound=opened.outbound,
+            yclients=app[YCLIENTS],
+        )
+        dp, i18n = await running.enter_async_context(
+            telegram.dispatching(app, dialog, opened.salon_bots)
+        )
         app[TELEGRAM] = (
             None
             if opened.bot is None
-            else await running.enter_async_context(telegram.running(app, opened.bot, dialog))
+            else await running.enter_async_context(
+                telegram.running(app, opened.bot, dialog, dp, i18n)
+            )
+        )
+        # Each salon's own bot, on the same dispatcher; started and stopped as the database
+        # says, without a restart.
+        app[SALON_BOTS] = await running.enter_async_context(
+            salon_bots.running(app, opened.salon_bots, dp, i18n, opened.bot)
         )
         app[WHATSAPP_BOT] = (
             None
@@ -154,5 +207,10 @@ async def channels_ctx(app: web.Application) -> AsyncIterator[None]:
             else await running.enter_async_context(
                 whatsapp_channel.running(app, opened.outbox, dialog)
             )
+        )
+        app[MAX_BOT] = (
+            None
+            if opened.max is None
+            else await running.enter_async_context(max_channel.running(app, opened.max, dialog))
         )
         yield

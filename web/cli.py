@@ -87,6 +87,48 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
+    """The service with a demo salon (web.demo) on a database of its own, made afresh each
+    time: `DATA_DIR/demo.sqlite3`, never DATABASE_URL, so a demo cannot touch real salons."""
+    from web.app import create_app
+    from web.demo.app import demo_settings, local_base_url
+    from web.demo.yclients import DemoYClients
+    from web.loop import new_event_loop
+
+    port = settings.http_port if args.port is None else args.port
+    sockets = _listen(settings.http_host, port)
+    port = sockets[0].getsockname()[1]
+    database = settings.data_dir / "demo.sqlite3"
+    database.parent.mkdir(parents=True, exist_ok=True)
+    for stale in (database, *database.parent.glob(f"{database.name}-*")):
+        stale.unlink(missing_ok=True)
+    yclients = DemoYClients()
+    settings = demo_settings(
+        settings.model_copy(
+            update={
+                "database_url": f"sqlite://{database}",
+                "http_port": port,
+                "public_base_url": settings.public_base_url
+                or local_base_url(settings.http_host, port),
+            }
+        ),
+        yclients,
+    )
+    asyncio.run(_migrate(settings))
+    app = create_app(settings, demo=yclients)
+    print(f"Salonbot demo: open {settings.base_url}/ in your browser (Ctrl-C stops it)", flush=True)
+    web.run_app(
+        app,
+        sock=sockets,
+        shutdown_timeout=5,
+        print=None,
+        access_log=None,
+        handle_signals=True,
+        loop=new_event_loop(),
+    )
+    return 0
+
+
 def _listen(host: str, port: int) -> list[socket.socket]:
     """The listening sockets aiohttp would make for HTTP_HOST (every address a name has)."""
     sockets: list[socket.socket] = []
@@ -298,6 +340,7 @@ def cmd_company_show(settings: Settings, args: argparse.Namespace) -> int:
                 telegram or "— (set TELEGRAM_BOT_USERNAME, or TELEGRAM_BOT_TOKEN for getMe)",
             ),
             ("whatsapp link", wa or "— (WhatsApp not linked yet)"),
+            ("own telegram bot", _own_bot(company)),
         ]
         print(f"{company.title or '—'} (YClients {company.yclients_id})")
         for name, value in rows:
@@ -315,6 +358,18 @@ def cmd_company_show(settings: Settings, args: argparse.Namespace) -> int:
     return asyncio.run(_with_db(settings, work))
 
 
+def _own_bot(company: Company) -> str:
+    if company.telegram_bot_token and company.telegram_bot_username:
+        name = company.telegram_bot_username
+        return f"@{name}, https://t.me/{name} (no deep link needed)"
+    if company.telegram_bot_revoked_at is not None:
+        return (
+            f"off since {company.telegram_bot_revoked_at:%Y-%m-%d %H:%M} UTC: Telegram refused "
+            "its token (set a new one: telegram_bot_token=…)"
+        )
+    return "— (the shared bot; telegram_bot_token=… gives the salon its own)"
+
+
 def cmd_company_set(settings: Settings, args: argparse.Namespace) -> int:
     values: dict[str, str] = {}
     for pair in args.values:
@@ -328,9 +383,22 @@ def cmd_company_set(settings: Settings, args: argparse.Namespace) -> int:
     except salon_settings.SettingError as exc:
         raise CommandError(str(exc)) from None
 
+    token = settings.telegram_bot_token
+    shared_bot_id = int(token.get_secret_value().split(":", 1)[0]) if token else None
+
     async def work() -> int:
         company = await _salon(args.yclients_id)
-        changes = await salon_settings.change(company, values, actor="cli")
+        try:
+            # A bot token is checked with Telegram here (getMe).
+            changes = await salon_settings.change(
+                company,
+                values,
+                actor="cli",
+                telegram_api_url=settings.telegram_api_url,
+                shared_bot_id=shared_bot_id,
+            )
+        except salon_settings.SettingError as exc:
+            raise CommandError(str(exc)) from None
         for change in changes:
             print(f"{change.key}: {change.old or '—'} -> {change.new or '—'}")
         if not changes:
@@ -512,7 +580,16 @@ def cmd_chat(settings: Settings, args: argparse.Namespace) -> int:
                 "no active staff member of this salon has that phone: "
                 f"`salonbot staff add --company {args.company} --phone {phone}` first"
             )
-        await console.chat(company, phone, as_staff=args.staff, images=settings.data_dir / "chat")
+        # The chat channels that are on carry what leaves the console (questions to the
+        # admins, an admin's «ответ CODE text» to a client).
+        async with standalone_channels(settings) as channels:
+            await console.chat(
+                company,
+                phone,
+                as_staff=args.staff,
+                images=settings.data_dir / "chat",
+                outbound=channels.outbound,
+            )
         return 0
 
     try:
@@ -538,6 +615,12 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Handler]]:
         return p
 
     command("serve", "run web, bot and cron in one process (applies migrations first)", cmd_serve)
+    demo = command(
+        "demo",
+        "try the bot in the browser: a demo salon with its own YClients, on a fresh database",
+        cmd_demo,
+    )
+    demo.add_argument("--port", type=int, help="the port to listen on (default HTTP_PORT, 8080)")
     command("migrate", "apply pending database migrations", cmd_migrate)
     command("check", "check settings and connectivity, with the fix for each failure", cmd_check)
 

@@ -11,9 +11,11 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 
 from bot.companies import SessionCompanies
+from bot.max.channel import MaxBot
 from bot.outbound import Outbound
 from bot.telegram.dispatcher import TelegramBot
 from bot.telegram.username import BotUsername
+from bot.webchat import WebChannel
 from bot.whatsapp.channel import WhatsAppBot
 from core.backoff import BackoffPolicy, Clock
 from core.health import PartStates
@@ -26,6 +28,9 @@ from web.metrics import Metrics
 
 if TYPE_CHECKING:
     from bot.visits import Dispatcher, Kinds
+    from web.demo.app import Demo
+    from web.demo.yclients import DemoYClients
+    from web.salon_bots import SalonBotRunner
     from web.sync_jobs import SyncJobs
 
 
@@ -51,6 +56,9 @@ YCLIENTS: web.AppKey[YClientsClient | None] = web.AppKey("yclients")
 # Delivers balance notices after commit (core.notifications.notify_committed): the router over
 # the chat channels that are on, set once by web.channels.channels_ctx.
 NOTIFIER = web.AppKey("notifier", Notifier)
+# Every message nobody just asked for (bot.outbound: the person's last channel first, then a
+# fallback): notices, reminders, admin alerts and answers; set once by channels_ctx.
+OUTBOUND = web.AppKey("outbound", Outbound)
 # Where that router sends a notice no channel that is on can deliver (a log line; tests set a
 # recording one before start-up).
 NOTICE_FALLBACK = web.AppKey("notice_fallback", Notifier)
@@ -71,9 +79,13 @@ BODY_TIMEOUT = web.AppKey("body_timeout", float)
 ONBOARDING_POLL_MS = web.AppKey("onboarding_poll_ms", int)
 # The running Telegram bot (dispatcher, bot, dialog); None while the part is off.
 TELEGRAM: web.AppKey[TelegramBot | None] = web.AppKey("telegram")
+# The salons' own Telegram bots (web.salon_bots), run next to the shared bot.
+SALON_BOTS: web.AppKey[SalonBotRunner] = web.AppKey("salon_bots")
 # The WhatsApp channel (answers and notices over each salon's number); None while the gateway
 # is not configured.
 WHATSAPP_BOT: web.AppKey[WhatsAppBot | None] = web.AppKey("whatsapp_bot")
+# The MAX bot (updates in, answers out); None while MAX_BOT_TOKEN is unset.
+MAX_BOT: web.AppKey[MaxBot | None] = web.AppKey("max_bot")
 # Which salon each WhatsApp gateway session belongs to, as the webhook looks it up.
 WHATSAPP_SESSIONS = web.AppKey("whatsapp_sessions", SessionCompanies)
 # The syncs asked for over the API, one job per salon (web.sync_jobs.sync_jobs_ctx).
@@ -81,15 +93,23 @@ SYNC_JOBS: web.AppKey[SyncJobs] = web.AppKey("sync_jobs")
 # Where the channels' retry loops read the time and sleep (tests move it by hand), and how
 # they back off while their outside system is down.
 CLOCK = web.AppKey("clock", Clock)
+# Where the salons' own bots (web.salon_bots) read the time, back off and wait for the next
+# look at the database: a clock of their own, so tests move one loop at a time.
+SALON_BOTS_CLOCK = web.AppKey("salon_bots_clock", Clock)
+# Where the visit loop's dispatcher (web.visit_loop) reads the time, paces and idles: its own
+# clock too.
+VISIT_CLOCK = web.AppKey("visit_clock", Clock)
 BACKOFF = web.AppKey("backoff", BackoffPolicy)
 # What each running part last found out about its outside system (/health); set by
 # web.app.part_states_ctx, written by the channels.
 PART_STATES = web.AppKey("part_states", PartStates)
-# Messages nobody just asked for, over the chat channels that are on (bot.outbound); set once
-# by web.channels.channels_ctx.
-OUTBOUND = web.AppKey("outbound", Outbound)
 # The kinds of scheduled messages and what each says (web.visit_loop.visit_kinds; a feature
 # registers its kinds in create_app), and the dispatcher sending them (None while no chat
 # channel is on).
 VISIT_KINDS: web.AppKey[Kinds] = web.AppKey("visit_kinds")
 VISIT_LOOP: web.AppKey[Dispatcher | None] = web.AppKey("visit_loop")
+# `salonbot demo` only (web.demo): the demo's YClients, the web chat's channel (web.channels
+# adds it to the Outbound) and the running demo (its chat and salon), set by web.demo.app.
+DEMO_YCLIENTS: web.AppKey[DemoYClients] = web.AppKey("demo_yclients")
+WEB_CHAT = web.AppKey("web_chat", WebChannel)
+DEMO: web.AppKey[Demo] = web.AppKey("demo")

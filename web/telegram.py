@@ -41,6 +41,7 @@ from bot.telegram.dispatcher import (
     set_commands,
     webhook_token,
 )
+from bot.telegram.salon_bots import SalonBots
 from core.backoff import Backoff
 from core.health import PartStates
 from web.edge import BodyRefused, ascii_header, read_json, refused_response
@@ -56,12 +57,27 @@ POLLING_TIMEOUT = 25
 
 
 @contextlib.asynccontextmanager
-async def running(app: web.Application, bot: Bot, dialog: Dialog) -> AsyncIterator[TelegramBot]:
-    """The bot answering updates over `bot`'s session (web.channels opens and closes it)."""
-    settings = app[SETTINGS]
-    storage = build_storage(settings)
+async def dispatching(
+    app: web.Application, dialog: Dialog, salon_bots: SalonBots
+) -> AsyncIterator[tuple[Dispatcher, I18n]]:
+    """The one dispatcher of the shared bot and the salons' own bots, and its FSM storage."""
     i18n = build_i18n()
-    dp = build_dispatcher(dialog, storage=storage, i18n=i18n)
+    dp = build_dispatcher(
+        dialog, storage=build_storage(app[SETTINGS]), i18n=i18n, salon_bots=salon_bots
+    )
+    try:
+        yield dp, i18n
+    finally:
+        await dp.storage.close()
+
+
+@contextlib.asynccontextmanager
+async def running(
+    app: web.Application, bot: Bot, dialog: Dialog, dp: Dispatcher, i18n: I18n
+) -> AsyncIterator[TelegramBot]:
+    """The shared bot answering updates over `bot`'s session (web.channels opens and closes
+    it, and the dispatcher)."""
+    settings = app[SETTINGS]
     polling = settings.telegram_mode == "polling"
     quiet = _QuietPollingLog()
     if polling:
@@ -75,7 +91,6 @@ async def running(app: web.Application, bot: Bot, dialog: Dialog) -> AsyncIterat
         # The inbox worker (listed after the channels) has stopped by now: nothing notifies.
         await _stop(dp, task, polling=polling)
         logging.getLogger("aiogram.dispatcher").removeFilter(quiet)
-        await dp.storage.close()
 
 
 async def _keep_running(app: web.Application, bot: Bot, dp: Dispatcher, i18n: I18n) -> None:
@@ -95,7 +110,7 @@ async def _keep_running(app: web.Application, bot: Bot, dp: Dispatcher, i18n: I1
         try:
             await bot.me()  # cached from here on, so aiogram's polling does not ask again
             step = "setMyCommands"
-            await _set_commands(bot, i18n)
+            await set_commands_quietly(bot, i18n)
             if settings.telegram_mode == "polling":
                 # A webhook left behind would make getUpdates fail with 409.
                 step = "deleteWebhook"
@@ -147,7 +162,7 @@ def _err(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
-async def _set_commands(bot: Bot, i18n: I18n) -> None:
+async def set_commands_quietly(bot: Bot, i18n: I18n) -> None:
     """The command menu is a convenience: a Bot API that refuses it (but answered getMe) must
     not keep the bot from answering."""
     try:

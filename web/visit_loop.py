@@ -1,9 +1,9 @@
 """The visit loop in `salonbot serve`: the kinds of scheduled messages and their texts, and the
 dispatcher task that sends them (bot/visits/), over the chat channels of OUTBOUND.
 
-Telegram's channel is paced to its limits on the app's clock (bot/visits/pacing.py); the
-others pace themselves. While no chat channel is on the dispatcher does not run: the rows
-wait, planned, rather than failing for want of a channel.
+Telegram's channel is paced to its limits (bot/visits/pacing.py) on the loop's own clock
+(VISIT_CLOCK); the others pace themselves. While no chat channel is on the dispatcher does
+not run: the rows wait, planned, rather than failing for want of a channel.
 """
 
 from __future__ import annotations
@@ -15,9 +15,10 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from bot.dialog import TELEGRAM as TELEGRAM_CHANNEL
+from bot.dialog import visit_texts
 from bot.outbound import ClientChannel, Outbound
 from bot.visits import Dispatcher, Kinds, Paced, texts
-from web.keys import CLOCK, OUTBOUND, SETTINGS, VISIT_KINDS, VISIT_LOOP
+from web.keys import OUTBOUND, SETTINGS, VISIT_CLOCK, VISIT_KINDS, VISIT_LOOP
 
 log = logging.getLogger(__name__)
 
@@ -28,12 +29,13 @@ def visit_kinds() -> Kinds:
     their features."""
     registry = Kinds()
     texts.register(registry)
+    visit_texts.register(registry)
     return registry
 
 
 def paced(outbound: Outbound, app: web.Application) -> Outbound:
     channels: dict[str, ClientChannel] = {
-        name: Paced(channel, app[CLOCK], per_second=app[SETTINGS].telegram_send_rate)
+        name: Paced(channel, app[VISIT_CLOCK], per_second=app[SETTINGS].telegram_send_rate)
         if name == TELEGRAM_CHANNEL.name
         else channel
         for name, channel in outbound.channels.items()
@@ -45,7 +47,7 @@ async def visit_loop_ctx(app: web.Application) -> AsyncIterator[None]:
     """Needs the ORM and the channels (OUTBOUND): list it after channels_ctx."""
     outbound = app[OUTBOUND]
     dispatcher = (
-        Dispatcher(paced(outbound, app), app[VISIT_KINDS], clock=app[CLOCK])
+        Dispatcher(paced(outbound, app), app[VISIT_KINDS], clock=app[VISIT_CLOCK])
         if outbound.channels
         else None
     )

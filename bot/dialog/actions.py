@@ -158,11 +158,38 @@ class PickSalon(Action):
 @dataclass(frozen=True, slots=True)
 class VisitAnswer(Action):
     """A client's answer under a booking notice or a reminder: `answer` is `come`, `cancel`
-    or `move`; `message_id` the ScheduledMessage it answers (core.visits.answer)."""
+    or `move`, and `sure`/`keep` to "cancel your visit?" (bot.dialog.visit); `message_id` the
+    ScheduledMessage it answers."""
 
     prefix: ClassVar[str] = "va"
     message_id: int
     answer: str
+
+
+# --- the visit loop: the after-visit rating, the client's say ---
+
+
+@dataclass(frozen=True, slots=True)
+class Rating(Action):
+    """1–5 stars for the visit the after-visit question (ScheduledMessage id `row`) asked
+    about."""
+
+    prefix: ClassVar[str] = "rate"
+    row: int
+    stars: int
+
+
+@dataclass(frozen=True, slots=True)
+class Say(Action):
+    """The client's say on unasked messages: REMINDERS_OFF, ALL_OFF, ON; without a choice,
+    show where things stand."""
+
+    prefix: ClassVar[str] = "say"
+    choice: str | None = None
+
+    REMINDERS_OFF: ClassVar[str] = "rem_off"
+    ALL_OFF: ClassVar[str] = "all_off"
+    ON: ClassVar[str] = "on"
 
 
 # --- staff buttons ---

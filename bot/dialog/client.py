@@ -147,7 +147,9 @@ class ClientFlows(Flows):
                 *self.ask_phone(s),
             ]
         link = {
-            k: v for k, v in s.identity.items() if k in ("telegram_user_id", "whatsapp_chat_id")
+            k: v
+            for k, v in s.identity.items()
+            if k in ("telegram_user_id", "whatsapp_chat_id", "max_user_id")
         }
         try:
             if link:
@@ -167,7 +169,7 @@ class ClientFlows(Flows):
             ]
         client, welcome = joined.client, joined.welcome
         if s.channel.remembered:
-            await clients.remember_channel(client, s.channel.name)
+            await clients.remember_channel(client, s.channel.name, bot_id=s.bot_id)
         s.client = client
         replies: list[Reply] = []
         if welcome is not None:

@@ -17,9 +17,11 @@ from bot.dialog import actions
 from bot.dialog.actions import Action
 from bot.dialog.client import ClientFlows
 from bot.dialog.menu import COMMANDS, STAFF_INTENTS, Intent, intent_for
+from bot.dialog.questions import QuestionFlows
 from bot.dialog.replies import Button, Reply, rows
 from bot.dialog.session import Session
 from bot.dialog.staff import StaffFlows
+from bot.dialog.visit import REVIEW_STATE, VisitFlows
 from core import clients, codes
 from core.i18n import pick_locale
 from core.models import Client, Company, Staff
@@ -29,7 +31,7 @@ SALON_PREFIX = "salon-"
 STAFF_PREFIX = "staff-"
 
 
-class Dialog(ClientFlows, StaffFlows):
+class Dialog(ClientFlows, StaffFlows, QuestionFlows, VisitFlows):
     async def prepare(self, s: Session) -> None:
         """Load the salon, the client and the language for this turn."""
         if s.company_id is None:
@@ -58,7 +60,7 @@ class Dialog(ClientFlows, StaffFlows):
             return
         s.client = await Client.get_or_none(company_id=s.company.id, **s.identity)
         if s.client is not None and s.channel.remembered:
-            await clients.remember_channel(s.client, s.channel.name)
+            await clients.remember_channel(s.client, s.channel.name, bot_id=s.bot_id)
 
     async def arrive(self, s: Session, *, phone: str | None, first: bool) -> list[Reply]:
         """Before a turn in a channel that knows the sender's number without asking (WhatsApp:
@@ -107,6 +109,9 @@ class Dialog(ClientFlows, StaffFlows):
     async def start(self, s: Session, payload: str | None = None) -> list[Reply]:
         payload = (payload or "").strip()
         s.go(None)
+        if s.pinned and s.company is not None and not payload.startswith(STAFF_PREFIX):
+            # The salon's own bot: whatever link brought the person, this is its salon.
+            return await self.welcome(s)
         if payload.startswith(SALON_PREFIX):
             company = None
             yclients_id = payload.removeprefix(SALON_PREFIX)
@@ -146,6 +151,8 @@ class Dialog(ClientFlows, StaffFlows):
             return await (self.set_language(s, args.strip()) if args else self.language(s))
         if intent is Intent.HELP:
             return await self.help(s)
+        if intent is Intent.REMINDERS:
+            return await self.the_say(s)
         return await self.client_intent(s, intent)
 
     async def text(self, s: Session, text: str) -> list[Reply]:
@@ -160,8 +167,11 @@ class Dialog(ClientFlows, StaffFlows):
         menu_intent = intent_for(text)
         if menu_intent is not None:
             return await self.intent(s, menu_intent)
+        replies = await self.loop_word(s, text)
+        if replies is not None:
+            return replies
         replies = await self._flow_step(s, text)
-        return replies if replies is not None else await self.unknown(s)
+        return replies if replies is not None else await self.unknown(s, text)
 
     async def _flow_step(self, s: Session, text: str) -> list[Reply] | None:
         if s.state == "redeem:code":
@@ -172,6 +182,8 @@ class Dialog(ClientFlows, StaffFlows):
             return await self.lookup(s, text)
         if s.state and s.state.startswith("adjust:"):
             return await self.adjust_step(s, text)
+        if s.state == REVIEW_STATE:
+            return await self.review_comment(s, text)
         if codes.parse(text) is not None:
             # A code sent on its own (typed, or scanned from the client's QR): staff redeem.
             return await self.redeem(s, text)
@@ -191,7 +203,7 @@ class Dialog(ClientFlows, StaffFlows):
                 return await self.history(s, before_id)
             case actions.PickSalon(company_id=company_id):
                 company = await Company.get_or_none(id=company_id)
-                if company is not None:
+                if company is not None and not s.pinned:
                     s.bind(company)
                     await self._load_client(s)
                     return await self.welcome(s)
@@ -202,6 +214,8 @@ class Dialog(ClientFlows, StaffFlows):
             case actions.AdjustClient(client_id=client_id):
                 replies = await self.adjust_client(s, client_id)
                 return replies if replies is not None else await self.unknown(s)
+            case actions.VisitAnswer() | actions.Rating() | actions.Say():
+                return await self.loop_action(s, action)
             case actions.Stop():
                 s.go(None)
                 return [Reply(s._("Cancelled."), edit=True)]

@@ -23,6 +23,7 @@ class Intent(StrEnum):
     LOOKUP = "lookup"
     ADJUST = "adjust"
     CANCEL = "cancel"
+    REMINDERS = "reminders"
 
 
 LABELS = {
@@ -36,6 +37,7 @@ LABELS = {
     Intent.LOOKUP: _("🔎 Find a client"),
     Intent.ADJUST: _("✏️ Adjust a balance"),
     Intent.CANCEL: _("✖️ Cancel"),
+    Intent.REMINDERS: _("🔔 Reminders"),
 }
 
 # Commands every channel understands (Telegram shows them in its command menu).
@@ -52,6 +54,7 @@ COMMANDS = {
     "lookup": Intent.LOOKUP,
     "adjust": Intent.ADJUST,
     "cancel": Intent.CANCEL,
+    "reminders": Intent.REMINDERS,
 }
 STAFF_INTENTS = frozenset({Intent.REDEEM, Intent.LOOKUP, Intent.ADJUST})
 
@@ -93,6 +96,7 @@ def main_menu(
     rows += [
         (label(Intent.BOOK, locale), label(Intent.BALANCE, locale)),
         (label(Intent.VISITS, locale), label(Intent.MY_CODE, locale)),
-        (label(Intent.LANGUAGE, locale), label(Intent.HELP, locale)),
+        (label(Intent.REMINDERS, locale), label(Intent.LANGUAGE, locale)),
+        (label(Intent.HELP, locale),),
     ]
     return tuple(rows)

@@ -26,7 +26,10 @@ class Channel:
 
 TELEGRAM = Channel("telegram")
 WHATSAPP = Channel("whatsapp")
+MAX = Channel("max")
 CONSOLE = Channel("console", remembered=False)
+# The demo's web chat (bot.webchat): a channel like the others, so notices follow the client there.
+WEB = Channel("web")
 
 
 @dataclass(eq=False)
@@ -53,6 +56,12 @@ class Session:
     # writes nothing twice, across replicas and restarts. None where nothing is ever delivered
     # twice (the console): each turn is then a new one.
     message_ref: str | None = None
+    # The chat belongs to one salon (a salon's own Telegram bot): deep links and the choice
+    # of salon do not move it elsewhere.
+    pinned: bool = False
+    # The bot this chat is with, in a channel with several (Telegram: the shared bot or a
+    # salon's own); remembered on the client, whom later messages reach through it.
+    bot_id: int | None = None
 
     def __post_init__(self) -> None:
         if self.staff_identity is None:

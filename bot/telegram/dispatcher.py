@@ -7,13 +7,13 @@ import hashlib
 import hmac
 import logging
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from aiogram import Bot, Dispatcher
 from aiogram.client.session.aiohttp import AiohttpSession
 from aiogram.client.telegram import TelegramAPIServer
 from aiogram.exceptions import TelegramAPIError
-from aiogram.fsm.storage.base import BaseStorage
+from aiogram.fsm.storage.base import BaseStorage, DefaultKeyBuilder, StorageKey
 from aiogram.fsm.storage.memory import MemoryStorage
 from aiogram.fsm.storage.redis import RedisStorage
 from aiogram.methods import (
@@ -35,8 +35,9 @@ from aiogram.utils.i18n import gettext as _
 from aiogram.utils.i18n import lazy_gettext as __
 
 from bot.dialog import Dialog
-from bot.telegram.handlers import client, contact, fallback, membership, staff, start
+from bot.telegram.handlers import answers, client, contact, fallback, membership, staff, start
 from bot.telegram.middlewares import SessionI18nMiddleware, SessionMiddleware
+from bot.telegram.salon_bots import SalonBots
 from core.i18n import DEFAULT_LOCALE, DOMAIN, LOCALES, LOCALES_DIR, pick_locale
 from core.settings import Settings
 
@@ -50,6 +51,7 @@ BOT_COMMANDS = (
     ("visits", __("My visits")),
     ("code", __("My code for the reception")),
     ("language", __("Language")),
+    ("reminders", __("Reminders: on or off")),
     ("help", __("What the bot can do")),
 )
 
@@ -85,17 +87,24 @@ def hold_response_types() -> None:
 
 
 def build_dispatcher(
-    dialog: Dialog, *, storage: BaseStorage | None = None, i18n: I18n | None = None
+    dialog: Dialog,
+    *,
+    storage: BaseStorage | None = None,
+    i18n: I18n | None = None,
+    salon_bots: SalonBots | None = None,
 ) -> Dispatcher:
+    """One dispatcher for the shared bot and every salon's own (`salon_bots` says whose)."""
     hold_response_types()
     i18n = i18n or build_i18n()
     # Workflow data reaches handlers by parameter name: `dialog`, `i18n`.
     dp = Dispatcher(storage=storage or MemoryStorage(), dialog=dialog, i18n=i18n)
-    dp.update.outer_middleware(SessionMiddleware(dialog))
+    dp.update.outer_middleware(SessionMiddleware(dialog, salon_bots))
     dp.update.outer_middleware(SessionI18nMiddleware(i18n))
     dp.include_routers(
         membership.get_router(),
         start.get_router(),
+        # Before the menu and flows: an admin's answer is sent as typed, whatever it says.
+        answers.get_router(),
         contact.get_router(),
         staff.get_router(),
         client.get_router(),
@@ -114,10 +123,34 @@ def build_bot(settings: Settings) -> Bot:
 
 
 def build_storage(settings: Settings) -> BaseStorage:
-    """Redis when REDIS_URL is set (several replicas share the flows), else memory."""
+    """Redis when REDIS_URL is set (several replicas share the flows), else memory (whose
+    keys always hold the bot's id)."""
     if settings.redis_url:
-        return RedisStorage.from_url(settings.redis_url)
+        token = settings.telegram_bot_token
+        shared = int(token.get_secret_value().split(":", 1)[0]) if token else None
+        try:
+            return RedisStorage.from_url(settings.redis_url, key_builder=PerBotKeys(shared))
+        except ValueError as exc:
+            # A malformed REDIS_URL: /health and `salonbot check` name it; the bots keep
+            # their flows in memory meanwhile rather than not start at all.
+            log.warning("REDIS_URL is not a Redis URL (%s): conversations kept in memory", exc)
     return MemoryStorage()
+
+
+class PerBotKeys(DefaultKeyBuilder):
+    """Redis keys hold the bot's id for the salons' own bots — one person talks to several
+    bots, each conversation its own — and keep their old shape for the shared bot, so an
+    upgrade loses no conversation under way."""
+
+    def __init__(self, shared_bot_id: int | None) -> None:
+        super().__init__(with_bot_id=True)
+        self.shared_bot_id = shared_bot_id
+        self._shared = DefaultKeyBuilder()
+
+    def build(self, key: StorageKey, part: Literal["data", "state", "lock"] | None = None) -> str:
+        if key.bot_id == self.shared_bot_id:
+            return self._shared.build(key, part)
+        return super().build(key, part)
 
 
 async def set_commands(bot: Bot, i18n: I18n) -> None:

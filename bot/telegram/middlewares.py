@@ -12,18 +12,23 @@ from aiogram.types import Chat, TelegramObject, Update, User
 from aiogram.utils.i18n import I18nMiddleware
 
 from bot.dialog import TELEGRAM, Dialog, Session
+from bot.telegram.salon_bots import SalonBots
 from core.i18n import pick_locale
-from core.models import Client
 
 Handler = Callable[[TelegramObject, dict[str, Any]], Awaitable[Any]]
 
 
 class SessionMiddleware(BaseMiddleware):
     """Builds the person's Session from the update and the FSM storage, lets the dialog load
-    the salon and the client, and stores the flow state back when the turn changed it."""
+    the salon and the client, and stores the flow state back when the turn changed it.
 
-    def __init__(self, dialog: Dialog) -> None:
+    An update to a salon's own bot (`salon_bots`) belongs to that salon: the session is bound
+    to it before anything else, with no deep-link payload needed. The session carries the
+    bot, which the dialog records on the client, so notices go through the bot they started."""
+
+    def __init__(self, dialog: Dialog, salon_bots: SalonBots | None = None) -> None:
         self.dialog = dialog
+        self.salon_bots = salon_bots
 
     async def __call__(self, handler: Handler, event: TelegramObject, data: dict[str, Any]) -> Any:
         user: User | None = data.get("event_from_user")
@@ -32,6 +37,7 @@ class SessionMiddleware(BaseMiddleware):
             # The bot talks to people one to one; groups and channels get nothing.
             return None
         state: FSMContext = data["state"]
+        bot: Bot = data["bot"]
         session = Session(
             TELEGRAM,
             identity={"telegram_user_id": user.id},
@@ -39,14 +45,17 @@ class SessionMiddleware(BaseMiddleware):
             language_hint=user.language_code,
             state=await state.get_state(),
             data=await state.get_data(),
-            message_ref=message_ref(data["bot"], event) if isinstance(event, Update) else None,
+            message_ref=message_ref(bot, event) if isinstance(event, Update) else None,
+            bot_id=bot.id,
         )
+        # Writing again clears a "blocked the bot" mark (core.clients.remember_channel).
+        pinned = self.salon_bots.company_of(bot.id) if self.salon_bots is not None else None
+        if pinned is not None:
+            company = await self.dialog.companies.get(pinned)
+            if company is not None:
+                session.bind(company)
+                session.pinned = True
         await self.dialog.prepare(session)
-        client = session.client
-        if client is not None and client.telegram_unreachable_at is not None:
-            # They write again, so they unblocked the bot: notices may go to them again.
-            client.telegram_unreachable_at = None
-            await Client.filter(id=client.id).update(telegram_unreachable_at=None)
         data["session"] = session
         result = await handler(event, data)
         if session.changed:

@@ -21,6 +21,7 @@ NUMBERS: dict[str, Intent] = {
     "3": Intent.MY_CODE,
     "4": Intent.VISITS,
     "5": Intent.LANGUAGE,
+    "6": Intent.REMINDERS,
 }
 MENU = "0"
 MENU_LABEL = _("☰ Menu")
@@ -48,6 +49,7 @@ WORDS: dict[str, Intent] = {
     **dict.fromkeys(("код", "мой код", "qr", "code", "my code"), Intent.MY_CODE),
     **dict.fromkeys(("визиты", "мои визиты", "визит", "visits", "my visits"), Intent.VISITS),
     **dict.fromkeys(("язык", "language", "lang"), Intent.LANGUAGE),
+    **dict.fromkeys(("напоминания", "уведомления", "reminders"), Intent.REMINDERS),
 }
 MENU_WORDS = frozenset({"меню", "menu", "помощь", "help", "старт", "start", "начать"})
 GREETINGS = frozenset(
@@ -130,6 +132,11 @@ async def answer(
     are dealt with: `0` and menu words, input for a flow under way, the menu numbers, staff
     commands, words, languages, greetings, then what every channel understands (`/commands`,
     menu labels, a code). None when nothing understood it."""
+    # The visit loop's words first: «да» answers a reminder, «нет» the question whether to
+    # cancel it, «стоп»/«старт» the client's say (the dialog knows when they mean that).
+    replied = await dialog.loop_word(s, text)
+    if replied is not None:
+        return replied
     word = key(text)
     if text == MENU or word in MENU_WORDS or (s.state and word in NO):
         if s.state or s.data.get("redeem"):

@@ -34,8 +34,9 @@ def _longest(kind: type[Action]) -> Action:
             values[f.name] = max(LOCALES, key=len)
         elif f.name == "token":
             values[f.name] = _longest_token()
-        elif f.name == "answer":
-            values[f.name] = "cancel"
+        elif f.name in ("choice", "answer"):
+            # A word: the longest the dialog uses is a few letters; 16 leaves room.
+            values[f.name] = "w" * 16
         else:
             values[f.name] = LARGEST_ID
     return kind(**values)

@@ -62,7 +62,7 @@ def test_the_menu_is_numbered_and_staff_see_their_commands() -> None:
     out = render([Reply("Привет", menu=main_menu("ru"))], "ru")
     (message,) = out.messages
     assert message.text.startswith("Привет\n\n1 — 📅 Записаться\n2 — 🎁 Бонусы\n3 — 🔑 Мой код")
-    assert message.text.endswith("4 — 🗓 Визиты\n5 — 🌐 Язык\n0 — ☰ Меню")
+    assert message.text.endswith("4 — 🗓 Визиты\n5 — 🌐 Язык\n6 — 🔔 Напоминания\n0 — ☰ Меню")
     assert out.options == [] and out.confirm is None
     staff = render([Reply("Hi", menu=main_menu("en", staff=True))], "en").messages[0].text
     assert "For staff: “redeem CODE AMOUNT”" in staff and "1 — 📅 Book" in staff
@@ -213,8 +213,7 @@ async def test_a_failed_send_is_recorded_never_retried_and_the_next_answer_goes(
     assert stored.send_failed_at is not None and "GatewayUnavailable" in (stored.send_error or "")
 
     gateway.fail = False
-    outbox.notify(salon.id, "salon-1", "7@c.us", [Outgoing("notice")])
-    await outbox.idle()
+    assert await outbox.send(salon.id, "salon-1", "7@c.us", [Outgoing("notice")]) is not None
     assert gateway.calls[-1] == ("text", "7@c.us", "notice")
     assert results[-1] == ("notice", True)
 

@@ -347,10 +347,10 @@ async def test_a_failing_batch_goes_event_by_event_and_only_the_bad_one_fails(
     await put(company, event(record(3, attendance=1)))
     apply = bookings_apply.apply_records
 
-    async def picky(company: Company, records: Sequence[dict[str, Any]]) -> Any:
+    async def picky(company: Company, records: Sequence[dict[str, Any]], **options: Any) -> Any:
         if any(r["id"] == 2 for r in records):
             raise ValueError("record 2 is broken")
-        return await apply(company, records)
+        return await apply(company, records, **options)
 
     monkeypatch.setattr(bookings_apply, "apply_records", picky)
     outcomes = await run_together()

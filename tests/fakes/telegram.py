@@ -44,6 +44,42 @@ ME = {
     "supports_inline_queries": False,
 }
 BLOCKED = {"ok": False, "error_code": 403, "description": "Forbidden: bot was blocked by the user"}
+CHAT_NOT_FOUND = {"ok": False, "error_code": 400, "description": "Bad Request: chat not found"}
+
+
+def flood(retry_after: int) -> dict[str, Any]:
+    """The Bot API's flood-control answer (HTTP 429), as it names the wait."""
+    return {
+        "ok": False,
+        "error_code": 429,
+        "description": f"Too Many Requests: retry after {retry_after}",
+        "parameters": {"retry_after": retry_after},
+    }
+
+
+@dataclass
+class Refusals:
+    """Chats the Bot API refuses: blocked ones (403), unknown ones (400 chat not found), and
+    flood control for the next N sends to a chat (429 with `retry_after`)."""
+
+    blocked: set[int] = field(default_factory=set)
+    missing: set[int] = field(default_factory=set)
+    # chat id -> (sends still refused, retry_after seconds)
+    flooded: dict[int, tuple[int, int]] = field(default_factory=dict)
+
+    def answer(self, chat_id: object) -> tuple[int, dict[str, Any]] | None:
+        if not isinstance(chat_id, int):
+            return None
+        if chat_id in self.blocked:
+            return 403, BLOCKED
+        if chat_id in self.missing:
+            return 400, CHAT_NOT_FOUND
+        left, wait = self.flooded.get(chat_id, (0, 0))
+        if left > 0:
+            self.flooded[chat_id] = (left - 1, wait)
+            return 429, flood(wait)
+        return None
+
 
 _update_ids = itertools.count(1)
 _message_ids = itertools.count(1000)
@@ -95,7 +131,9 @@ class RecordingSession(BaseSession):
     def __init__(self) -> None:
         super().__init__()
         self.requests: list[TelegramMethod[Any]] = []
-        self.blocked_chats: set[int] = set()
+        self.refusals = Refusals()
+        # The chats that blocked the bot (403); `refusals` has the other answers.
+        self.blocked_chats = self.refusals.blocked
         self.closed = False
 
     async def make_request(
@@ -106,9 +144,9 @@ class RecordingSession(BaseSession):
     ) -> TelegramType:
         self.requests.append(method)
         params = method.model_dump(warnings=False)
-        chat_id = params.get("chat_id")
-        if isinstance(chat_id, int) and chat_id in self.blocked_chats:
-            response = self.check_response(bot, method, 403, json.dumps(BLOCKED))
+        refused = self.refusals.answer(params.get("chat_id"))
+        if refused is not None:
+            response = self.check_response(bot, method, refused[0], json.dumps(refused[1]))
         else:
             result = _result_for(method.__api_method__, params, next(_message_ids))
             body = json.dumps({"ok": True, "result": result}, default=str)
@@ -185,6 +223,25 @@ class Person:
         }
         return self._message(contact=contact)
 
+    def replies_to(self, message_id: int, text: str, quoted: str = "…") -> dict[str, Any]:
+        """A reply (swipe → Reply) to the bot's message `message_id` in this chat."""
+        replied = {
+            "message_id": message_id,
+            "date": _now(),
+            "chat": self.chat(),
+            "from": {"id": BOT_ID, "is_bot": True, "first_name": "Salonbot"},
+            "text": quoted,
+        }
+        return self._message(text=text, reply_to_message=replied)
+
+    def sends_photo(self, caption: str | None = None) -> dict[str, Any]:
+        photo = [{"file_id": "AgAD-photo", "file_unique_id": "u1", "width": 90, "height": 90}]
+        return self._message(photo=photo, **({"caption": caption} if caption else {}))
+
+    def sends_voice(self) -> dict[str, Any]:
+        voice = {"file_id": "AwAD-voice", "file_unique_id": "u2", "duration": 4}
+        return self._message(voice=voice)
+
     def presses(self, data: str, message_id: int = 1) -> dict[str, Any]:
         return {
             "update_id": next(_update_ids),
@@ -248,12 +305,141 @@ def too_many(retry_after: int) -> dict[str, Any]:
     }
 
 
+def me_for(token: str, username: str, first_name: str = "Salonbot") -> dict[str, Any]:
+    """What getMe answers for a bot: its id is the token's number, as in Telegram."""
+    return {**ME, "id": int(token.split(":", 1)[0]), "username": username, "first_name": first_name}
+
+
+class FakeBot:
+    """One bot the fake Bot API serves: its getMe, its queue of updates, the calls made with
+    its token. A revoked bot answers every call with 401, as Telegram does."""
+
+    def __init__(
+        self,
+        token: str,
+        me: dict[str, Any],
+        *,
+        per_second: float | None = None,
+        chat_gap: float | None = None,
+        retry_after: int = 1,
+    ) -> None:
+        self.token = token
+        self.me = me
+        self.calls: list[Call] = []
+        self.refusals = Refusals()
+        # The chats that blocked the bot (403); `refusals` has the other answers.
+        self.blocked_chats = self.refusals.blocked
+        self.revoked = False
+        # Flood control (a bot's own, as Telegram counts it): see FakeBotAPI.
+        self.per_second = per_second
+        self.chat_gap = chat_gap
+        self.retry_after = retry_after
+        self.refused = 0
+        self._window: collections.deque[float] = collections.deque()
+        self._chat_last: dict[int, float] = {}
+        # getUpdates calls so far (not in `calls`: a poll every half second would drown them).
+        self.polls = 0
+        self._updates: list[dict[str, Any]] = []
+        self._arrived = asyncio.Event()
+        self._called = asyncio.Event()
+
+    @property
+    def id(self) -> int:
+        return int(self.me["id"])
+
+    def push(self, update: dict[str, Any]) -> None:
+        """Queue an update for the bot's next getUpdates."""
+        self._updates.append(update)
+        self._arrived.set()
+
+    def revoke(self) -> None:
+        """The owner revoked the token in @BotFather: every call gets 401 from now on."""
+        self.revoked = True
+        self._arrived.set()  # a long poll in progress ends, as Telegram's does
+
+    def calls_to(self, method: str) -> list[Call]:
+        return [c for c in self.calls if c.method == method]
+
+    async def wait_for(
+        self,
+        method: str,
+        where: Callable[[Call], bool] = lambda call: True,
+        *,
+        after: int = 0,
+        within: float = 10.0,
+    ) -> Call:
+        """The first call to `method` (from index `after` on) that satisfies `where`."""
+        deadline = time.monotonic() + within
+        while True:
+            for call in self.calls[after:]:
+                if call.method == method and where(call):
+                    return call
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                seen = [(c.method, c.params.get("text")) for c in self.calls[after:]]
+                raise AssertionError(f"no {method} call within {within}s; saw {seen}")
+            self._called.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._called.wait(), min(remaining, 0.2))
+
+    def record(self, call: Call) -> None:
+        self.calls.append(call)
+        self._called.set()
+
+    async def polled(self, within: float = 10.0) -> None:
+        """Until the bot's next getUpdates arrives."""
+        seen = self.polls
+        deadline = time.monotonic() + within
+        while self.polls == seen:
+            assert time.monotonic() < deadline, f"no getUpdates within {within}s"
+            self._called.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._called.wait(), 0.2)
+
+    async def get_updates(self, params: dict[str, Any]) -> list[dict[str, Any]]:
+        self.polls += 1
+        self._called.set()
+        offset = int(params.get("offset") or 0)
+        # Updates below the offset are confirmed: drop them, as Telegram does.
+        self._updates = [u for u in self._updates if u["update_id"] >= offset]
+        if not self._updates:
+            self._arrived.clear()
+            wait = min(float(params.get("timeout") or 0), 0.5)
+            try:
+                await asyncio.wait_for(self._arrived.wait(), wait)
+            except TimeoutError:
+                return []
+        return list(self._updates)
+
+    def _flooded(self, chat_id: object) -> bool:
+        now = time.monotonic()
+        if self.per_second is not None:
+            while self._window and self._window[0] <= now - 1.0:
+                self._window.popleft()
+            if len(self._window) >= self.per_second:
+                return True
+        if self.chat_gap is not None and isinstance(chat_id, int):
+            last = self._chat_last.get(chat_id)
+            if last is not None and now - last < self.chat_gap:
+                return True
+            self._chat_last[chat_id] = now
+        if self.per_second is not None:
+            self._window.append(now)
+        return False
+
+
+UNAUTHORIZED = {"ok": False, "error_code": 401, "description": "Unauthorized"}
+
+
 class FakeBotAPI:
-    """A Bot API server on loopback: point TELEGRAM_API_URL at `url`.
+    """A Bot API server on loopback: point TELEGRAM_API_URL at `url`. It serves the bot of
+    `token` (whose calls, queue and blocked chats are this object's own attributes) and any
+    bot added with `add_bot` (a salon's own); other tokens get 401.
 
     With `per_second`, sends past that many in any second (a sliding window, as Telegram's
     flood control counts them) are refused with 429 and `retry_after`, and counted in
-    `refused`; so are a chat's sends less than `chat_gap` seconds apart."""
+    `refused`; so are a chat's sends less than `chat_gap` seconds apart (each bot counts its
+    own, as Telegram does)."""
 
     def __init__(
         self,
@@ -264,20 +450,57 @@ class FakeBotAPI:
         retry_after: int = 1,
     ) -> None:
         self.token = token
-        self.per_second = per_second
-        self.chat_gap = chat_gap
-        self.retry_after = retry_after
-        self.refused = 0
-        self._window: collections.deque[float] = collections.deque()
-        self._chat_last: dict[int, float] = {}
-        self.calls: list[Call] = []
-        self.blocked_chats: set[int] = set()
-        self._updates: list[dict[str, Any]] = []
-        self._arrived = asyncio.Event()
+        self.main = FakeBot(
+            token,
+            ME if token == TOKEN else me_for(token, BOT_USERNAME),
+            per_second=per_second,
+            chat_gap=chat_gap,
+            retry_after=retry_after,
+        )
+        self.bots: dict[str, FakeBot] = {token: self.main}
         self._runner: web.AppRunner | None = None
-        self._called = asyncio.Event()
         self._reserved: socket.socket | None = None
         self.url = ""
+
+    # The main bot's state and helpers, as tests of the shared bot use them.
+    @property
+    def calls(self) -> list[Call]:
+        return self.main.calls
+
+    @property
+    def blocked_chats(self) -> set[int]:
+        return self.main.blocked_chats
+
+    @property
+    def refusals(self) -> Refusals:
+        return self.main.refusals
+
+    @property
+    def refused(self) -> int:
+        """Sends the main bot's flood control refused."""
+        return self.main.refused
+
+    def push(self, update: dict[str, Any]) -> None:
+        self.main.push(update)
+
+    def calls_to(self, method: str) -> list[Call]:
+        return self.main.calls_to(method)
+
+    async def wait_for(
+        self,
+        method: str,
+        where: Callable[[Call], bool] = lambda call: True,
+        *,
+        after: int = 0,
+        within: float = 10.0,
+    ) -> Call:
+        return await self.main.wait_for(method, where, after=after, within=within)
+
+    def add_bot(self, token: str, username: str, first_name: str = "Salon") -> FakeBot:
+        """Another bot on this server (a salon's own): @BotFather made it, its token works."""
+        bot = FakeBot(token, me_for(token, username, first_name))
+        self.bots[token] = bot
+        return bot
 
     def reserve(self) -> str:
         """A Bot API that is down: `url` is known, but nothing listens there (connections are
@@ -314,71 +537,32 @@ class FakeBotAPI:
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
 
-    def push(self, update: dict[str, Any]) -> None:
-        """Queue an update for the bot's next getUpdates."""
-        self._updates.append(update)
-        self._arrived.set()
-
-    def calls_to(self, method: str) -> list[Call]:
-        return [c for c in self.calls if c.method == method]
-
-    async def wait_for(
-        self,
-        method: str,
-        where: Callable[[Call], bool] = lambda call: True,
-        *,
-        after: int = 0,
-        within: float = 10.0,
-    ) -> Call:
-        """The first call to `method` (from index `after` on) that satisfies `where`."""
-        deadline = time.monotonic() + within
-        while True:
-            for call in self.calls[after:]:
-                if call.method == method and where(call):
-                    return call
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                seen = [(c.method, c.params.get("text")) for c in self.calls[after:]]
-                raise AssertionError(f"no {method} call within {within}s; saw {seen}")
-            self._called.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._called.wait(), min(remaining, 0.2))
-
     async def _handle(self, request: web.Request) -> web.Response:
-        if request.match_info["token"] != self.token:
-            return web.json_response(
-                {"ok": False, "error_code": 401, "description": "Unauthorized"}, status=401
-            )
+        bot = self.bots.get(request.match_info["token"])
+        if bot is None or bot.revoked:
+            return web.json_response(UNAUTHORIZED, status=401)
         method = request.match_info["method"]
         params, files = await self._read(request)
         if method == "getUpdates":
-            return web.json_response({"ok": True, "result": await self._get_updates(params)})
+            updates = await bot.get_updates(params)
+            if bot.revoked:
+                return web.json_response(UNAUTHORIZED, status=401)
+            return web.json_response({"ok": True, "result": updates})
+        if method == "getMe":
+            bot.record(Call(method, params, files))
+            return web.json_response({"ok": True, "result": bot.me})
         chat_id = params.get("chat_id")
-        if method.startswith("send") and self._flooded(chat_id):
-            self.refused += 1
-            return web.json_response(too_many(self.retry_after), status=429)
-        self.calls.append(Call(method, params, files))
-        self._called.set()
-        if isinstance(chat_id, int) and chat_id in self.blocked_chats:
-            return web.json_response(BLOCKED, status=403)
+        if method.startswith("send") and bot._flooded(chat_id):
+            bot.refused += 1
+            return web.json_response(too_many(bot.retry_after), status=429)
+        bot.record(Call(method, params, files))
+        refused = bot.refusals.answer(chat_id)
+        if refused is not None:
+            return web.json_response(refused[1], status=refused[0])
         result = _result_for(method, params, next(_message_ids))
+        if isinstance(result, dict) and "from" in result:
+            result["from"] = {"id": bot.id, "is_bot": True, "first_name": bot.me["first_name"]}
         return web.json_response({"ok": True, "result": result})
-
-    def _flooded(self, chat_id: object) -> bool:
-        now = time.monotonic()
-        if self.per_second is not None:
-            while self._window and self._window[0] <= now - 1.0:
-                self._window.popleft()
-            if len(self._window) >= self.per_second:
-                return True
-        if self.chat_gap is not None and isinstance(chat_id, int):
-            last = self._chat_last.get(chat_id)
-            if last is not None and now - last < self.chat_gap:
-                return True
-            self._chat_last[chat_id] = now
-        if self.per_second is not None:
-            self._window.append(now)
-        return False
 
     async def _read(self, request: web.Request) -> tuple[dict[str, Any], dict[str, bytes]]:
         params: dict[str, Any] = {}
@@ -393,19 +577,6 @@ class FakeBotAPI:
             else:
                 params[name] = _decode(name, str(value))
         return params, files
-
-    async def _get_updates(self, params: dict[str, Any]) -> list[dict[str, Any]]:
-        offset = int(params.get("offset") or 0)
-        # Updates below the offset are confirmed: drop them, as Telegram does.
-        self._updates = [u for u in self._updates if u["update_id"] >= offset]
-        if not self._updates:
-            self._arrived.clear()
-            wait = min(float(params.get("timeout") or 0), 0.5)
-            try:
-                await asyncio.wait_for(self._arrived.wait(), wait)
-            except TimeoutError:
-                return []
-        return list(self._updates)
 
 
 _NUMBERS = frozenset({"chat_id", "message_id", "offset", "timeout", "limit"})

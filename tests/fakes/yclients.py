@@ -104,6 +104,12 @@ class YClientsEmulator:
         self.owned_applications: set[int] = set()
         # Valid user tokens of users without the right to see records (403 on records).
         self.without_record_rights: set[str] = set()
+        # What a token may not do in a salon: (salon id, user token) -> methods refused with
+        # 403 on its records and visits ("DELETE" for an integration that may only set the
+        # attendance, as one integrator saw for months). `forbid()` fills it.
+        self.forbidden: dict[tuple[int, str], set[str]] = {}
+        # Every write to a record or a visit, in order: (method, path, body).
+        self.writes: list[tuple[str, str, Any]] = []
         self.requests: list[SeenRequest] = []
         self.calls: Counter[str] = Counter()
         # Unconfirmed whether a marketplace partner token alone may read records; strict here.
@@ -141,6 +147,10 @@ class YClientsEmulator:
         app.router.add_get("/api/v1/company/{company_id}/staff", self._staff)
         app.router.add_get("/api/v1/records/{company_id}", self._records)
         app.router.add_get("/api/v1/record/{company_id}/{record_id}", self._record)
+        app.router.add_put("/api/v1/record/{company_id}/{record_id}", self._put_record)
+        app.router.add_delete("/api/v1/record/{company_id}/{record_id}", self._delete_record)
+        app.router.add_get("/api/v1/visits/{visit_id}", self._visit)
+        app.router.add_put("/api/v1/visits/{visit_id}/{record_id}", self._put_visit)
         app.router.add_post("/marketplace/partner/callback/redirect", self._callback_redirect)
         app.router.add_get(
             "/marketplace/salon/{salon_id}/application/{application_id}", self._application
@@ -293,6 +303,8 @@ class YClientsEmulator:
             "create_date": stamp,
             "last_change_date": stamp,
             "api_id": "",
+            # One visit per record unless a test groups records (`visit_id=` the same).
+            "visit_id": record_id + 500_000_000,
         }
         record.update(fields)
         if "staff_id" in fields and "staff" not in fields:
@@ -371,6 +383,19 @@ class YClientsEmulator:
                 "created_at": installation["created_at"],
             },
         }
+
+    def forbid(self, company_id: int, *methods: str, token: str | None = None) -> None:
+        """The user token (ours by default) may not `methods` ("DELETE", "PUT") on the salon's
+        records and visits: 403, as YClients answers a user without the right."""
+        self.forbidden.setdefault((company_id, token or self.user_token), set()).update(methods)
+
+    def writes_to(self, record_id: int, method: str | None = None) -> list[tuple[str, Any]]:
+        """(method, body) of each write that reached the record (or its visit)."""
+        return [
+            (m, body)
+            for m, path, body in self.writes
+            if path.rstrip("/").endswith(f"/{record_id}") and (method is None or m == method)
+        ]
 
     def calls_to(self, path: str, method: str | None = None) -> int:
         if method is None:
@@ -623,6 +648,106 @@ class YClientsEmulator:
         if record is None:
             return _fail(404, "Запись не найдена")
         return web.json_response(envelope(record))
+
+    def _writable(self, request: web.Request, company_id: int) -> web.Response | None:
+        """A user token with the right to change this salon's records, or the refusal."""
+        refused = self._check_user(request)
+        if refused is not None:
+            return refused
+        auth = _parse_auth(request.headers.get("Authorization", ""))
+        if request.method in self.forbidden.get((company_id, auth.user or ""), set()):
+            return _fail(403, "Нет прав на изменение записей")
+        return None
+
+    def _found_record(self, request: web.Request) -> tuple[JSONDict, JSONDict] | web.Response:
+        company = self._company_or_404(request)
+        if isinstance(company, web.Response):
+            return company
+        refused = self._writable(request, company["id"])
+        if refused is not None:
+            return refused
+        record_id = _int(request.match_info["record_id"])
+        record = self.records[company["id"]].get(record_id) if record_id is not None else None
+        if record is None or record.get("deleted"):
+            return _fail(404, "Запись не найдена")
+        return company, record
+
+    async def _put_record(self, request: web.Request) -> web.Response:
+        """A record's update: the documented body is the whole record; what is sent is kept.
+        `attendance` is checked against the values YClients knows."""
+        found = self._found_record(request)
+        if isinstance(found, web.Response):
+            return found
+        company, record = found
+        body = request[BODY]
+        if not isinstance(body, dict):
+            return _fail(400, "Тело запроса должно быть JSON")
+        if "attendance" in body and body["attendance"] not in (-1, 0, 1, 2):
+            return _fail(422, "attendance: допустимые значения -1, 0, 1, 2")
+        self.writes.append(("PUT", request.path, body))
+        changes = {k: v for k, v in body.items() if k in ("attendance", "comment", "datetime")}
+        if "attendance" in changes:
+            changes["visit_attendance"] = changes["attendance"]
+        updated = self.update_record(company["id"], record["id"], **changes)
+        return web.json_response(envelope(updated))
+
+    async def _delete_record(self, request: web.Request) -> web.Response:
+        found = self._found_record(request)
+        if isinstance(found, web.Response):
+            return found
+        company, record = found
+        self.writes.append(("DELETE", request.path, None))
+        self.delete_record(company["id"], record["id"])
+        return web.Response(status=204)
+
+    def _record_of_visit(self, visit_id: int | None) -> JSONDict | None:
+        for records in self.records.values():
+            for record in records.values():
+                if record.get("visit_id") == visit_id and not record.get("deleted"):
+                    return record
+        return None
+
+    async def _visit(self, request: web.Request) -> web.Response:
+        record = self._record_of_visit(_int(request.match_info["visit_id"]))
+        if record is None:
+            return _fail(404, "Визит не найден")
+        refused = self._check_user(request)
+        if refused is not None:
+            return refused
+        visit = {
+            "id": record["visit_id"],
+            "attendance": record["visit_attendance"],
+            "datetime": record["datetime"],
+            "records": [
+                r
+                for r in self.records[record["company_id"]].values()
+                if r.get("visit_id") == record["visit_id"]
+            ],
+        }
+        return web.json_response(envelope(visit))
+
+    async def _put_visit(self, request: web.Request) -> web.Response:
+        """A visit's status (`attendance`, `comment`) for one of its records."""
+        record = self._record_of_visit(_int(request.match_info["visit_id"]))
+        record_id = _int(request.match_info["record_id"])
+        if record is None or record_id not in self.records[record["company_id"]]:
+            return _fail(404, "Визит не найден")
+        refused = self._writable(request, record["company_id"])
+        if refused is not None:
+            return refused
+        body = request[BODY]
+        if not isinstance(body, dict) or body.get("attendance") not in (-1, 0, 1, 2):
+            return _fail(422, "attendance: допустимые значения -1, 0, 1, 2")
+        self.writes.append(("PUT", request.path, body))
+        for other in self.records[record["company_id"]].values():
+            if other.get("visit_id") == record["visit_id"]:
+                self.update_record(
+                    other["company_id"],
+                    other["id"],
+                    attendance=body["attendance"],
+                    visit_attendance=body["attendance"],
+                )
+        return web.json_response(envelope(None))
 
     async def _callback_redirect(self, request: web.Request) -> web.Response:
         body = request[BODY]

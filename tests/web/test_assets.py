@@ -16,10 +16,11 @@ from aiohttp.test_utils import TestClient
 
 from tests.lint_static import STATIC, problems
 from web import assets
+from web.demo.page import demo_page
 from web.home import home_page
 from web.onboarding_page import message_page
 
-EXPECTED = {"page.css", "onboarding.css", "onboarding.js"}
+EXPECTED = {"page.css", "onboarding.css", "onboarding.js", "demo.css", "demo.js"}
 
 
 Client = TestClient[Any, Any]
@@ -41,7 +42,7 @@ def test_the_files_are_there_and_parse() -> None:
     assert {path.name for path in STATIC.iterdir()} == EXPECTED
     assert set(assets.assets()) == EXPECTED
     assert problems() == []
-    for name in ("page.css", "onboarding.css"):
+    for name in ("page.css", "onboarding.css", "demo.css"):
         css = (STATIC / name).read_text()
         # Loads nothing of its own: no fonts, images or imports from anywhere.
         assert "url(" not in css and "@import" not in css and "@font-face" not in css
@@ -60,6 +61,7 @@ def test_the_syntax_check_catches_a_broken_script_and_a_broken_stylesheet(tmp_pa
 def test_pages_link_what_they_use() -> None:
     assert _linked(home_page("ru")) == {"page.css"}
     assert _linked(message_page("ru", "T", "text")) == {"page.css"}
+    assert _linked(demo_page("ru", "Салон")) == {"page.css", "demo.css", "demo.js"}
 
 
 async def test_a_static_file_is_served_with_its_hash_and_cached_for_good(client: Client) -> None:
