@@ -51,6 +51,7 @@ class Console:
         out: TextIO,
         images: Path,
         outbound: Outbound | None = None,
+        bot_username: Callable[[], Awaitable[str | None]] | None = None,
     ) -> None:
         self.out = out
         self.images = images
@@ -63,7 +64,11 @@ class Console:
             data={"company_id": company.id},
         )
         self.session.company = company
-        self.dialog = Dialog(ConsoleNotifier(out, lambda: self.session.locale), outbound=outbound)
+        self.dialog = Dialog(
+            ConsoleNotifier(out, lambda: self.session.locale),
+            outbound=outbound,
+            bot_username=bot_username,
+        )
         self.actions: list[Action | None] = []
 
     async def run(self, read_line: ReadLine) -> None:
@@ -136,8 +141,10 @@ class Console:
             if reply.menu:
                 # WhatsApp's numbered menu: the numbers and words typed here mean the same.
                 locale = self.session.locale
-                staff = label(Intent.REDEEM, locale) in {text for row in reply.menu for text in row}
-                lines = menu.menu_lines(locale, staff=staff).replace("\n", "\n     ")
+                shown = {text for row in reply.menu for text in row}
+                staff = label(Intent.REDEEM, locale) in shown
+                admin = label(Intent.SETTINGS, locale) in shown
+                lines = menu.menu_lines(locale, staff=staff, admin=admin).replace("\n", "\n     ")
                 print(f"     {lines}", file=self.out)
 
 
@@ -150,11 +157,20 @@ async def chat(
     out: TextIO | None = None,
     stdin: TextIO | None = None,
     outbound: Outbound | None = None,
+    bot_username: Callable[[], Awaitable[str | None]] | None = None,
 ) -> None:
     # Looked up now, not at import: tests and `redirect_stdout` swap them.
     out = out or sys.stdout
     source = stdin or sys.stdin
-    console = Console(company, phone, as_staff=as_staff, out=out, images=images, outbound=outbound)
+    console = Console(
+        company,
+        phone,
+        as_staff=as_staff,
+        out=out,
+        images=images,
+        outbound=outbound,
+        bot_username=bot_username,
+    )
 
     async def read_line() -> str | None:
         print("you: ", end="", file=out, flush=True)

@@ -197,6 +197,50 @@ async def active_staff(company_id: int, **identity: Any) -> Staff | None:
     return await Staff.get_or_none(company_id=company_id, active=True, **identity)
 
 
+# --- the team, as an admin manages it in chat ---
+
+
+async def team(company_id: int) -> list[Staff]:
+    """The salon's active staff, admins first, then by name."""
+    members = await Staff.filter(company_id=company_id, active=True).order_by("name", "id")
+    return sorted(members, key=lambda m: m.role is not StaffRole.ADMIN)
+
+
+async def open_invites(company_id: int, now: datetime | None = None) -> list[StaffInvite]:
+    """Invites of the salon that can still be used (not used, not expired, not revoked)."""
+    now = now or _now()
+    return list(
+        await StaffInvite.filter(
+            company_id=company_id, used_at__isnull=True, expires_at__gt=now
+        ).order_by("expires_at")
+    )
+
+
+async def revoke_invite(company_id: int, invite_id: int, now: datetime | None = None) -> bool:
+    """Make an unused invite of this salon unusable; False when there was none to revoke. A
+    revoked invite is stored as used, with nobody using it, so accept_invite refuses it with
+    the same answer as a used one."""
+    now = now or _now()
+    revoked = await StaffInvite.filter(
+        id=invite_id, company_id=company_id, used_at__isnull=True
+    ).update(used_at=now, expires_at=now)
+    return bool(revoked)
+
+
+async def set_role(company_id: int, staff_id: int, role: StaffRole) -> Staff | None:
+    """Change an active member's role; None when there is no such member in this salon."""
+    changed = await Staff.filter(id=staff_id, company_id=company_id, active=True).update(role=role)
+    return await Staff.get_or_none(id=staff_id) if changed else None
+
+
+async def deactivate(company_id: int, staff_id: int) -> Staff | None:
+    """Remove a member by id (deactivate: their ledger entries keep pointing at them)."""
+    changed = await Staff.filter(id=staff_id, company_id=company_id, active=True).update(
+        active=False
+    )
+    return await Staff.get_or_none(id=staff_id) if changed else None
+
+
 # --- bounded guessing ---
 
 

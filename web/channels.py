@@ -39,6 +39,7 @@ from core.whatsapp import GatewayNotConfigured, WahaGateway, WhatsAppGateway
 from web import max as max_channel
 from web import salon_bots, telegram, whatsapp_channel
 from web.keys import (
+    BOT_USERNAME,
     CLOCK,
     MAX_BOT,
     METRICS,
@@ -177,6 +178,7 @@ async def channels_ctx(app: web.Application) -> AsyncIterator[None]:
     )
     async with channels as opened, contextlib.AsyncExitStack() as running:
         app[NOTIFIER] = opened.notifier
+        dialog = Dialog(opened.notifier, opened.companies, bot_username=app[BOT_USERNAME].get)
         app[OUTBOUND] = opened.outbound
         # A reminder's answer confirms or cancels the record in YClients and tells the admins.
         dialog = Dialog(

@@ -589,6 +589,8 @@ def cmd_chat(settings: Settings, args: argparse.Namespace) -> int:
                 as_staff=args.staff,
                 images=settings.data_dir / "chat",
                 outbound=channels.outbound,
+                # An admin's staff invites link to the Telegram bot, as elsewhere.
+                bot_username=BotUsername(settings).get,
             )
         return 0
 

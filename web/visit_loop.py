@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
+from bot import digest
 from bot.dialog import TELEGRAM as TELEGRAM_CHANNEL
 from bot.dialog import visit_texts
 from bot.outbound import ClientChannel, Outbound
@@ -30,6 +31,7 @@ def visit_kinds() -> Kinds:
     registry = Kinds()
     texts.register(registry)
     visit_texts.register(registry)
+    digest.register(registry)
     return registry
 
 

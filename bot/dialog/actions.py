@@ -224,6 +224,88 @@ class Stop(Action):
     prefix: ClassVar[str] = "stop"
 
 
+# --- admins: the salon's settings, its team, its figures ---
+
+
+@dataclass(frozen=True, slots=True)
+class Settings(Action):
+    """Show the salon's settings."""
+
+    prefix: ClassVar[str] = "set"
+
+
+@dataclass(frozen=True, slots=True)
+class EditSetting(Action):
+    """Ask for a new value of one setting (a core.salon_settings key)."""
+
+    prefix: ClassVar[str] = "se"
+    key: str
+
+
+@dataclass(frozen=True, slots=True)
+class ConfirmSetting(Action):
+    """Store the pending change with this token (the change itself stays server-side)."""
+
+    prefix: ClassVar[str] = "sc"
+    token: str
+
+
+@dataclass(frozen=True, slots=True)
+class CancelSetting(Action):
+    prefix: ClassVar[str] = "sx"
+    token: str
+
+
+@dataclass(frozen=True, slots=True)
+class Team(Action):
+    """Show the salon's staff and open invites."""
+
+    prefix: ClassVar[str] = "team"
+
+
+@dataclass(frozen=True, slots=True)
+class NewInvite(Action):
+    """Make a staff invite for this role (`staff` or `admin`)."""
+
+    prefix: ClassVar[str] = "inv"
+    role: str
+
+
+@dataclass(frozen=True, slots=True)
+class RevokeInvite(Action):
+    prefix: ClassVar[str] = "invx"
+    invite_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class Member(Action):
+    """One staff member's card, with what an admin may do to them."""
+
+    prefix: ClassVar[str] = "mem"
+    staff_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class SetRole(Action):
+    prefix: ClassVar[str] = "role"
+    staff_id: int
+    role: str
+
+
+@dataclass(frozen=True, slots=True)
+class RemoveMember(Action):
+    """Ask to remove a member; with `sure` set, remove them."""
+
+    prefix: ClassVar[str] = "rm"
+    staff_id: int
+    sure: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Stats(Action):
+    prefix: ClassVar[str] = "stats"
+
+
 def kinds() -> tuple[type[Action], ...]:
     """Every action class, for tests and routing."""
     return tuple(_REGISTRY.values())

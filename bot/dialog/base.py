@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING
 
 from bot.companies import CompanyCache, unavailable_reply
@@ -32,6 +32,7 @@ class Flows:
         clock: Callable[[], float] = time.time,
         outbound: Outbound | None = None,
         yclients: YClientsClient | None = None,
+        bot_username: Callable[[], Awaitable[str | None]] | None = None,
     ) -> None:
         self.notifier = notifier
         # Messages nobody just asked for: questions to the admins, their answers to clients.
@@ -41,6 +42,8 @@ class Flows:
         self.clock = clock
         # Confirms and cancels records for a reminder's answer; None: YClients is off.
         self.yclients = yclients
+        # The Telegram bot's username, for staff invite links (None: no bot, no invites).
+        self.bot_username = bot_username
 
     async def notify(self, notices: Sequence[BalanceNotice]) -> None:
         """Tell clients about balance changes; the ledger has committed by now. A failure to

@@ -12,6 +12,7 @@ from bot.dialog import actions, formats
 from bot.dialog.base import Flows
 from bot.dialog.menu import Intent
 from bot.dialog.replies import Button, Image, Reply, rows
+from bot.dialog.rules import rules_text
 from bot.dialog.session import Session
 from bot.qr import qr_png
 from core import clients, codes, ledger
@@ -129,7 +130,7 @@ class ClientFlows(Flows):
             text = s._("Welcome back to {salon}!").format(salon=title)
         else:
             text = s._("Welcome to {salon}! Here you book visits and collect bonuses.")
-            text = text.format(salon=title)
+            text = text.format(salon=title) + "\n" + rules_text(s.company, s.locale)
         return [Reply(f"{text}\n{balance_line(s, s.client.balance)}", menu=await self.menu(s))]
 
     async def joined(self, s: Session, phone_text: str) -> list[Reply]:
@@ -178,7 +179,8 @@ class ClientFlows(Flows):
         s.changed = True
         menu = await self.menu(s)
         done = s._("Thank you, your phone number is saved.")
-        replies.append(Reply(done, menu=menu))
+        # Told once, as the client joins: how bonuses come and what they pay.
+        replies.append(Reply(f"{done}\n\n{rules_text(s.company, s.locale)}", menu=menu))
         if then in {i.value for i in (Intent.BOOK, Intent.BALANCE, Intent.VISITS, Intent.MY_CODE)}:
             replies += await self.client_intent(s, Intent(then))
         elif welcome is None:
@@ -228,6 +230,8 @@ class ClientFlows(Flows):
             lines += [self._entry(s, e) for e in entries[:HISTORY_PAGE]]
         else:
             lines.append(s._("No bonus history yet: bonuses come with every visit."))
+        if s.company is not None:
+            lines += ["", rules_text(s.company, s.locale)]
         return [Reply("\n".join(lines), buttons=self._more(s, entries))]
 
     async def history(self, s: Session, before_id: int) -> list[Reply]:

@@ -17,8 +17,10 @@ from bot.dialog import actions
 from bot.dialog.actions import Action
 from bot.dialog.client import ClientFlows
 from bot.dialog.menu import COMMANDS, STAFF_INTENTS, Intent, intent_for
+from bot.dialog.owner import OwnerFlows
 from bot.dialog.questions import QuestionFlows
 from bot.dialog.replies import Button, Reply, rows
+from bot.dialog.rules import rules_text
 from bot.dialog.session import Session
 from bot.dialog.staff import StaffFlows
 from bot.dialog.visit import REVIEW_STATE, VisitFlows
@@ -31,7 +33,7 @@ SALON_PREFIX = "salon-"
 STAFF_PREFIX = "staff-"
 
 
-class Dialog(ClientFlows, StaffFlows, QuestionFlows, VisitFlows):
+class Dialog(ClientFlows, StaffFlows, QuestionFlows, VisitFlows, OwnerFlows):
     async def prepare(self, s: Session) -> None:
         """Load the salon, the client and the language for this turn."""
         if s.company_id is None:
@@ -90,6 +92,7 @@ class Dialog(ClientFlows, StaffFlows, QuestionFlows, VisitFlows):
             # balance to show beyond the welcome bonus told above.
             text = s._("Welcome to {salon}! Here you book visits and collect bonuses.")
             text = text.format(salon=s.company.title or s._("the salon"))
+            text += "\n" + rules_text(s.company, s.locale)
             return [*replies, Reply(text, menu=await self.menu(s))]
         return [*replies, *await self.welcome(s, returning=linked.returning)]
 
@@ -140,7 +143,13 @@ class Dialog(ClientFlows, StaffFlows, QuestionFlows, VisitFlows):
 
     async def intent(self, s: Session, intent: Intent, args: str = "") -> list[Reply]:
         if intent in STAFF_INTENTS:
-            flow = {Intent.REDEEM: self.redeem, Intent.LOOKUP: self.lookup}.get(intent, self.adjust)
+            flow = {
+                Intent.REDEEM: self.redeem,
+                Intent.LOOKUP: self.lookup,
+                Intent.SETTINGS: self.settings,
+                Intent.TEAM: self.team,
+                Intent.STATS: self.stats,
+            }.get(intent, self.adjust)
             replies = await flow(s, args)
             return replies if replies is not None else await self.unknown(s)
         s.go(None)
@@ -178,12 +187,16 @@ class Dialog(ClientFlows, StaffFlows, QuestionFlows, VisitFlows):
             return await self.redeem(s, text)
         if s.state == "redeem:amount":
             return await self.redeem_amount(s, text)
+        if s.state == "redeem:bill":
+            return await self.redeem_bill(s, text)
         if s.state == "lookup":
             return await self.lookup(s, text)
         if s.state and s.state.startswith("adjust:"):
             return await self.adjust_step(s, text)
         if s.state == REVIEW_STATE:
             return await self.review_comment(s, text)
+        if s.state and s.state.startswith("setting:"):
+            return await self.setting_value(s, text)
         if codes.parse(text) is not None:
             # A code sent on its own (typed, or scanned from the client's QR): staff redeem.
             return await self.redeem(s, text)
@@ -216,6 +229,21 @@ class Dialog(ClientFlows, StaffFlows, QuestionFlows, VisitFlows):
                 return replies if replies is not None else await self.unknown(s)
             case actions.VisitAnswer() | actions.Rating() | actions.Say():
                 return await self.loop_action(s, action)
+            case (
+                actions.Settings()
+                | actions.EditSetting()
+                | actions.ConfirmSetting()
+                | actions.CancelSetting()
+                | actions.Team()
+                | actions.NewInvite()
+                | actions.RevokeInvite()
+                | actions.Member()
+                | actions.SetRole()
+                | actions.RemoveMember()
+                | actions.Stats()
+            ):
+                replies = await self.owner_action(s, action)
+                return replies if replies is not None else await self.unknown(s)
             case actions.Stop():
                 s.go(None)
                 return [Reply(s._("Cancelled."), edit=True)]

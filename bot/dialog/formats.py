@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, tzinfo
+from functools import lru_cache
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pytrovich.detector import PetrovichGenderDetector
+from pytrovich.enums import Case, Gender, NamePart
+from pytrovich.maker import PetrovichDeclinationMaker
 
 from core.models import Company
 
@@ -13,6 +18,11 @@ NBSP = "\u00a0"
 def money(amount: int) -> str:
     """`1 500 ₽`: thousands apart by a non-breaking space, so a price never breaks a line."""
     return f"{amount:,}".replace(",", NBSP) + f"{NBSP}₽"
+
+
+def percent(value: int) -> str:
+    """`30 %`, the number and the sign kept on one line."""
+    return f"{value}{NBSP}%"
 
 
 def signed(amount: int) -> str:
@@ -46,3 +56,27 @@ def clock(moment: datetime, company: Company | None) -> str:
 
 def first_name(name: str) -> str:
     return name.split()[0] if name.strip() else "—"
+
+
+def genitive(name: str, locale: str) -> str:
+    """A first name as Russian says it after «у» (`Екатерина` → `Екатерины`), by the petrovich
+    rules; other languages, and names the rules do not know (Latin letters), stay as they are."""
+    if locale != "ru" or not name or not any("а" <= ch.lower() <= "я" for ch in name):
+        return name
+    return _genitive_ru(name)
+
+
+@lru_cache(maxsize=1024)
+def _genitive_ru(name: str) -> str:
+    detector, maker = _petrovich()
+    gender = detector.detect(firstname=name)  # type: ignore[no-untyped-call]
+    if gender is Gender.ANDROGYNOUS:
+        # Саша, Женя, Валя: declined alike either way, but only as a gendered name.
+        gender = Gender.FEMALE
+    return str(maker.make(NamePart.FIRSTNAME, gender, Case.GENITIVE, name))
+
+
+@lru_cache(maxsize=1)
+def _petrovich() -> tuple[PetrovichGenderDetector, PetrovichDeclinationMaker]:
+    # The rules are read from the package's files on first use, not at import.
+    return PetrovichGenderDetector(), PetrovichDeclinationMaker()

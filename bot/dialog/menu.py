@@ -24,6 +24,9 @@ class Intent(StrEnum):
     ADJUST = "adjust"
     CANCEL = "cancel"
     REMINDERS = "reminders"
+    SETTINGS = "settings"
+    TEAM = "team"
+    STATS = "stats"
 
 
 LABELS = {
@@ -38,6 +41,9 @@ LABELS = {
     Intent.ADJUST: _("✏️ Adjust a balance"),
     Intent.CANCEL: _("✖️ Cancel"),
     Intent.REMINDERS: _("🔔 Reminders"),
+    Intent.SETTINGS: _("⚙️ Settings"),
+    Intent.TEAM: _("👥 Staff"),
+    Intent.STATS: _("📊 Figures"),
 }
 
 # Commands every channel understands (Telegram shows them in its command menu).
@@ -55,8 +61,15 @@ COMMANDS = {
     "adjust": Intent.ADJUST,
     "cancel": Intent.CANCEL,
     "reminders": Intent.REMINDERS,
+    "settings": Intent.SETTINGS,
+    "staff": Intent.TEAM,
+    "team": Intent.TEAM,
+    "stats": Intent.STATS,
 }
-STAFF_INTENTS = frozenset({Intent.REDEEM, Intent.LOOKUP, Intent.ADJUST})
+# Staff's own (admins' included): anyone else is answered as for unknown text.
+STAFF_INTENTS = frozenset(
+    {Intent.REDEEM, Intent.LOOKUP, Intent.ADJUST, Intent.SETTINGS, Intent.TEAM, Intent.STATS}
+)
 
 
 def label(intent: Intent, locale: str) -> str:
@@ -92,7 +105,8 @@ def main_menu(
     if staff:
         rows.append((label(Intent.REDEEM, locale), label(Intent.LOOKUP, locale)))
         if admin:
-            rows.append((label(Intent.ADJUST, locale),))
+            rows.append((label(Intent.ADJUST, locale), label(Intent.SETTINGS, locale)))
+            rows.append((label(Intent.TEAM, locale), label(Intent.STATS, locale)))
     rows += [
         (label(Intent.BOOK, locale), label(Intent.BALANCE, locale)),
         (label(Intent.VISITS, locale), label(Intent.MY_CODE, locale)),

@@ -17,14 +17,16 @@ twice.
 from __future__ import annotations
 
 import re
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from bot.dialog import actions, formats
 from bot.dialog.base import Flows, is_admin
+from bot.dialog.formats import NBSP
 from bot.dialog.replies import Button, Reply, rows
 from bot.dialog.session import Session
 from core import codes, ledger
 from core import staff as staff_service
+from core.i18n import ngettext
 from core.models import Booking, BookingStatus, Client, LedgerEntry, Staff
 from core.notifications import BalanceNotice
 from core.phones import mask_phone, normalize_phone
@@ -41,6 +43,22 @@ def _amount(text: str) -> int | None:
     if not _NUMBER.match(text):
         return None
     return int(text.replace("−", "-"))
+
+
+_BILL = re.compile(r"^(\d{1,7})(?:[.,]\d{1,2})?(?:₽|р|руб|rub)?\.?$")
+
+
+def _bill(text: str) -> int | None:
+    """A bill in whole roubles as people type it (`2500`, `2 500`, `2500 ₽`, `2500р`); kopecks
+    are dropped (bonuses are whole roubles)."""
+    match = _BILL.match(text.strip().lower().replace(" ", "").replace(NBSP, ""))
+    bill = int(match[1]) if match else 0
+    return bill if bill > 0 else None
+
+
+def _cap(bill: int, percent: int, balance: int) -> int:
+    """The most bonuses may pay of `bill`: its `percent`, and never more than the balance."""
+    return min(bill * percent // 100, balance)
 
 
 def split_code(text: str) -> tuple[str, list[str]]:
@@ -144,12 +162,102 @@ class StaffFlows(Flows):
             # A wrong code leaves the redeem open: the next message is the next try.
             s.go("redeem:code" if retry else None)
             return refused
-        if rest:
-            return await self._ask_confirmation(s, client, " ".join(rest))
-        s.go("redeem:amount", client_id=client.id)
+        return await self._redeem_for(s, client, " ".join(rest) or None)
+
+    # The cap: bonuses pay at most `max_redeem_percent` of a bill. The bill is today's record of
+    # the client when there is one (its cost), else the staff member says it; a salon whose
+    # bonuses may pay a whole bill needs no bill, the balance is the cap.
+
+    async def _percent(self, client: Client) -> int:
+        company = await self.companies.get(client.company_id)
+        return company.max_redeem_percent if company is not None else 0
+
+    async def _record_today(self, s: Session, client: Client) -> Booking | None:
+        """The client's record for today (salon-local), not deleted, cancelled or missed."""
+        now = datetime.fromtimestamp(self.clock(), UTC)
+        today = formats.local(now, s.company).replace(hour=0, minute=0, second=0, microsecond=0)
+        return (
+            await Booking.filter(
+                client_id=client.id,
+                deleted=False,
+                visit_at__gte=today,
+                visit_at__lt=today + timedelta(days=1),
+                cost__gt=0,
+            )
+            .exclude(status__in=[BookingStatus.CANCELLED, BookingStatus.NO_SHOW])
+            .order_by("visit_at")
+            .first()
+        )
+
+    async def _redeem_for(self, s: Session, client: Client, amount: str | None) -> list[Reply]:
+        """The client is found: learn the bill (today's record, or ask), then the amount."""
+        percent = await self._percent(client)
+        if percent <= 0:
+            s.go(None)
+            return [Reply(s._("The salon does not take bonuses as payment at the moment."))]
+        card = self._card(s, client)
+        bill: int | None = None
+        if percent < 100:
+            record = await self._record_today(s, client)
+            if record is None:
+                s.go("redeem:bill", client_id=client.id, amount=amount)
+                ask = s._(
+                    "No record for today. What is the bill, in roubles? Bonuses pay up to "
+                    "{percent} of it."
+                ).format(percent=formats.percent(percent))
+                return [Reply(f"{card}\n\n{ask}", buttons=self._cancel_button(s))]
+            bill = record.cost
+            card += "\n" + self._record_line(s, record, percent, client.balance)
+        if amount is not None:
+            return await self._ask_confirmation(s, client, amount, bill)
+        s.go("redeem:amount", client_id=client.id, bill=bill)
         return [
             Reply(
-                f"{self._card(s, client)}\n\n" + s._("How many points to redeem?"),
+                f"{card}\n\n" + s._("How many points to redeem?"),
+                buttons=self._cancel_button(s),
+            )
+        ]
+
+    def _record_line(self, s: Session, record: Booking, percent: int, balance: int) -> str:
+        when = formats.clock(record.visit_at, s.company) if record.visit_at else ""
+        what = ", ".join(
+            str(line.get("title"))
+            for line in record.services or []
+            if isinstance(line, dict) and line.get("title")
+        )
+        return s._("Today's visit {time} {services}: {cost}. Bonuses may pay up to {cap}.").format(
+            time=when,
+            services=what or s._("visit"),
+            cost=formats.money(record.cost),
+            cap=_cap(record.cost, percent, balance),
+        )
+
+    async def redeem_bill(self, s: Session, text: str) -> list[Reply] | None:
+        staff = await self.staff(s)
+        if staff is None:
+            s.go(None)
+            return None
+        client = await Client.get_or_none(id=s.data.get("client_id"), company_id=staff.company_id)
+        if client is None:
+            s.go(None)
+            return self._not_found(s)
+        bill = _bill(text)
+        if bill is None:
+            return [
+                Reply(
+                    s._("Send the bill in roubles, a whole number, for example 2500."),
+                    buttons=self._cancel_button(s),
+                )
+            ]
+        amount = s.data.get("amount")
+        if isinstance(amount, str) and amount:
+            return await self._ask_confirmation(s, client, amount, bill)
+        percent = await self._percent(client)
+        s.go("redeem:amount", client_id=client.id, bill=bill)
+        text = s._("Bonuses may pay up to {cap} of this bill. How many points to redeem?")
+        return [
+            Reply(
+                text.format(cap=_cap(bill, percent, client.balance)),
                 buttons=self._cancel_button(s),
             )
         ]
@@ -163,9 +271,14 @@ class StaffFlows(Flows):
         if client is None:
             s.go(None)
             return self._not_found(s)
-        return await self._ask_confirmation(s, client, text)
+        bill = s.data.get("bill")
+        return await self._ask_confirmation(
+            s, client, text, bill if isinstance(bill, int) else None
+        )
 
-    async def _ask_confirmation(self, s: Session, client: Client, text: str) -> list[Reply]:
+    async def _ask_confirmation(
+        self, s: Session, client: Client, text: str, bill: int | None = None
+    ) -> list[Reply]:
         token = s.turn_token("redeem")
         done = await LedgerEntry.get_or_none(idempotency_key=f"redeem:{token}")
         if done is not None:
@@ -179,9 +292,19 @@ class StaffFlows(Flows):
             s.go("redeem:amount", client_id=client.id)
             return [Reply(s._("Send a whole number of points, for example 100."))]
         if amount > client.balance:
-            s.go("redeem:amount", client_id=client.id)
+            s.go("redeem:amount", client_id=client.id, bill=bill)
             text = s._("Not enough points: the balance is {balance}. Send a smaller amount.")
             return [Reply(text.format(balance=client.balance), buttons=self._cancel_button(s))]
+        if bill is not None:
+            percent = await self._percent(client)
+            cap = _cap(bill, percent, client.balance)
+            if amount > cap:
+                s.go("redeem:amount", client_id=client.id, bill=bill)
+                text = s._(
+                    "Bonuses pay at most {percent} of a bill: at most {cap} of {bill}. Send a "
+                    "smaller amount."
+                ).format(percent=formats.percent(percent), cap=cap, bill=formats.money(bill))
+                return [Reply(text, buttons=self._cancel_button(s))]
         s.go(
             None,
             redeem={
@@ -194,12 +317,17 @@ class StaffFlows(Flows):
                 "name": formats.first_name(client.name),
             },
         )
-        text = s._("Redeem {amount} points for {name}, {phone}?\nBalance {balance} → {after}.")
+        text = ngettext(
+            s.locale,
+            "Redeem {amount} bonus from {name}, {phone}?\nBalance {balance} → {after}.",
+            "Redeem {amount} bonuses from {name}, {phone}?\nBalance {balance} → {after}.",
+            amount,
+        )
         return [
             Reply(
                 text.format(
                     amount=amount,
-                    name=formats.first_name(client.name),
+                    name=formats.genitive(formats.first_name(client.name), s.locale),
                     phone=mask_phone(client.phone),
                     balance=client.balance,
                     after=client.balance - amount,

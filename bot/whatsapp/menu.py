@@ -85,6 +85,15 @@ STAFF_VERBS: dict[str, Intent] = {
     "найти": Intent.LOOKUP,
     "lookup": Intent.LOOKUP,
     "find": Intent.LOOKUP,
+    # Admins (anyone else is answered as for unknown text).
+    "настройки": Intent.SETTINGS,
+    "settings": Intent.SETTINGS,
+    "сотрудники": Intent.TEAM,
+    "персонал": Intent.TEAM,
+    "staff": Intent.TEAM,
+    "статистика": Intent.STATS,
+    "цифры": Intent.STATS,
+    "stats": Intent.STATS,
 }
 
 
@@ -109,8 +118,8 @@ def confirmation(text: str, token: str) -> Action | None:
     return None
 
 
-def menu_lines(locale: str, *, staff: bool) -> str:
-    """`1 — 📅 Book` … `0 — ☰ Menu`, and the staff commands for staff."""
+def menu_lines(locale: str, *, staff: bool, admin: bool = False) -> str:
+    """`1 — 📅 Book` … `0 — ☰ Menu`, and the staff commands for staff (and admins)."""
     lines = [f"{number} — {label(intent, locale)}" for number, intent in NUMBERS.items()]
     lines.append(f"{MENU} — {gettext(locale, MENU_LABEL)}")
     if staff:
@@ -122,6 +131,14 @@ def menu_lines(locale: str, *, staff: bool) -> str:
                 "“найти CODE” (“lookup CODE”) finds a client.",
             ),
         ]
+    if staff and admin:
+        lines.append(
+            gettext(
+                locale,
+                "For admins: “настройки” (settings), “сотрудники” (staff and invites), "
+                "“статистика” (the salon's figures).",
+            )
+        )
     return "\n".join(lines)
 
 

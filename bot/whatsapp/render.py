@@ -63,8 +63,10 @@ def render(replies: Sequence[Reply], locale: str) -> Rendered:
             lines += ["", *choices]
         if reply.menu is not None:
             way_on = True
-            staff = label(Intent.REDEEM, locale) in {text for row in reply.menu for text in row}
-            lines += ["", menu_lines(locale, staff=staff)]
+            shown = {text for row in reply.menu for text in row}
+            staff = label(Intent.REDEEM, locale) in shown
+            admin = label(Intent.SETTINGS, locale) in shown
+            lines += ["", menu_lines(locale, staff=staff, admin=admin)]
         text = "\n".join(lines).strip()
         if reply.image is not None:
             out.messages.append(Outgoing(text, reply.image.png, reply.image.filename))

@@ -112,6 +112,10 @@ async def make_salon(
     title: str = "Салон Ромашка",
     welcome_bonus: int = 0,
     status: IntegrationStatus = IntegrationStatus.ACTIVE,
+    # Bonuses may pay a whole bill, so a redeem needs no bill: the tests of the redeem itself
+    # (confirmation, redelivery, timeouts) stay about that. The cap has its own tests
+    # (tests/bot/test_redeem_cap.py).
+    max_redeem_percent: int = 100,
 ) -> Company:
     form = 100_000 + yclients_id
     return await Company.create(
@@ -121,6 +125,7 @@ async def make_salon(
         integration_status=status,
         accrual_percent=10,
         welcome_bonus=welcome_bonus,
+        max_redeem_percent=max_redeem_percent,
         bookform_url=f"https://n{form}.yclients.com/",
         catalogue={"services": SERVICES, "staff": []},
     )
@@ -152,3 +157,24 @@ async def client_with_balance(
         await ledger.accrue(client.id, balance, f"seed:{client.id}")
         client.balance = balance
     return client
+
+
+async def bot_username() -> str:
+    return "salonbot_test"
+
+
+@pytest.fixture
+async def wa(orm: str) -> AsyncIterator[Any]:
+    """A WhatsApp chat from the staff number of tests.regressions.test_whatsapp_staff_redelivery
+    (`says` hands a message to the channel, as the inbox does), over a recording gateway."""
+    # Imported here: those modules import this one.
+    from bot.whatsapp.channel import WhatsAppBot
+    from bot.whatsapp.outbox import Manners, Outbox
+    from tests.bot.test_whatsapp import RecordingGateway
+    from tests.regressions.test_whatsapp_staff_redelivery import Chat
+
+    gateway = RecordingGateway()
+    outbox = Outbox(gateway, Manners(pause=0.0, rate=0))  # type: ignore[arg-type]
+    dialog = Dialog(LoggingNotifier(), bot_username=bot_username)
+    yield Chat(WhatsAppBot(gateway, outbox, dialog), gateway)  # type: ignore[arg-type]
+    await outbox.close()

@@ -10,8 +10,9 @@ import pytest
 
 from bot.dialog import CONSOLE, TELEGRAM, Session, actions
 from bot.dialog.actions import MAX_BYTES, Action
+from core import salon_settings
 from core.i18n import LOCALES
-from core.models import Company
+from core.models import Company, StaffRole
 from tests.bot.conftest import Harness, join, said
 from tests.fakes.telegram import Person
 
@@ -34,6 +35,10 @@ def _longest(kind: type[Action]) -> Action:
             values[f.name] = max(LOCALES, key=len)
         elif f.name == "token":
             values[f.name] = _longest_token()
+        elif f.name == "key":
+            values[f.name] = max(salon_settings.KEYS, key=len)
+        elif f.name == "role":
+            values[f.name] = max((r.value for r in StaffRole), key=len)
         elif f.name in ("choice", "answer"):
             # A word: the longest the dialog uses is a few letters; 16 leaves room.
             values[f.name] = "w" * 16

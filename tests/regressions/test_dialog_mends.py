@@ -118,7 +118,7 @@ async def test_telegram_a_wrong_code_leaves_the_redeem_open_for_the_next_try(
     assert said(await tg.say(OLGA, typo(client.code))) == NOT_FOUND
     sent = said(await tg.say(OLGA, codes.display(client.code)))
     assert "Сколько бонусов списать?" in sent and "800" in sent
-    assert "Списать бонусов: 500" in said(await tg.say(OLGA, "500"))
+    assert "Списать 500 бонусов у Марии" in said(await tg.say(OLGA, "500"))
 
 
 async def test_telegram_a_wrong_code_in_the_command_also_leaves_it_open(

@@ -33,6 +33,8 @@ async def seed(clean_db: str) -> Company:
             title="Салон Ромашка",
             hook_token="h" * 20,
             integration_status=IntegrationStatus.ACTIVE,
+            # No bill to ask for in the console's redeem (the cap: tests/bot/test_redeem_cap.py).
+            max_redeem_percent=100,
         )
         client = (await create_client(company, phone="+79991234567", name="Анна")).client
         await ledger.accrue(client.id, 300, "visit:1")

@@ -70,6 +70,9 @@ async def make_salon(
         title=title,
         hook_token=secrets.token_urlsafe(16),
         integration_status=status,
+        # A whole bill may be paid with bonuses: no bill to ask for (the cap is tested in
+        # tests/bot/test_redeem_cap.py).
+        max_redeem_percent=100,
         bookform_url=f"https://n{100_000 + yclients_id}.yclients.com/",
         catalogue={"services": SERVICES, "staff": []},
     )
@@ -309,7 +312,7 @@ async def test_staff_added_by_phone_redeem_with_confirmation_once_and_both_are_t
         sent = await say(bench, session, staff_chat, f"списать {shown} 500")
         assert [m["chatId"] for m in sent] == [staff_chat]
         card = texts(sent)
-        assert "Анна" in card and "Смирнова" not in card
+        assert "Списать 500 бонусов у Анны," in card and "Смирнов" not in card
         assert "+7 *** ***-45-67" in card and "800" in card and "300" in card
         assert "Ответьте «да»" in card
 
