@@ -168,9 +168,13 @@ async def seed(url: str, reminders: int, due: datetime) -> None:
         await conn.close()
 
 
-async def run(url: str, reminders: int, replicas: int, limit_s: float) -> dict[str, Any]:
-    due = datetime.now(UTC).replace(microsecond=0)
-    await seed(url, reminders, due)
+async def run(
+    url: str, reminders: int, replicas: int, limit_s: float, rate: float
+) -> dict[str, Any]:
+    await seed(url, reminders, datetime.now(UTC).replace(microsecond=0))
+    # All due the moment the dispatchers start (the seeding took its time).
+    due = datetime.now(UTC)
+    await ScheduledMessage.all().update(due_at=due)
     async with FakeBotAPI(per_second=LIMIT, chat_gap=1.0, retry_after=1) as api:
         bots = [
             Bot(TOKEN, session=AiohttpSession(api=TelegramAPIServer.from_base(api.url)))
@@ -253,12 +257,12 @@ async def main(args: argparse.Namespace) -> int:
         bound = args.reminders / LIMIT
         print(
             f"{args.reminders:,} reminders of {SALONS:,} salons due at once, one bot limited to "
-            f"{LIMIT:g}/s: bound {bound:.1f} s"
+            f"{LIMIT:g}/s: bound {bound:.1f} s; senders pace at {args.rate:g}/s"
         )
         for replicas in args.replicas:
             results = []
             for r in range(args.rounds):
-                result = await run(url, args.reminders, replicas, args.timeout)
+                result = await run(url, args.reminders, replicas, args.timeout, args.rate)
                 results.append(result)
                 print(
                     f"  {replicas} replica(s) round {r + 1}: wall {result['wall']:.1f} s "
@@ -292,6 +296,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--rounds", type=int, default=3, choices=range(1, 11), metavar="1..10")
     parser.add_argument("--reminders", type=int, default=REMINDERS)
     parser.add_argument("--replicas", type=int, nargs="+", default=[1, 2])
+    parser.add_argument(
+        "--rate",
+        type=float,
+        default=LIMIT,
+        help="the senders' pace per bot (TELEGRAM_SEND_RATE x replicas)",
+    )
     parser.add_argument("--timeout", type=float, default=1800.0, help="per run, seconds")
     return parser.parse_args(argv)
 

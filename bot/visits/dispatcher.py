@@ -23,12 +23,12 @@ from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from bot.outbound import Delivery, Outbound, Recipient
+from bot.outbound import Compose, Delivery, Outbound, Recipient
 from bot.visits.registry import Audience, Kinds
 from core import visits
 from core.backoff import BackoffPolicy, Clock
 from core.visits import Due, kinds
-from core.visits.wanted import later_for_quiet, unwanted
+from core.visits.wanted import alert_later, later_for_quiet, unwanted
 
 log = logging.getLogger(__name__)
 
@@ -123,6 +123,10 @@ class Dispatcher:
         row = due.row
         now = self.clock.now()
         kind = self.registry.get(row.kind)
+        wait = await alert_later(due, now)
+        if wait is not None:
+            await visits.mark_retry(row, wait, "the client has time to answer", attempt_spent=False)
+            return row.status
         why = "no handler for this kind" if kind is None else await unwanted(due, now)
         if why is not None:
             await visits.mark_dropped(row, why)
@@ -147,6 +151,10 @@ class Dispatcher:
                 await visits.mark_sent(row, self.clock.now())
                 return row.status
             return await self._retry(due, "no admin could be reached")
+        return await self._to_client(due, compose)
+
+    async def _to_client(self, due: Due, compose: Compose) -> str:
+        row = due.row
         if due.client is None:
             raise RuntimeError("a client message without a client passed the checks")
         recipient = Recipient.of_client(due.client, due.company)
@@ -166,8 +174,11 @@ class Dispatcher:
                 )
                 return row.status
             return await self._retry(due, f"{channel}: try again later")
+        elif delivery is Delivery.NO_CHAT and not recipient.addresses:
+            # Only seen in YClients so far: planned in case they join the bot before it.
+            await visits.mark_dropped(row, "the client has no chat with the salon")
         else:
-            # GONE on every channel that knows the client, or none knows them: for good.
+            # GONE on every channel that knows the client, or none that is on does: for good.
             await visits.mark_failed(row, f"no channel reaches the client ({delivery})")
         return row.status
 

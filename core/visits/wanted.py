@@ -4,9 +4,9 @@ the salon's quiet hours for it."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
-from core.models import IntegrationStatus, ScheduledStatus
+from core.models import IntegrationStatus, ScheduledMessage, ScheduledStatus
 from core.salon_settings import LoopSettings, loop
 from core.visits import kinds
 from core.visits.planning import Visit, in_quiet, out_of_quiet
@@ -78,6 +78,39 @@ async def _not_silent(booking_id: int, visit_at: datetime) -> str | None:
         return "the client answered"
     if not any(r.status == ScheduledStatus.SENT for r in reminders):
         return "no reminder reached the client"
+    return None
+
+
+# A reminder claimed longer ago than this and still SENDING was lost to a crash.
+_IN_FLIGHT = timedelta(minutes=10)
+# How long a client has to answer a reminder before the admins are told they are silent.
+ANSWER_TIME = timedelta(minutes=30)
+_IN_FLIGHT_WAIT = timedelta(minutes=1)
+
+
+async def alert_later(due: Due, now: datetime) -> datetime | None:
+    """When a silent-client alert should be looked at again instead of now: a reminder of the
+    same visit is due or being sent (a dispatcher that was down sends them in one round), or
+    went out less than ANSWER_TIME ago. None: decide now."""
+    booking = due.booking
+    if due.row.kind != kinds.SILENT_ALERT or booking is None or booking.visit_at is None:
+        return None
+    reminders = await reminders_of_visit(booking.id, booking.visit_at)
+    if any(r.answer is not None for r in reminders):
+        return None  # answered: the alert is dropped, nothing to wait for
+    waits = [w for w in (_wait_for(r, now) for r in reminders) if w is not None]
+    return max(waits) if waits else None
+
+
+def _wait_for(reminder: ScheduledMessage, now: datetime) -> datetime | None:
+    status = reminder.status
+    if status == ScheduledStatus.PENDING and reminder.due_at <= now:
+        return now + _IN_FLIGHT_WAIT
+    claimed, sent = reminder.claimed_at, reminder.sent_at
+    if status == ScheduledStatus.SENDING and claimed and now - claimed < _IN_FLIGHT:
+        return now + _IN_FLIGHT_WAIT
+    if status == ScheduledStatus.SENT and sent and now < sent + ANSWER_TIME:
+        return sent + ANSWER_TIME
     return None
 
 
