@@ -169,8 +169,10 @@ async def seed(url: str, reminders: int, due: datetime) -> None:
 
 
 async def run(url: str, reminders: int, replicas: int, limit_s: float) -> dict[str, Any]:
-    due = datetime.now(UTC).replace(microsecond=0)
-    await seed(url, reminders, due)
+    await seed(url, reminders, datetime.now(UTC).replace(microsecond=0))
+    # All due the moment the dispatchers start (the seeding took its time).
+    due = datetime.now(UTC)
+    await ScheduledMessage.all().update(due_at=due)
     async with FakeBotAPI(per_second=LIMIT, chat_gap=1.0, retry_after=1) as api:
         bots = [
             Bot(TOKEN, session=AiohttpSession(api=TelegramAPIServer.from_base(api.url)))

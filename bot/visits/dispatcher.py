@@ -28,9 +28,12 @@ from bot.visits.registry import Audience, Kinds
 from core import visits
 from core.backoff import BackoffPolicy, Clock
 from core.visits import Due, kinds
-from core.visits.wanted import later_for_quiet, unwanted
+from core.visits.wanted import later_for_quiet, reminder_in_flight, unwanted
 
 log = logging.getLogger(__name__)
+
+# How long a silent-client alert waits for a reminder of its visit that is being sent.
+IN_FLIGHT_WAIT = timedelta(minutes=1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,6 +126,11 @@ class Dispatcher:
         row = due.row
         now = self.clock.now()
         kind = self.registry.get(row.kind)
+        if await reminder_in_flight(due, now):
+            await visits.mark_retry(
+                row, now + IN_FLIGHT_WAIT, "a reminder is on its way", attempt_spent=False
+            )
+            return row.status
         why = "no handler for this kind" if kind is None else await unwanted(due, now)
         if why is not None:
             await visits.mark_dropped(row, why)

@@ -10,6 +10,7 @@ adapter paces itself (bot/whatsapp/outbox.py), so its channel goes unwrapped.
 from __future__ import annotations
 
 import asyncio
+import collections
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 
@@ -23,40 +24,40 @@ TELEGRAM_CHAT_GAP = 1.0
 
 
 class TokenBucket:
-    """`rate` sends a second with bursts of up to `burst` (1 by default: evenly spaced, as
-    Telegram counts any second, not whole seconds); `hold(s)` stops everyone for s."""
+    """At most `rate` sends in any one second (Telegram counts a sliding second, not whole
+    ones), evenly spaced: each taker reserves the next free slot before it sleeps, so a late
+    wake-up costs no one else their turn; and the sends actually started in the last second
+    are counted too, so takers that woke late cannot bunch past the limit. `hold(s)` moves
+    the next slot s from now (flood control)."""
 
-    def __init__(self, rate: float, clock: Clock, *, burst: float = 1.0) -> None:
+    # Telegram counts arrivals: a little margin for the way there.
+    WINDOW = timedelta(seconds=1.02)
+
+    def __init__(self, rate: float, clock: Clock) -> None:
         self.rate = rate
-        self.capacity = burst
         self.clock = clock
-        self.tokens = self.capacity
-        self.stamp = clock.now()
-        self.held_until: datetime | None = None
-
-    def _refill(self, now: datetime) -> None:
-        elapsed = (now - self.stamp).total_seconds()
-        if elapsed > 0:
-            self.tokens = min(self.capacity, self.tokens + elapsed * self.rate)
-            self.stamp = now
+        self.next_slot = clock.now()
+        self._started: collections.deque[datetime] = collections.deque()
 
     async def take(self) -> None:
+        now = self.clock.now()
+        slot = max(self.next_slot, now)
+        self.next_slot = slot + timedelta(seconds=1.0 / self.rate)
+        wait = (slot - now).total_seconds()
+        if wait > 0:
+            await self.clock.sleep(wait)
         while True:
             now = self.clock.now()
-            if self.held_until is not None and now < self.held_until:
-                await self.clock.sleep((self.held_until - now).total_seconds())
-                continue
-            self._refill(now)
-            if self.tokens >= 1:
-                self.tokens -= 1
+            while self._started and now - self._started[0] >= self.WINDOW:
+                self._started.popleft()
+            if len(self._started) < self.rate:
+                self._started.append(now)
                 return
-            await self.clock.sleep((1 - self.tokens) / self.rate)
+            await self.clock.sleep((self._started[0] + self.WINDOW - now).total_seconds())
 
     def hold(self, seconds: float) -> None:
         until = self.clock.now() + timedelta(seconds=seconds)
-        if self.held_until is None or until > self.held_until:
-            self.held_until = until
-        self.tokens = 0
+        self.next_slot = max(self.next_slot, until)
 
 
 class Paced:

@@ -4,7 +4,7 @@ the salon's quiet hours for it."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from core.models import IntegrationStatus, ScheduledStatus
 from core.salon_settings import LoopSettings, loop
@@ -79,6 +79,28 @@ async def _not_silent(booking_id: int, visit_at: datetime) -> str | None:
     if not any(r.status == ScheduledStatus.SENT for r in reminders):
         return "no reminder reached the client"
     return None
+
+
+# A reminder claimed longer ago than this and still SENDING was lost to a crash.
+_IN_FLIGHT = timedelta(minutes=10)
+
+
+async def reminder_in_flight(due: Due, now: datetime) -> bool:
+    """Whether a silent-client alert should wait a little: a reminder of the same visit is due
+    or being sent right now (a dispatcher that was down sends them in the same round)."""
+    booking = due.booking
+    if due.row.kind != kinds.SILENT_ALERT or booking is None or booking.visit_at is None:
+        return False
+    reminders = await reminders_of_visit(booking.id, booking.visit_at)
+    if any(r.answer is not None for r in reminders):
+        return False  # answered: the alert is dropped, nothing to wait for
+    for reminder in reminders:
+        if reminder.status == ScheduledStatus.PENDING and reminder.due_at <= now:
+            return True
+        claimed = reminder.claimed_at
+        if reminder.status == ScheduledStatus.SENDING and claimed and now - claimed < _IN_FLIGHT:
+            return True
+    return False
 
 
 def later_for_quiet(due: Due, now: datetime) -> datetime | None:

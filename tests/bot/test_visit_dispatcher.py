@@ -333,7 +333,7 @@ async def test_telegram_429_retry_after_holds_the_bot(orm: str) -> None:
             await drain(dispatcher)
             assert api.refused == 1 and paced.holds == 1
             bucket = paced.buckets["telegram"]
-            assert bucket.held_until == clock.now() + timedelta(seconds=7)
+            assert bucket.next_slot >= clock.now() + timedelta(seconds=7)
             notice = await ScheduledMessage.get(kind=kinds.NOTICE_MOVED)
             assert notice.status is ScheduledStatus.PENDING and notice.due_at > clock.now()
             # The next send waits the 7 s out on the clock first.
@@ -344,3 +344,16 @@ async def test_telegram_429_retry_after_holds_the_bot(orm: str) -> None:
         finally:
             with contextlib.suppress(Exception):
                 await bot.session.close()
+
+
+async def test_a_dispatcher_back_late_alerts_after_the_reminder_it_sends(loop: Any) -> None:
+    """Down from Monday until Friday 11:00 Moscow: the reminders and the silent-client alert
+    are all due in one round; the alert waits for the reminder, then goes once."""
+    company, channel, clock, dispatcher = loop
+    await apply_records(company, [record()], now=NOW)
+    await at(clock, datetime(2026, 11, 20, 8, 0, tzinfo=UTC), dispatcher)
+    assert channel.texts(ADMIN_CHAT) == []
+    assert f"reminder {kinds.HOURS_BEFORE}" in channel.texts()
+    await at(clock, datetime(2026, 11, 20, 8, 1, tzinfo=UTC), dispatcher)
+    await at(clock, datetime(2026, 11, 20, 8, 2, tzinfo=UTC), dispatcher)
+    assert len(channel.texts(ADMIN_CHAT)) == 1

@@ -149,3 +149,23 @@ async def test_a_lock_whose_release_fails_leaves_with_its_connection(
     finally:
         await other.close()
     assert await run_exclusive("test-job", job) == (True, "done")
+
+
+async def test_the_first_sync_is_a_backfill_the_next_ones_tell_clients(
+    orm: str, emulator: YClientsEmulator, api: YClientsClient
+) -> None:
+    """The first sync plans reminders for the salon's upcoming records but no notices about
+    them; a record created after it is told; the salon's address is kept for the notices."""
+    from core.models import ScheduledMessage
+    from core.visits import kinds
+
+    company = await salon(emulator)
+    emulator.add_record(555, client={"id": 1, "name": "Анна", "phone": "79990000001"})
+    await sync_company(api, company)
+    planned = {m.kind for m in await ScheduledMessage.all()}
+    assert kinds.DAY_BEFORE in planned and not planned & set(kinds.NOTICES)
+    assert (company.catalogue or {}).get("address") == "Москва, ул. Тверская, 1"
+    emulator.add_record(555, client={"id": 2, "name": "Вера", "phone": "79990000002"})
+    await sync_company(api, company)
+    notices = await ScheduledMessage.filter(kind__in=kinds.NOTICES)
+    assert [n.kind for n in notices] == [kinds.NOTICE_CREATED]
