@@ -62,8 +62,9 @@ from tortoise import timezone  # noqa: E402
 
 from bot.dialog import Dialog  # noqa: E402
 from bot.notifier import RoutingNotifier  # noqa: E402
+from bot.outbound import Outbound  # noqa: E402
+from bot.telegram.delivery import TelegramChannel  # noqa: E402
 from bot.telegram.dispatcher import build_dispatcher  # noqa: E402
-from bot.telegram.notifier import TelegramNotifier  # noqa: E402
 from core import codes, db, ledger  # noqa: E402
 from core.models import (  # noqa: E402
     Booking,
@@ -343,8 +344,10 @@ async def measure(dsn: str, updates: int, seed: int, rate: float) -> Measured:
 
             bot_session = BenchSession()
             bot = Bot(TOKEN, session=bot_session)
-            notifier = RoutingNotifier({"telegram": TelegramNotifier(bot)}, LoggingNotifier())
-            real = Runner(build_dispatcher(Dialog(notifier)), bot, bot_session, staff)
+            outbound = Outbound({"telegram": TelegramChannel(bot)})
+            notifier = RoutingNotifier(outbound, LoggingNotifier())
+            dialog = Dialog(notifier, outbound=outbound)
+            real = Runner(build_dispatcher(dialog), bot, bot_session, staff)
             echo_session = BenchSession()
             echo_bot = Bot(TOKEN, session=echo_session)
             echo = Runner(echo_dispatcher(), echo_bot, echo_session, staff)

@@ -21,6 +21,7 @@ from typing import TextIO
 
 from bot.dialog import CONSOLE, Action, Dialog, Reply, Session, actions
 from bot.dialog.menu import Intent, label
+from bot.outbound import Outbound
 from bot.whatsapp import menu
 from core.models import Company
 from core.notifications import BalanceNotice, render
@@ -49,6 +50,7 @@ class Console:
         as_staff: bool,
         out: TextIO,
         images: Path,
+        outbound: Outbound | None = None,
     ) -> None:
         self.out = out
         self.images = images
@@ -61,7 +63,7 @@ class Console:
             data={"company_id": company.id},
         )
         self.session.company = company
-        self.dialog = Dialog(ConsoleNotifier(out, lambda: self.session.locale))
+        self.dialog = Dialog(ConsoleNotifier(out, lambda: self.session.locale), outbound=outbound)
         self.actions: list[Action | None] = []
 
     async def run(self, read_line: ReadLine) -> None:
@@ -100,7 +102,7 @@ class Console:
     def _typed(self, line: str) -> Callable[[Session], Awaitable[list[Reply]]]:
         async def step(s: Session) -> list[Reply]:
             replies = await menu.answer(self.dialog, s, line)
-            return replies if replies is not None else await self.dialog.unknown(s)
+            return replies if replies is not None else await self.dialog.unknown(s, line)
 
         return step
 
@@ -147,11 +149,12 @@ async def chat(
     images: Path,
     out: TextIO | None = None,
     stdin: TextIO | None = None,
+    outbound: Outbound | None = None,
 ) -> None:
     # Looked up now, not at import: tests and `redirect_stdout` swap them.
     out = out or sys.stdout
     source = stdin or sys.stdin
-    console = Console(company, phone, as_staff=as_staff, out=out, images=images)
+    console = Console(company, phone, as_staff=as_staff, out=out, images=images, outbound=outbound)
 
     async def read_line() -> str | None:
         print("you: ", end="", file=out, flush=True)

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import httpx
 
 from core import db, health
+from core.max import MaxClient, MaxError, MaxUnauthorized
 from core.models import Company, IntegrationStatus
 from core.parts import half_configured, parts
 from core.settings import Settings
@@ -292,6 +293,30 @@ async def check_telegram(settings: Settings) -> CheckResult:
     )
 
 
+async def check_max(settings: Settings) -> CheckResult:
+    """The MAX Bot API at MAX_API_URL answers and accepts the token (`GET /me`), over the
+    client's own TLS trust."""
+    client = MaxClient.from_settings(settings)
+    if client is None:
+        raise RuntimeError("check_max without MAX_BOT_TOKEN")
+    try:
+        me = await client.me()
+    except MaxUnauthorized:
+        return CheckResult(
+            "max", "fail", "the token is refused", "copy the token again from business.max.ru"
+        )
+    except MaxError as exc:
+        return CheckResult(
+            "max",
+            "fail",
+            f"{settings.max_api_url}: {exc}",
+            "check MAX_API_URL and that this host reaches it",
+        )
+    finally:
+        await client.aclose()
+    return CheckResult("max", "ok", f"@{me.get('username')}, {settings.max_mode} mode")
+
+
 async def check_redis(settings: Settings) -> CheckResult:
     """A real PING: an unreachable or malformed REDIS_URL fails."""
     if settings.redis_url is None:
@@ -320,6 +345,8 @@ async def run_checks(settings: Settings) -> list[CheckResult]:
             results.append(await check_telegram(settings))
         elif part.name == "redis":
             results.append(await check_redis(settings))
+        elif part.name == "max":
+            results.append(await check_max(settings))
         else:
             results.append(CheckResult(part.name, "ok", "configured"))
     return results

@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from tortoise.exceptions import IntegrityError
+from tortoise.transactions import in_transaction
 
 from core import codes, ledger
 from core.models import Client, Company, LedgerEntry
@@ -41,6 +43,7 @@ async def create_client(
     yclients_client_id: int | None = None,
     telegram_user_id: int | None = None,
     whatsapp_chat_id: str | None = None,
+    max_user_id: int | None = None,
     locale: str | None = None,
     welcome: bool = True,
 ) -> NewClient:
@@ -60,6 +63,7 @@ async def create_client(
                 yclients_client_id=yclients_client_id,
                 telegram_user_id=telegram_user_id,
                 whatsapp_chat_id=whatsapp_chat_id,
+                max_user_id=max_user_id,
                 locale=locale,
                 code=code,
             )
@@ -101,6 +105,7 @@ async def join_by_phone(
     *,
     telegram_user_id: int | None = None,
     whatsapp_chat_id: str | None = None,
+    max_user_id: int | None = None,
     name: str = "",
     locale: str | None = None,
 ) -> JoinedClient:
@@ -110,12 +115,22 @@ async def join_by_phone(
 
     Only a phone the channel verified belongs here (a Telegram contact of the sender's own);
     a typed phone never opens an existing client's balance. The welcome bonus is given the
-    first time a client joins a chat, whichever channel (its key is per client)."""
-    if telegram_user_id is None and whatsapp_chat_id is None:
+    first time a client joins a chat, whichever channel (its key is per client). MAX vouches
+    for a phone with a contact whose hash verifies and which is the sender's own (bot.max)."""
+    link: dict[str, Any] = {
+        name_: value
+        for name_, value in (
+            ("telegram_user_id", telegram_user_id),
+            ("whatsapp_chat_id", whatsapp_chat_id),
+            ("max_user_id", max_user_id),
+        )
+        if value is not None
+    }
+    if not link:
         raise ValueError("join_by_phone needs the channel's id of the person")
     for attempt in range(2):
         try:
-            return await _join(company, phone, telegram_user_id, whatsapp_chat_id, name, locale)
+            return await _join(company, phone, link, name, locale)
         except IntegrityError:
             # A concurrent join or sync created the row meanwhile: the second pass finds it.
             if attempt:
@@ -124,32 +139,15 @@ async def join_by_phone(
 
 
 async def _join(
-    company: Company,
-    phone: str,
-    telegram_user_id: int | None,
-    whatsapp_chat_id: str | None,
-    name: str,
-    locale: str | None,
+    company: Company, phone: str, link: dict[str, Any], name: str, locale: str | None
 ) -> JoinedClient:
-    link: dict[str, Any] = {}
-    if telegram_user_id is not None:
-        link["telegram_user_id"] = telegram_user_id
-    if whatsapp_chat_id is not None:
-        link["whatsapp_chat_id"] = whatsapp_chat_id
     mine = await Client.get_or_none(company_id=company.id, **link)
     owner = await Client.get_or_none(company_id=company.id, phone=phone)
     if mine is not None and owner is not None and mine.id != owner.id:
         raise PhoneTaken(phone)
     client = mine or owner
     if client is None:
-        new = await create_client(
-            company,
-            phone=phone,
-            name=name[:255],
-            locale=locale,
-            telegram_user_id=telegram_user_id,
-            whatsapp_chat_id=whatsapp_chat_id,
-        )
+        new = await create_client(company, phone=phone, name=name[:255], locale=locale, **link)
         return JoinedClient(new.client, True, new.welcome)
     changed: list[str] = []
     if client.phone != phone:
@@ -198,15 +196,46 @@ def has_written(client: Client) -> bool:
     return (
         client.telegram_user_id is not None
         or client.whatsapp_chat_id is not None
+        or client.max_user_id is not None
         or client.last_channel is not None
     )
 
 
 async def remember_channel(client: Client, channel: str) -> None:
-    """Balance notices follow the client to the chat channel they used last."""
+    """Messages follow the client to the chat channel they used last; writing there again
+    also clears what said it failed for good (they unblocked the bot, the chat is back)."""
+    changes: dict[str, Any] = {}
     if client.last_channel != channel:
         client.last_channel = channel
-        await Client.filter(id=client.id).update(last_channel=channel)
+        changes["last_channel"] = channel
+    if channel in (client.unreachable or {}):
+        client.unreachable = {k: v for k, v in client.unreachable.items() if k != channel}
+        changes["unreachable"] = client.unreachable
+    if changes:
+        await Client.filter(id=client.id).update(**changes)
+
+
+async def mark_unreachable(client_id: int, channel: str, at: datetime) -> None:
+    """Remember that delivery on `channel` failed for good for this client (a blocked bot, a
+    chat that is gone): nothing is sent there until they write there again
+    (`remember_channel`), or `mark_reachable` says they came back."""
+    async with in_transaction() as conn:
+        client = await Client.select_for_update().using_db(conn).get_or_none(id=client_id)
+        if client is None or channel in (client.unreachable or {}):
+            return
+        unreachable = {**(client.unreachable or {}), channel: at.isoformat()}
+        await Client.filter(id=client_id).using_db(conn).update(unreachable=unreachable)
+
+
+async def mark_reachable(channel: str, **identity: Any) -> None:
+    """The person behind `identity` (e.g. telegram_user_id=…) can be reached on `channel`
+    again, in every salon (Telegram says they unblocked the bot)."""
+    async with in_transaction() as conn:
+        found = await Client.filter(**identity).select_for_update().using_db(conn)
+        for client in found:
+            if channel in (client.unreachable or {}):
+                rest = {k: v for k, v in client.unreachable.items() if k != channel}
+                await Client.filter(id=client.id).using_db(conn).update(unreachable=rest)
 
 
 @dataclass(frozen=True, slots=True)

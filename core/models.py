@@ -111,20 +111,20 @@ class Client(Model):
     yclients_client_id = fields.BigIntField(null=True)
     telegram_user_id = fields.BigIntField(null=True)
     whatsapp_chat_id = fields.CharField(max_length=64, null=True)
+    # The MAX user id (bot.max): tied when the person shares a phone MAX vouches for.
+    max_user_id = fields.BigIntField(null=True)
     locale = fields.CharField(max_length=8, null=True)
     code = fields.CharField(max_length=9, unique=True)
     # Cached sum of the client's ledger entries: changes only together with an entry.
     balance = fields.IntField(default=0)
     last_channel = fields.CharField(max_length=16, null=True)
-    # Set when Telegram refused a message because the client blocked the bot; cleared when the
-    # client writes again. Notices are not sent to Telegram while it is set.
-    telegram_unreachable_at = fields.DatetimeField(null=True)
     # The client's say (core.salon_settings has the salon's): no reminders or after-visit
     # questions; nothing unasked at all (booking and balance notices included).
     reminders_off = fields.BooleanField(default=False)
     messages_off = fields.BooleanField(default=False)
     # Channel name -> when delivery there failed for good (blocked bot, chat gone); bot.outbound
-    # skips those channels until the client writes there again.
+    # skips those channels until the client writes there again. The one record of it (a
+    # Telegram block included: `telegram_unreachable_at` moved in here, migration 0010).
     unreachable: fields.JSONField[dict[str, str]] = fields.JSONField(default=dict)
     created_at = fields.DatetimeField(auto_now_add=True)
 
@@ -136,6 +136,7 @@ class Client(Model):
             ("company", "phone"),
             ("company", "telegram_user_id"),
             ("company", "whatsapp_chat_id"),
+            ("company", "max_user_id"),
         )
         constraints = (CheckConstraint(check="balance >= 0", name="client_balance_nonnegative"),)
 
@@ -190,6 +191,24 @@ class WhatsAppChat(Model):
     class Meta:
         table = "whatsapp_chat"
         unique_together = (("company", "chat_id"),)
+
+
+class MaxChat(Model):
+    """One person's dialog with the MAX bot (one Salonbot bot for every salon, so not per
+    salon): where their conversation stands (the dialog's flow state and data, the salon it is
+    bound to among them) and the phone MAX vouched for (a shared contact whose hash verified
+    and which is the sender's own), by which staff are known."""
+
+    id = fields.IntField(primary_key=True)
+    user_id = fields.BigIntField(unique=True)
+    phone = fields.CharField(max_length=16, null=True)
+    state = fields.CharField(max_length=64, null=True)
+    data: fields.JSONField[dict[str, Any]] = fields.JSONField(default=dict)
+    created_at = fields.DatetimeField(auto_now_add=True)
+    updated_at = fields.DatetimeField(auto_now=True)
+
+    class Meta:
+        table = "max_chat"
 
 
 class StaffInvite(Model):
@@ -472,3 +491,33 @@ class VisitReview(Model):
     class Meta:
         table = "visit_review"
         indexes = (("company_id", "created_at"),)
+
+
+class AdminRelay(Model):
+    """A client's question as it reached one of the salon's staff: the message the staff
+    member got (its channel, chat and message id), so that their reply to it goes back to the
+    client (bot.dialog.questions). Who may reply is read from Staff each time, never from here."""
+
+    id = fields.BigIntField(primary_key=True)
+    company: fields.ForeignKeyRelation[Company] = fields.ForeignKeyField(
+        "models.Company", related_name="admin_relays", on_delete=fields.CASCADE
+    )
+    company_id: int
+    client: fields.ForeignKeyRelation[Client] = fields.ForeignKeyField(
+        "models.Client", related_name="admin_relays", on_delete=fields.CASCADE
+    )
+    client_id: int
+    staff: fields.ForeignKeyNullableRelation[Staff] = fields.ForeignKeyField(
+        "models.Staff", related_name="admin_relays", null=True, on_delete=fields.SET_NULL
+    )
+    staff_id: int | None
+    # The staff member's side: "telegram" + chat id + message id, "whatsapp" + chat id + the
+    # WhatsApp message id.
+    channel = fields.CharField(max_length=16)
+    chat = fields.CharField(max_length=64)
+    message_id = fields.CharField(max_length=128)
+    created_at = fields.DatetimeField(auto_now_add=True)
+
+    class Meta:
+        table = "admin_relay"
+        unique_together = (("channel", "chat", "message_id"),)

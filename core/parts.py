@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from core.settings import PUBLIC_TELEGRAM_API, Settings
+from core.settings import PUBLIC_MAX_API, PUBLIC_TELEGRAM_API, Settings
 
 # What /health says of a part: on and working, off by configuration, or on and failing to
 # reach its outside system (core.health.PartStates).
@@ -79,6 +79,32 @@ def half_configured(settings: Settings) -> list[Misconfigured]:
                     "PUBLIC_BASE_URL",
                     "PUBLIC_BASE_URL is not https://, and Telegram sends webhooks over HTTPS only",
                     "put a TLS proxy in front of this server and set PUBLIC_BASE_URL to its "
+                    f"https:// address, {polling}",
+                )
+            )
+
+    if settings.max_bot_token and settings.max_mode == "webhook":
+        polling = "or set MAX_MODE=polling"
+        if not settings.max_webhook_secret:
+            found.append(
+                Misconfigured(
+                    "max",
+                    "MAX_WEBHOOK_SECRET",
+                    "MAX_WEBHOOK_SECRET is not set, and MAX_MODE=webhook needs it",
+                    f"set it to 32 random letters, digits, '_' or '-', {polling}",
+                )
+            )
+        if (
+            not settings.public_base_url.startswith("https://")
+            and settings.max_api_url == PUBLIC_MAX_API
+        ):
+            found.append(
+                Misconfigured(
+                    "max",
+                    "PUBLIC_BASE_URL",
+                    "PUBLIC_BASE_URL is not an https:// address, and MAX sends webhooks over "
+                    "HTTPS to port 443 only",
+                    f"put a TLS proxy in front of this server and set PUBLIC_BASE_URL to its "
                     f"https:// address, {polling}",
                 )
             )
@@ -169,6 +195,7 @@ def parts(settings: Settings) -> list[Part]:
             ],
             "the WhatsApp channel",
         ),
+        part("max", [] if settings.max_bot_token else ["MAX_BOT_TOKEN"], "the MAX bot"),
         part(
             "redis",
             [] if settings.redis_url else ["REDIS_URL"],

@@ -17,6 +17,9 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 log = logging.getLogger(__name__)
 
 PUBLIC_TELEGRAM_API = "https://api.telegram.org"
+# The MAX Bot API's only address since 19 Jul 2026 (shared/reference/max-bot-api.md).
+PUBLIC_MAX_API = "https://platform-api2.max.ru"
+_MAX_SECRET = re.compile(r"^[A-Za-z0-9_-]{5,256}$")
 _TELEGRAM_TOKEN = re.compile(r"^\d{5,}:[A-Za-z0-9_-]{30,}$")
 
 
@@ -44,6 +47,13 @@ class Settings(BaseSettings):
     telegram_webhook_secret: SecretStr | None = None
     # For the client links on the onboarding page; unset: asked from the Bot API (getMe).
     telegram_bot_username: str | None = None
+
+    # The MAX bot (bot.max): one Salonbot bot for every salon, the salon chosen by the deep
+    # link's payload; polling in development, webhook in production.
+    max_bot_token: SecretStr | None = None
+    max_api_url: str = PUBLIC_MAX_API
+    max_mode: Literal["polling", "webhook"] = "polling"
+    max_webhook_secret: SecretStr | None = None
 
     yclients_api_url: str = "https://api.yclients.com"
     yclients_partner_token: SecretStr | None = None
@@ -85,6 +95,8 @@ class Settings(BaseSettings):
         "yclients_user_token",
         "whatsapp_gateway_api_key",
         "whatsapp_webhook_hmac_key",
+        "max_bot_token",
+        "max_webhook_secret",
         mode="before",
     )
     @classmethod
@@ -127,6 +139,7 @@ class Settings(BaseSettings):
         "yclients_partner_token",
         "yclients_user_token",
         "whatsapp_gateway_api_key",
+        "max_bot_token",
     )
     @classmethod
     def _no_padding(cls, value: SecretStr | None) -> SecretStr | None:
@@ -145,6 +158,17 @@ class Settings(BaseSettings):
             raise ValueError(
                 "does not look like a bot token (digits, a colon, then 35 symbols); "
                 "copy it again from @BotFather"
+            )
+        return value
+
+    @field_validator("max_webhook_secret")
+    @classmethod
+    def _max_secret_shape(cls, value: SecretStr | None) -> SecretStr | None:
+        # MAX sends it back in X-Max-Bot-Api-Secret and accepts only this alphabet.
+        if value is not None and not _MAX_SECRET.match(value.get_secret_value()):
+            raise ValueError(
+                "must be 5 to 256 letters, digits, '_' or '-' (MAX accepts no other); "
+                'e.g. python -c "import secrets; print(secrets.token_urlsafe(32))"'
             )
         return value
 
@@ -169,7 +193,7 @@ class Settings(BaseSettings):
             ) from None
         return value
 
-    @field_validator("public_base_url", "telegram_api_url", "yclients_api_url")
+    @field_validator("public_base_url", "telegram_api_url", "yclients_api_url", "max_api_url")
     @classmethod
     def _strip_slash(cls, value: str) -> str:
         return value.rstrip("/")

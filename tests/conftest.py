@@ -24,6 +24,7 @@ ADMIN_DSN = os.environ.get("TEST_POSTGRES_DSN", "postgres://postgres@127.0.0.1:5
 IN_CI = os.environ.get("CI", "").lower() == "true"
 TABLES = (
     # Children before parents (SQLite deletes in this order). A new table goes here too.
+    "admin_relay",
     "setting_change",
     "visit_review",
     "scheduled_message",
@@ -31,6 +32,7 @@ TABLES = (
     "marketplace_redirect_use",
     "pending_api_key",
     "whatsapp_chat",
+    "max_chat",
     "staff_invite",
     "ledger_entry",
     "inbox_event",

@@ -23,6 +23,7 @@ from core.settings import Settings
 from core.whatsapp import WHATSAPP as WHATSAPP_SOURCE
 from core.yclients import YClientsClient
 from web import api, health, marketplace, telegram, whatsapp_channel, whatsapp_webhook, yclients
+from web import max as max_channel
 from web.assets import setup_routes as setup_asset_routes
 from web.channels import channels_ctx, gateway_from_settings
 from web.cron import sync_cron_ctx, whatsapp_watchdog_ctx
@@ -95,7 +96,7 @@ def create_app(settings: Settings) -> web.Application:
     app.cleanup_ctx.append(part_states_ctx)
     app.cleanup_ctx.append(yclients_ctx)
     app.cleanup_ctx.append(whatsapp_ctx)
-    # Telegram, WhatsApp and the router of balance notices over them (NOTIFIER), built once.
+    # Telegram, WhatsApp, MAX and the router of balance notices over them (NOTIFIER), built once.
     app.cleanup_ctx.append(channels_ctx)
     # After the channels: every job below tells clients through NOTIFIER.
     app.cleanup_ctx.append(inbox_worker_ctx)
@@ -113,6 +114,7 @@ def create_app(settings: Settings) -> web.Application:
     marketplace.setup_routes(app)
     whatsapp_webhook.setup_routes(app)
     telegram.setup_routes(app)
+    max_channel.setup_routes(app)
     app.router.add_get("/metrics", metrics_handler(metrics))
     setup_home_routes(app)
     # The pages' stylesheets and script (web/static/).

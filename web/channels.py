@@ -1,10 +1,11 @@
-"""The chat channels, built once: the Telegram bot, the WhatsApp channel, and the router that
-sends each balance notice to the channel its client used last (bot.notifier).
+"""The chat channels, built once: the Telegram bot, the WhatsApp channel, the MAX bot, the
+`Outbound` over them (bot.outbound: every message nobody just asked for, to the channel the
+person used last, with a fallback), and the balance-notice router on top of it (bot.notifier).
 
-`open_channels` is the one factory of what delivers notices. The web process runs the bots on
-top of it (`channels_ctx`, which sets NOTIFIER, TELEGRAM and WHATSAPP_BOT once; nothing
-replaces or edits them afterwards), and `salonbot sync` opens it to tell clients about the
-bonuses it awarded.
+`open_channels` is the one factory of what delivers messages. The web process runs the bots on
+top of it (`channels_ctx`, which sets NOTIFIER, OUTBOUND, TELEGRAM, WHATSAPP_BOT and MAX_BOT
+once; nothing replaces or edits them afterwards), and `salonbot sync` opens it to tell clients
+about the bonuses it awarded.
 """
 
 from __future__ import annotations
@@ -19,22 +20,25 @@ from aiohttp import web
 from prometheus_client import Counter
 
 from bot.companies import CompanyCache
-from bot.dialog import TELEGRAM as TELEGRAM_CHANNEL
-from bot.dialog import WHATSAPP as WHATSAPP_CHANNEL
 from bot.dialog import Dialog
-from bot.notifier import ChannelNotifier, RoutingNotifier
+from bot.max.delivery import MaxChannel
+from bot.notifier import RoutingNotifier
 from bot.outbound import Outbound
+from bot.telegram.delivery import TelegramChannel
 from bot.telegram.dispatcher import build_bot
-from bot.telegram.notifier import TelegramNotifier
-from bot.whatsapp.notifier import WhatsAppNotifier
+from bot.whatsapp.delivery import WhatsAppChannel
 from bot.whatsapp.outbox import Manners, Outbox, ResultHook
+from core.backoff import Clock
+from core.max import MaxClient
 from core.notifications import LoggingNotifier, Notifier
 from core.parts import parts
 from core.settings import Settings
 from core.whatsapp import GatewayNotConfigured, WahaGateway, WhatsAppGateway
+from web import max as max_channel
 from web import telegram, whatsapp_channel
 from web.keys import (
     CLOCK,
+    MAX_BOT,
     METRICS,
     NOTICE_FALLBACK,
     NOTIFIER,
@@ -54,11 +58,15 @@ class Channels:
     """What reaches clients: `notifier` routes balance notices over the channels that are on."""
 
     notifier: Notifier
+    # Every message nobody just asked for (notices, reminders, admin alerts and answers).
+    outbound: Outbound
     companies: CompanyCache
     # The Telegram bot's session; None while the part is off (core.parts says why).
     bot: Bot | None
     # Sends over each salon's WhatsApp number; None while the gateway is not configured.
     outbox: Outbox | None
+    # The MAX Bot API client; None while MAX_BOT_TOKEN is unset.
+    max: MaxClient | None = None
 
 
 def telegram_on(settings: Settings) -> bool:
@@ -72,6 +80,7 @@ async def open_channels(
     *,
     fallback: Notifier | None = None,
     on_sent: ResultHook | None = None,
+    clock: Clock | None = None,
 ) -> AsyncIterator[Channels]:
     """The channels the settings switch on. A client no channel that is on reaches (one only
     seen in YClients) is told through `fallback` (a log line by default). On leaving, WhatsApp
@@ -81,17 +90,24 @@ async def open_channels(
     if gateway is not None:
         manners = Manners(pause=settings.whatsapp_reply_pause, rate=settings.whatsapp_send_rate)
         outbox = Outbox(gateway, manners, on_result=on_sent)
-    routes: dict[str, ChannelNotifier] = {}
+    max_client = MaxClient.from_settings(settings, clock=clock)
+    # In this order when a person has never written (staff, a client only seen in YClients):
+    # Telegram first, it costs the salon's own number nothing.
+    outbound = Outbound()
     if bot is not None:
-        routes[TELEGRAM_CHANNEL.name] = TelegramNotifier(bot)
+        outbound.add(TelegramChannel(bot))
     if outbox is not None:
-        routes[WHATSAPP_CHANNEL.name] = WhatsAppNotifier(outbox)
+        outbound.add(WhatsAppChannel(outbox))
+    if max_client is not None:
+        outbound.add(MaxChannel(max_client))
     companies = CompanyCache()
     fallback = fallback or LoggingNotifier()
-    notifier = RoutingNotifier(routes, fallback, companies) if routes else fallback
+    notifier = RoutingNotifier(outbound, fallback, companies) if outbound.channels else fallback
     try:
-        yield Channels(notifier, companies, bot, outbox)
+        yield Channels(notifier, outbound, companies, bot, outbox, max_client)
     finally:
+        if max_client is not None:
+            await max_client.aclose()
         if outbox is not None:
             await outbox.close()
         if bot is not None:
@@ -138,18 +154,21 @@ async def channels_ctx(app: web.Application) -> AsyncIterator[None]:
             sent.labels(kind, "sent" if ok else "failed").inc()
 
     channels = open_channels(
-        app[SETTINGS], app[WHATSAPP], fallback=app[NOTICE_FALLBACK], on_sent=on_sent
+        app[SETTINGS],
+        app[WHATSAPP],
+        fallback=app[NOTICE_FALLBACK],
+        on_sent=on_sent,
+        clock=app[CLOCK],
     )
     async with channels as opened, contextlib.AsyncExitStack() as running:
         app[NOTIFIER] = opened.notifier
-        # The chat channels as ClientChannels (bot.outbound) register here, once each.
-        app[OUTBOUND] = Outbound()
+        app[OUTBOUND] = opened.outbound
         # A reminder's answer confirms or cancels the record in YClients and tells the admins.
         dialog = Dialog(
             opened.notifier,
             opened.companies,
             clock=lambda: app[CLOCK].now().timestamp(),
-            outbound=app[OUTBOUND],
+            outbound=opened.outbound,
             yclients=app[YCLIENTS],
         )
         app[TELEGRAM] = (
@@ -163,5 +182,10 @@ async def channels_ctx(app: web.Application) -> AsyncIterator[None]:
             else await running.enter_async_context(
                 whatsapp_channel.running(app, opened.outbox, dialog)
             )
+        )
+        app[MAX_BOT] = (
+            None
+            if opened.max is None
+            else await running.enter_async_context(max_channel.running(app, opened.max, dialog))
         )
         yield

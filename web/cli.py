@@ -512,7 +512,16 @@ def cmd_chat(settings: Settings, args: argparse.Namespace) -> int:
                 "no active staff member of this salon has that phone: "
                 f"`salonbot staff add --company {args.company} --phone {phone}` first"
             )
-        await console.chat(company, phone, as_staff=args.staff, images=settings.data_dir / "chat")
+        # The chat channels that are on carry what leaves the console (questions to the
+        # admins, an admin's «ответ CODE text» to a client).
+        async with standalone_channels(settings) as channels:
+            await console.chat(
+                company,
+                phone,
+                as_staff=args.staff,
+                images=settings.data_dir / "chat",
+                outbound=channels.outbound,
+            )
         return 0
 
     try:

@@ -13,13 +13,13 @@ from prometheus_client import Counter
 from tzlocal import get_localzone
 
 from bot.alerts import alert_text
+from bot.dialog import Reply
 from core.bookings.sync import SyncReport, sync_all
-from core.i18n import pick_locale
 from core.locks import run_exclusive
 from core.models import Company
 from core.notifications import notify_committed
 from core.whatsapp import watchdog
-from web.keys import METRICS, NOTIFIER, SETTINGS, TELEGRAM, WHATSAPP, YCLIENTS
+from web.keys import METRICS, NOTIFIER, OUTBOUND, SETTINGS, WHATSAPP, YCLIENTS
 
 log = logging.getLogger(__name__)
 
@@ -100,8 +100,8 @@ async def watchdog_tick(
     app: web.Application, now: datetime | None = None, *, scheduled: bool = False
 ) -> watchdog.WatchdogReport | None:
     """One look at every active salon's WhatsApp session, once across replicas (a
-    `scheduled` run once per tick of WATCHDOG_CRON); the salon's admins hear of an outage in
-    Telegram (when the bot is on; it is logged and audited anyway)."""
+    `scheduled` run once per tick of WATCHDOG_CRON); the salon's admins hear of an outage on
+    the channel they use (bot.outbound; it is logged and audited anyway)."""
     gateway = app[WHATSAPP]
     if gateway is None:
         return None
@@ -125,19 +125,17 @@ async def watchdog_tick(
 
 
 async def _tell_admins(app: web.Application, alert: watchdog.Alert) -> None:
-    running = app[TELEGRAM]
+    """Through bot.outbound: each admin on the channel they use (Telegram first, since the
+    salon's WhatsApp is what the alert is about); a salon without admins tells its staff."""
     company = await Company.get_or_none(id=alert.company_id)
-    if running is None or company is None:
+    if company is None:
         return
-    text = alert_text(
-        alert, pick_locale(company.default_locale), company.title or str(company.yclients_id)
+    salon = company.title or str(company.yclients_id)
+    reached = await app[OUTBOUND].to_admins(
+        company.id, lambda locale: [Reply(alert_text(alert, locale, salon))]
     )
-    for chat_id in await watchdog.alert_recipients(company.id):
-        try:
-            await running.bot.send_message(chat_id=chat_id, text=text)
-        except Exception as exc:
-            # One unreachable admin must not keep the others from hearing of it.
-            log.warning("whatsapp watchdog: telling %s failed: %s", chat_id, exc)
+    if not reached:
+        log.warning("whatsapp watchdog: no staff of salon %s could be told", company.id)
 
 
 async def whatsapp_watchdog_ctx(app: web.Application) -> AsyncIterator[None]:

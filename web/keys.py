@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 
 from bot.companies import SessionCompanies
+from bot.max.channel import MaxBot
 from bot.outbound import Outbound
 from bot.telegram.dispatcher import TelegramBot
 from bot.telegram.username import BotUsername
@@ -51,6 +52,9 @@ YCLIENTS: web.AppKey[YClientsClient | None] = web.AppKey("yclients")
 # Delivers balance notices after commit (core.notifications.notify_committed): the router over
 # the chat channels that are on, set once by web.channels.channels_ctx.
 NOTIFIER = web.AppKey("notifier", Notifier)
+# Every message nobody just asked for (bot.outbound: the person's last channel first, then a
+# fallback): notices, reminders, admin alerts and answers; set once by channels_ctx.
+OUTBOUND = web.AppKey("outbound", Outbound)
 # Where that router sends a notice no channel that is on can deliver (a log line; tests set a
 # recording one before start-up).
 NOTICE_FALLBACK = web.AppKey("notice_fallback", Notifier)
@@ -74,6 +78,8 @@ TELEGRAM: web.AppKey[TelegramBot | None] = web.AppKey("telegram")
 # The WhatsApp channel (answers and notices over each salon's number); None while the gateway
 # is not configured.
 WHATSAPP_BOT: web.AppKey[WhatsAppBot | None] = web.AppKey("whatsapp_bot")
+# The MAX bot (updates in, answers out); None while MAX_BOT_TOKEN is unset.
+MAX_BOT: web.AppKey[MaxBot | None] = web.AppKey("max_bot")
 # Which salon each WhatsApp gateway session belongs to, as the webhook looks it up.
 WHATSAPP_SESSIONS = web.AppKey("whatsapp_sessions", SessionCompanies)
 # The syncs asked for over the API, one job per salon (web.sync_jobs.sync_jobs_ctx).
@@ -85,9 +91,6 @@ BACKOFF = web.AppKey("backoff", BackoffPolicy)
 # What each running part last found out about its outside system (/health); set by
 # web.app.part_states_ctx, written by the channels.
 PART_STATES = web.AppKey("part_states", PartStates)
-# Messages nobody just asked for, over the chat channels that are on (bot.outbound); set once
-# by web.channels.channels_ctx.
-OUTBOUND = web.AppKey("outbound", Outbound)
 # The kinds of scheduled messages and what each says (web.visit_loop.visit_kinds; a feature
 # registers its kinds in create_app), and the dispatcher sending them (None while no chat
 # channel is on).

@@ -48,6 +48,7 @@ from web.edge import BodyRefused, bearer_token, read_json, refused_response
 from web.ingest import Event, Refused, ingest
 from web.keys import (
     BOT_USERNAME,
+    MAX_BOT,
     ONBOARDING_POLL_MS,
     SETTINGS,
     WHATSAPP,
@@ -333,6 +334,12 @@ async def _links(request: web.Request, company: Company) -> tuple[str | None, st
     )
 
 
+def _max_link(request: web.Request, company: Company) -> str | None:
+    """The MAX deep link while the MAX bot is on and has learnt its username (GET /me)."""
+    bot = request.app.get(MAX_BOT)
+    return marketplace.max_link(bot.username if bot else None, company.yclients_id)
+
+
 async def onboarding_page_handler(request: web.Request) -> web.Response:
     """GET /marketplace/onboarding?token=…"""
     found = await _salon_from_query(request)
@@ -352,6 +359,7 @@ async def onboarding_page_handler(request: web.Request) -> web.Response:
     token = request.query["token"]
     active = company.integration_status is IntegrationStatus.ACTIVE
     telegram, whatsapp = await _links(request, company) if active else (None, None)
+    max_link = _max_link(request, company) if active else None
     branches = []
     if len(claims.branches) > 1:
         others = await Company.filter(yclients_id__in=list(claims.branches)).exclude(id=company.id)
@@ -373,9 +381,10 @@ async def onboarding_page_handler(request: web.Request) -> web.Response:
         gateway_configured=gateway is not None,
         telegram_link=telegram,
         whatsapp_link=whatsapp,
+        max_link=max_link,
         poster_url=(
             f"/marketplace/poster.png?token={quote(token, safe='')}"
-            if telegram or whatsapp
+            if telegram or whatsapp or max_link
             else None
         ),
         callback_error=(
@@ -398,7 +407,8 @@ async def poster_handler(request: web.Request) -> web.Response:
     if company.integration_status is not IntegrationStatus.ACTIVE:
         return web.Response(status=409, text="the salon is not active")
     telegram, whatsapp = await _links(request, company)
-    links = [(label, url) for label, url in (("Telegram", telegram), ("WhatsApp", whatsapp)) if url]
+    named = (("Telegram", telegram), ("WhatsApp", whatsapp), ("MAX", _max_link(request, company)))
+    links = [(label, url) for label, url in named if url]
     if not links:
         return web.Response(status=404, text="no client links yet")
     png = await asyncio.to_thread(render_poster, company.title, links, company.default_locale)

@@ -52,6 +52,7 @@ class PageContext:
     gateway_configured: bool
     telegram_link: str | None = None
     whatsapp_link: str | None = None
+    max_link: str | None = None
     poster_url: str | None = None
     staff_invite_link: str | None = None
     callback_error: str | None = None
@@ -162,6 +163,8 @@ def onboarding_page(ctx: PageContext, locale: str) -> str:
         parts.append(support_line(t, ctx.support_contact))
     else:
         parts.append(_steps(ctx, t))
+        if status is IntegrationStatus.PENDING_WHATSAPP:
+            parts.append(_auto_answers(t))
         if status is IntegrationStatus.ACTIVE:
             parts.append(_links(ctx, t))
         if not ctx.connected:
@@ -218,6 +221,19 @@ def _steps(ctx: PageContext, t: Translate) -> str:
         for state, label in zip(states, labels, strict=True)
     )
     return f'<div class="card"><ol class="steps">{items}</ol></div>'
+
+
+def _auto_answers(t: Translate) -> str:
+    """Before activation: what the salon's number will do, and where questions go."""
+    text = t(
+        _(
+            "Once activated, the bot answers clients who write to the linked WhatsApp number "
+            "by itself: bonuses, their code, visits, booking. Questions it cannot answer, "
+            "photos and voice messages go to the salon's administrators in their chat with "
+            "the bot, and an administrator's reply reaches the client."
+        )
+    )
+    return f'<div class="card" id="auto-answers"><p>{escape(text)}</p></div>'
 
 
 def _whatsapp_panel(ctx: PageContext, t: Translate) -> str:
@@ -310,6 +326,8 @@ def _links(ctx: PageContext, t: Translate) -> str:
         items.append((t(_("Telegram bot")), ctx.telegram_link, "telegram-link"))
     if ctx.whatsapp_link:
         items.append((t(_("WhatsApp chat")), ctx.whatsapp_link, "whatsapp-link"))
+    if ctx.max_link:
+        items.append((t(_("MAX bot")), ctx.max_link, "max-link"))
     if ctx.staff_invite_link:
         items.append((t(_("Staff invite link")), ctx.staff_invite_link, "staff-link"))
     rows = "".join(

@@ -7,10 +7,11 @@ from bot.dialog.actions import Action
 from bot.dialog.dialog import SALON_PREFIX, STAFF_PREFIX, Dialog
 from bot.dialog.menu import Intent
 from bot.dialog.replies import Button, Image, Reply
-from bot.dialog.session import CONSOLE, TELEGRAM, WHATSAPP, Channel, Session
+from bot.dialog.session import CONSOLE, MAX, TELEGRAM, WHATSAPP, Channel, Session
 
 __all__ = [
     "CONSOLE",
+    "MAX",
     "SALON_PREFIX",
     "STAFF_PREFIX",
     "TELEGRAM",

@@ -11,14 +11,14 @@ from bot.companies import CompanyCache, unavailable_reply
 from bot.dialog.menu import Intent, main_menu
 from bot.dialog.replies import Reply
 from bot.dialog.session import Session
+from bot.outbound import Outbound
 from core import staff as staff_service
 from core.models import Staff, StaffRole
 from core.notifications import BalanceNotice, Notifier, deliver
 from core.yclients import YClientsClient
 
 if TYPE_CHECKING:
-    # bot.outbound renders dialog replies: imported for the annotation only.
-    from bot.outbound import Outbound
+    from bot.dialog.questions import Media
 
 log = logging.getLogger(__name__)
 
@@ -34,11 +34,11 @@ class Flows:
         yclients: YClientsClient | None = None,
     ) -> None:
         self.notifier = notifier
+        # Messages nobody just asked for: questions to the admins, their answers to clients.
+        self.outbound = outbound or Outbound()
         self.companies = companies or CompanyCache()
         # Seconds since the epoch; tests move it instead of waiting.
         self.clock = clock
-        # Tells the salon's admins what a client did (bot.dialog.visit); None: logged only.
-        self.outbound = outbound
         # Confirms and cancels records for a reminder's answer; None: YClients is off.
         self.yclients = yclients
 
@@ -92,9 +92,26 @@ class Flows:
             )
         ]
 
-    async def unknown(self, s: Session) -> list[Reply]:
+    async def question(
+        self, s: Session, text: str = "", media: Media | None = None
+    ) -> list[Reply] | None:
+        """Overridden by bot.dialog.questions (a person behind the bot)."""
+        return None
+
+    async def coded_answer(self, s: Session, text: str) -> list[Reply] | None:
+        """Overridden by bot.dialog.questions (an admin's «ответ CODE text»)."""
+        return None
+
+    async def unknown(self, s: Session, text: str = "", media: Media | None = None) -> list[Reply]:
+        """What nothing else understood: an admin's «ответ CODE text», a client's question or
+        file for the salon's admins, or else a pointer to the menu."""
         if s.company is None:
             return self.no_salon(s)
+        passed = await self.coded_answer(s, text) if text else None
+        if passed is None:
+            passed = await self.question(s, text, media)
+        if passed is not None:
+            return passed
         return [
             Reply(
                 s._("Sorry, I didn't get that. Please use the menu below."),

@@ -147,7 +147,9 @@ class ClientFlows(Flows):
                 *self.ask_phone(s),
             ]
         link = {
-            k: v for k, v in s.identity.items() if k in ("telegram_user_id", "whatsapp_chat_id")
+            k: v
+            for k, v in s.identity.items()
+            if k in ("telegram_user_id", "whatsapp_chat_id", "max_user_id")
         }
         try:
             if link:

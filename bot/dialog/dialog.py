@@ -17,6 +17,7 @@ from bot.dialog import actions
 from bot.dialog.actions import Action
 from bot.dialog.client import ClientFlows
 from bot.dialog.menu import COMMANDS, STAFF_INTENTS, Intent, intent_for
+from bot.dialog.questions import QuestionFlows
 from bot.dialog.replies import Button, Reply, rows
 from bot.dialog.session import Session
 from bot.dialog.staff import StaffFlows
@@ -30,7 +31,7 @@ SALON_PREFIX = "salon-"
 STAFF_PREFIX = "staff-"
 
 
-class Dialog(ClientFlows, StaffFlows, VisitFlows):
+class Dialog(ClientFlows, StaffFlows, QuestionFlows, VisitFlows):
     async def prepare(self, s: Session) -> None:
         """Load the salon, the client and the language for this turn."""
         if s.company_id is None:
@@ -167,7 +168,7 @@ class Dialog(ClientFlows, StaffFlows, VisitFlows):
         if replies is not None:
             return replies
         replies = await self._flow_step(s, text)
-        return replies if replies is not None else await self.unknown(s)
+        return replies if replies is not None else await self.unknown(s, text)
 
     async def _flow_step(self, s: Session, text: str) -> list[Reply] | None:
         if s.state == "redeem:code":

@@ -26,6 +26,7 @@ class Channel:
 
 TELEGRAM = Channel("telegram")
 WHATSAPP = Channel("whatsapp")
+MAX = Channel("max")
 CONSOLE = Channel("console", remembered=False)
 
 

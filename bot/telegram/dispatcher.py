@@ -35,7 +35,7 @@ from aiogram.utils.i18n import gettext as _
 from aiogram.utils.i18n import lazy_gettext as __
 
 from bot.dialog import Dialog
-from bot.telegram.handlers import client, contact, fallback, membership, staff, start
+from bot.telegram.handlers import answers, client, contact, fallback, membership, staff, start
 from bot.telegram.middlewares import SessionI18nMiddleware, SessionMiddleware
 from core.i18n import DEFAULT_LOCALE, DOMAIN, LOCALES, LOCALES_DIR, pick_locale
 from core.settings import Settings
@@ -97,6 +97,8 @@ def build_dispatcher(
     dp.include_routers(
         membership.get_router(),
         start.get_router(),
+        # Before the menu and flows: an admin's answer is sent as typed, whatever it says.
+        answers.get_router(),
         contact.get_router(),
         staff.get_router(),
         client.get_router(),

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from aiogram import Bot
 from aiogram.filters import Filter
 from aiogram.types import CallbackQuery, Message
 
@@ -45,3 +46,17 @@ class MenuLabel(Filter):
     async def __call__(self, message: Message) -> bool | dict[str, Any]:
         intent = intent_for(message.text or "") if message.text else None
         return {"intent": intent} if intent is not None else False
+
+
+class RepliesToBot(Filter):
+    """A text message written as a reply to one of the bot's own messages (an admin answering
+    a client's question, bot.dialog.questions); the handler gets `replied_id`."""
+
+    async def __call__(self, message: Message, bot: Bot) -> bool | dict[str, Any]:
+        replied = message.reply_to_message
+        if message.text is None or replied is None:
+            return False
+        author = replied.from_user
+        if author is None or not author.is_bot or author.id != bot.id:
+            return False
+        return {"replied_id": replied.message_id}

@@ -13,7 +13,6 @@ from aiogram.utils.i18n import I18nMiddleware
 
 from bot.dialog import TELEGRAM, Dialog, Session
 from core.i18n import pick_locale
-from core.models import Client
 
 Handler = Callable[[TelegramObject, dict[str, Any]], Awaitable[Any]]
 
@@ -41,12 +40,8 @@ class SessionMiddleware(BaseMiddleware):
             data=await state.get_data(),
             message_ref=message_ref(data["bot"], event) if isinstance(event, Update) else None,
         )
+        # Writing again clears a "blocked the bot" mark (core.clients.remember_channel).
         await self.dialog.prepare(session)
-        client = session.client
-        if client is not None and client.telegram_unreachable_at is not None:
-            # They write again, so they unblocked the bot: notices may go to them again.
-            client.telegram_unreachable_at = None
-            await Client.filter(id=client.id).update(telegram_unreachable_at=None)
         data["session"] = session
         result = await handler(event, data)
         if session.changed:

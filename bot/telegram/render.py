@@ -66,9 +66,10 @@ async def send_replies(
     replies: Sequence[Reply],
     *,
     edit_message_id: int | None = None,
-) -> None:
+) -> list[int]:
     """Send each reply; one marked `edit` replaces the message `edit_message_id` (the one whose
-    button was pressed) when there is one."""
+    button was pressed) when there is one. Returns the ids of the messages sent."""
+    sent: list[int] = []
     for reply in replies:
         if reply.edit and edit_message_id is not None and reply.image is None:
             try:
@@ -84,14 +85,18 @@ async def send_replies(
                     continue
                 # Too old to edit, or a photo: say it in a new message instead.
         if reply.image is not None:
-            await bot.send_photo(
+            message = await bot.send_photo(
                 chat_id=chat_id,
                 photo=BufferedInputFile(reply.image.png, filename=reply.image.filename),
                 caption=reply.text,
                 reply_markup=markup(reply),
             )
         else:
-            await bot.send_message(chat_id=chat_id, text=reply.text, reply_markup=markup(reply))
+            message = await bot.send_message(
+                chat_id=chat_id, text=reply.text, reply_markup=markup(reply)
+            )
+        sent.append(message.message_id)
+    return sent
 
 
 async def answer_quietly(bot: Bot, callback_query_id: str) -> None:

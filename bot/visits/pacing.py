@@ -3,8 +3,9 @@
 Telegram allows a bot about 30 messages a second and one a second per chat, and answers 429
 with `retry_after` past that. `Paced` wraps a ClientChannel with a token bucket per bot and a
 gap per chat; a RETRY from the channel (its flood control) holds the whole bucket for the
-`retry_after` the channel reports (`last_retry_after`, when it has one) or a second. WhatsApp's
-adapter paces itself (bot/whatsapp/outbox.py), so its channel goes unwrapped.
+`retry_after` the channel reports (bot.outbound.retry_after(), when it names one) or a
+second. WhatsApp's adapter paces itself (bot/whatsapp/outbox.py), so its channel goes
+unwrapped.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 
 from bot.dialog.replies import Reply
-from bot.outbound import ClientChannel, Delivery, Recipient
+from bot.outbound import ClientChannel, Delivery, Recipient, retry_after
 from core.backoff import Clock
 from core.models import Company
 
@@ -113,8 +114,10 @@ class Paced:
             if len(self._chats) > 50_000:
                 self._forget_old_chats()
             if result is Delivery.RETRY:
-                retry_after = getattr(self.inner, "last_retry_after", None)
-                wait = float(retry_after) if retry_after else 1.0
+                # The channel says it in this task's send note (bot.outbound); a test channel
+                # may keep it on itself.
+                asked = retry_after() or getattr(self.inner, "last_retry_after", None)
+                wait = float(asked) if asked else 1.0
                 self._waits[chat] = wait
                 bucket.hold(wait)
                 self.holds += 1

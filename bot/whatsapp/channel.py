@@ -29,6 +29,7 @@ from typing import Any
 from tortoise.exceptions import IntegrityError
 
 from bot.dialog import WHATSAPP, Dialog, Reply, Session, actions
+from bot.dialog.questions import Media
 from bot.whatsapp import menu
 from bot.whatsapp.outbox import Outbox, Outgoing
 from bot.whatsapp.render import render
@@ -53,6 +54,10 @@ class Incoming:
     text: str
     has_media: bool
     name: str = ""
+    # The message this one quotes (a reply to it), by WhatsApp's id.
+    quoted_id: str | None = None
+    # What the media is, from its MIME type (bot.dialog.questions.Media kinds).
+    media_kind: str | None = None
 
     @classmethod
     def parse(cls, event: Mapping[str, Any]) -> Incoming | None:
@@ -73,14 +78,27 @@ class Incoming:
         body = payload.get("body")
         data = payload.get("_data")
         name = data.get("pushName") or data.get("notifyName") if isinstance(data, dict) else None
+        quoted = payload.get("replyTo")
+        quoted_id = quoted.get("id") if isinstance(quoted, dict) else None
+        has_media = payload.get("hasMedia") is True
         return cls(
             session=session,
             message_id=message_id,
             chat_id=sender,
             text=body.strip() if isinstance(body, str) else "",
-            has_media=payload.get("hasMedia") is True,
+            has_media=has_media,
             name=str(name)[:255] if isinstance(name, str) else "",
+            quoted_id=quoted_id if isinstance(quoted_id, str) and quoted_id else None,
+            media_kind=_media_kind(payload.get("media")) if has_media else None,
         )
+
+
+def _media_kind(media: object) -> str:
+    mimetype = media.get("mimetype") if isinstance(media, dict) else None
+    kind = mimetype.split("/", 1)[0] if isinstance(mimetype, str) else ""
+    return {"image": "photo", "audio": "voice", "video": "video"}.get(
+        kind, "document" if mimetype else "file"
+    )
 
 
 @lru_cache(maxsize=4096)
@@ -141,12 +159,24 @@ class WhatsAppBot:
         # Staff are known by a phone WhatsApp vouches for, never by a typed one.
         s.staff_identity = {"phone": phone} if phone else {}
         replies = await self.dialog.arrive(s, phone=phone, first=new)
-        if not message.text:
-            replies.append(Reply(s._("I can read only text messages. Please write in words.")))
-        else:
-            answer = await self._route(s, message.text, chat.offered or {}, first=new)
-            if answer is None and not new:
-                answer = await self.dialog.unknown(s)
+        if message.has_media:
+            # A photo, a voice note, a document: for the salon's admins, when from a client.
+            media = Media(message.media_kind or "file", message.text)
+            passed = await self.dialog.question(s, media=media)
+            replies += passed or [
+                Reply(s._("I can read only text messages. Please write in words."))
+            ]
+        elif message.text:
+            answer = await self._answer_quoted(s, message)
+            if answer is None:
+                answer = await self._route(s, message.text, chat.offered or {}, first=new)
+            if answer is None:
+                # A first message was greeted above; only a question needs more.
+                answer = (
+                    await self.dialog.question(s, message.text)
+                    if new
+                    else await self.dialog.unknown(s, message.text)
+                )
             replies += answer or []
         out = render(replies, s.locale)
         chat.state, chat.data = s.state, s.data
@@ -155,6 +185,14 @@ class WhatsAppBot:
             chat.offered["confirm"] = {"token": out.confirm}
         await self._save(chat, new, before)
         self._send(company, message, out.messages)
+
+    async def _answer_quoted(self, s: Session, message: Incoming) -> list[Reply] | None:
+        """A staff member's quoted reply to a client's question the bot passed on."""
+        if message.quoted_id is None:
+            return None
+        return await self.dialog.relayed_answer(
+            s, WHATSAPP.name, None, message.quoted_id, message.text
+        )
 
     def _send(self, company: Company, message: Incoming, messages: list[Outgoing]) -> None:
         self.outbox.answer(

@@ -21,7 +21,7 @@ import random
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from core.models import WhatsAppChat
@@ -61,12 +61,30 @@ class _Job:
     chat_id: str
     messages: Sequence[Outgoing]
     seen_id: str | None = None
+    # Set for a send whose sender waits for the outcome: the sent messages' ids, or the
+    # gateway's error.
+    outcome: asyncio.Future[list[str]] | None = None
+    sent_ids: list[str] = field(default_factory=list)
 
 
 @dataclass(slots=True)
 class _Bucket:
     tokens: float
     at: float
+
+
+class OutboxClosed(Exception):
+    """The outbox stopped taking messages (the process is shutting down)."""
+
+
+def _settle(job: _Job, error: BaseException | None) -> None:
+    """Tell a sender who waits how its job went (a job is settled once)."""
+    if job.outcome is None or job.outcome.done():
+        return
+    if error is None:
+        job.outcome.set_result(list(job.sent_ids))
+    else:
+        job.outcome.set_exception(error)
 
 
 class RateLimiter:
@@ -135,17 +153,27 @@ class Outbox:
         """Answer a message the person sent (marked seen first)."""
         self._submit(_Job("reply", company_id, session, chat_id, messages, message_id))
 
-    def notify(
+    async def send(
         self, company_id: int, session: str, chat_id: str, messages: Sequence[Outgoing]
-    ) -> None:
-        """A message the salon sends on its own (a balance notice)."""
-        self._submit(_Job("notice", company_id, session, chat_id, messages))
+    ) -> list[str]:
+        """A message the salon sends on its own (a notice, a reminder, an admin's answer), in
+        the chat's order and with the same manners, awaited: returns the ids of the messages
+        sent; raises the gateway's error (GatewayError) when it failed, OutboxClosed while
+        shutting down."""
+        outcome: asyncio.Future[list[str]] = asyncio.get_running_loop().create_future()
+        self._submit(_Job("notice", company_id, session, chat_id, messages, outcome=outcome))
+        return await outcome
 
     def _submit(self, job: _Job) -> None:
         if self.closed:
             log.warning(
                 "WhatsApp %s to %s dropped: shutting down", job.kind, mask_chat_id(job.chat_id)
             )
+            if job.outcome is not None:
+                job.outcome.set_exception(OutboxClosed("the WhatsApp outbox is shutting down"))
+            return
+        if not job.messages and job.outcome is not None:
+            job.outcome.set_result([])
             return
         if not job.messages and job.seen_id is None:
             return
@@ -163,11 +191,17 @@ class Outbox:
                 try:
                     await self._deliver(job)
                 except asyncio.CancelledError:
+                    _settle(job, OutboxClosed("the WhatsApp outbox is shutting down"))
+                    for waiting in queue:
+                        _settle(waiting, OutboxClosed("the WhatsApp outbox is shutting down"))
                     raise
-                except Exception:
+                except Exception as exc:
                     log.exception(
                         "WhatsApp %s to %s failed unexpectedly", job.kind, mask_chat_id(job.chat_id)
                     )
+                    _settle(job, exc)
+                else:
+                    _settle(job, None)
         finally:
             del self._queues[key]
             del self._tasks[key]
@@ -196,6 +230,7 @@ class Outbox:
                         await self._send(job, message)
                 except GatewayError as exc:
                     await self._failed(job, exc, len(job.messages) - index)
+                    _settle(job, exc)
                     return
                 if self.on_result is not None:
                     self.on_result(job.kind, True)
@@ -205,11 +240,13 @@ class Outbox:
 
     async def _send(self, job: _Job, message: Outgoing) -> None:
         if message.png is not None:
-            await self.gateway.send_image(
+            sent = await self.gateway.send_image(
                 job.session, job.chat_id, message.png, message.filename, message.text or None
             )
         else:
-            await self.gateway.send_text(job.session, job.chat_id, message.text)
+            sent = await self.gateway.send_text(job.session, job.chat_id, message.text)
+        if sent:
+            job.sent_ids.append(sent)
 
     async def _quietly(self, call: Awaitable[None]) -> bool:
         try:

@@ -21,7 +21,7 @@ from core.marketplace.lifecycle import (
     lifecycle_for_storage,
     partner_token_matches,
 )
-from core.marketplace.links import telegram_link, whatsapp_link
+from core.marketplace.links import max_link, telegram_link, whatsapp_link
 from core.marketplace.registration import (
     REDIRECT_GRACE,
     Admission,
@@ -105,6 +105,7 @@ __all__ = [
     "lifecycle_for_storage",
     "lift_all_frozen",
     "lift_frozen",
+    "max_link",
     "partner_token_matches",
     "read_token",
     "record_redirect_use",

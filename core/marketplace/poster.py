@@ -94,14 +94,15 @@ def render_poster(title: str, links: Sequence[tuple[str, str]], locale: str) -> 
     y = _centered(draw, y + 10, gettext(locale, _HEADLINE), _font(True, 34), INK)
     y = _centered(draw, y, gettext(locale, _SUBTITLE), _font(False, 24), MUTED)
     y += 20
-    shown = list(links)[:2]
+    # Telegram, WhatsApp and MAX side by side at most.
+    shown = list(links)[:3]
     if not shown:
         return _png(image)
     columns = len(shown)
     gap = 40
     size = min(520, (WIDTH - 2 * MARGIN - gap * (columns - 1)) // columns)
     label_font = _font(True, 34)
-    url_font = _font(False, 18 if columns == 2 else 22)
+    url_font = _font(False, {1: 22, 2: 18}.get(columns, 14))
     total = columns * size + gap * (columns - 1)
     x = (WIDTH - total) // 2
     # The codes sit in the middle of the space left below the heading.
@@ -112,13 +113,16 @@ def render_poster(title: str, links: Sequence[tuple[str, str]], locale: str) -> 
         draw.text((x + (size - (right - left)) / 2, y), label, font=label_font, fill=INK)
         image.paste(_qr(url, size), (x, int(y + (bottom - top) + 24)))
         shown_url = url.removeprefix("https://")
-        left, _top, right, _bottom = draw.textbbox((0, 0), shown_url, font=url_font)
-        draw.text(
-            (x + (size - (right - left)) / 2, y + (bottom - top) + 36 + size),
-            shown_url,
-            font=url_font,
-            fill=MUTED,
-        )
+        lines = [shown_url]
+        if draw.textlength(shown_url, font=url_font) > size and "?" in shown_url:
+            # Too wide for a narrow column: the query on a line of its own.
+            path, query = shown_url.split("?", 1)
+            lines = [path, f"?{query}"]
+        line_y = y + (bottom - top) + 36 + size
+        for line in lines:
+            left, _top, right, _bottom = draw.textbbox((0, 0), line, font=url_font)
+            draw.text((x + (size - (right - left)) / 2, line_y), line, font=url_font, fill=MUTED)
+            line_y += 20
         x += size + gap
     return _png(image)
 

@@ -21,7 +21,7 @@ from enum import StrEnum
 from typing import TYPE_CHECKING
 
 from core.marketplace.status import audit
-from core.models import Company, IntegrationStatus, Staff, StaffRole
+from core.models import Company, IntegrationStatus
 from core.whatsapp.errors import (
     GatewayError,
     GatewayUnauthorized,
@@ -148,12 +148,3 @@ async def _set(company: Company, **values: object) -> None:
     await Company.filter(id=company.id).update(**values)
     for name, value in values.items():
         setattr(company, name, value)
-
-
-async def alert_recipients(company_id: int) -> list[int]:
-    """Telegram chats to tell: the salon's admins; all its staff when it has no admin there."""
-    staff = await Staff.filter(
-        company_id=company_id, active=True, telegram_user_id__isnull=False
-    ).order_by("id")
-    admins = [s for s in staff if s.role is StaffRole.ADMIN]
-    return [int(s.telegram_user_id) for s in admins or staff if s.telegram_user_id is not None]

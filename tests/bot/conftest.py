@@ -20,8 +20,9 @@ from aiogram.types import InlineKeyboardMarkup, ReplyKeyboardMarkup
 
 from bot.dialog import Dialog
 from bot.notifier import RoutingNotifier
+from bot.outbound import Outbound
+from bot.telegram.delivery import TelegramChannel
 from bot.telegram.dispatcher import build_dispatcher
-from bot.telegram.notifier import TelegramNotifier
 from core import ledger
 from core.clients import create_client
 from core.models import Client, Company, IntegrationStatus, Staff, StaffRole
@@ -98,8 +99,9 @@ def answered(methods: list[TelegramMethod[Any]]) -> bool:
 @pytest.fixture
 async def tg(orm: str) -> AsyncIterator[Harness]:
     bot, session = recording_bot()
-    notifier = RoutingNotifier({"telegram": TelegramNotifier(bot)}, fallback=LoggingNotifier())
-    dialog = Dialog(notifier)
+    outbound = Outbound({"telegram": TelegramChannel(bot)})
+    notifier = RoutingNotifier(outbound, fallback=LoggingNotifier())
+    dialog = Dialog(notifier, outbound=outbound)
     yield Harness(build_dispatcher(dialog), bot, session, dialog)
     await bot.session.close()
 

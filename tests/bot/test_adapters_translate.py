@@ -11,7 +11,11 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 ADAPTERS = sorted(
-    [*(ROOT / "bot" / "whatsapp").glob("*.py"), *(ROOT / "bot" / "telegram").rglob("*.py")]
+    [
+        *(ROOT / "bot" / "whatsapp").glob("*.py"),
+        *(ROOT / "bot" / "telegram").rglob("*.py"),
+        *(ROOT / "bot" / "max").glob("*.py"),
+    ]
 )
 # Services the dialog (and core.clients) use on an adapter's behalf.
 NOT_FOR_ADAPTERS = ("core.clients", "core.ledger", "core.staff")

@@ -234,7 +234,7 @@ async def test_a_client_who_blocked_the_bot_is_marked_unreachable_and_skipped(
     tg.session.blocked_chats.add(ANNA.id)
     first = await ledger.accrue(client.id, 10, "visit:1")
     await tg.dialog.notifier.notify([BalanceNotice.from_result(first)])
-    assert (await Client.get(id=client.id)).telegram_unreachable_at is not None
+    assert "telegram" in (await Client.get(id=client.id)).unreachable
     start = len(tg.session.requests)
     second = await ledger.accrue(client.id, 10, "visit:2")
     await tg.dialog.notifier.notify([BalanceNotice.from_result(second)])
@@ -242,7 +242,7 @@ async def test_a_client_who_blocked_the_bot_is_marked_unreachable_and_skipped(
     # Writing to the bot again means it is unblocked.
     tg.session.blocked_chats.clear()
     await tg.say(ANNA, "🎁 Бонусы")
-    assert (await Client.get(id=client.id)).telegram_unreachable_at is None
+    assert (await Client.get(id=client.id)).unreachable == {}
 
 
 async def test_blocking_the_bot_is_noticed_from_telegrams_update(
@@ -250,7 +250,7 @@ async def test_blocking_the_bot_is_noticed_from_telegrams_update(
 ) -> None:
     client = await join(tg, ANNA, salon, "+79991234567")
     await tg.feed(ANNA.blocks_bot())
-    assert (await Client.get(id=client.id)).telegram_unreachable_at is not None
+    assert "telegram" in (await Client.get(id=client.id)).unreachable
 
 
 async def test_staff_commands_are_unknown_to_a_client(tg: Harness, salon: Company) -> None:
@@ -275,14 +275,18 @@ async def test_staff_commands_are_unknown_to_a_client(tg: Harness, salon: Compan
     )
 
 
-async def test_notices_follow_the_channel_the_client_used_last(tg: Harness, salon: Company) -> None:
+async def test_a_notice_falls_back_to_telegram_when_the_last_channel_is_off(
+    tg: Harness, salon: Company
+) -> None:
     client = await join(tg, ANNA, salon, "+79991234567")
-    # Since then the client wrote from WhatsApp (not on here): Telegram stays quiet.
-    await Client.filter(id=client.id).update(last_channel="whatsapp")
+    # Since then the client wrote from WhatsApp, which is off here: Telegram still reaches
+    # them (tests/bot/test_delivery.py has the order with both channels on).
+    await Client.filter(id=client.id).update(last_channel="whatsapp", whatsapp_chat_id="7@c.us")
     result = await ledger.accrue(client.id, 10, "visit:1")
     start = len(tg.session.requests)
     await tg.dialog.notifier.notify([BalanceNotice.from_result(result)])
-    assert tg.session.sent(start) == []
+    (notice,) = tg.session.sent(start)
+    assert isinstance(notice, SendMessage) and notice.chat_id == ANNA.id
     # Writing in Telegram again makes it the channel.
     await tg.say(ANNA, "🎁 Бонусы")
     assert (await Client.get(id=client.id)).last_channel == "telegram"

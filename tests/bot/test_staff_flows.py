@@ -11,8 +11,9 @@ from aiogram.methods import EditMessageText, SendMessage, TelegramMethod
 
 from bot.dialog import Dialog
 from bot.notifier import RoutingNotifier
+from bot.outbound import Outbound
+from bot.telegram.delivery import TelegramChannel
 from bot.telegram.dispatcher import build_dispatcher
-from bot.telegram.notifier import TelegramNotifier
 from core import codes, ledger
 from core import staff as staff_service
 from core.models import Client, Company, LedgerEntry, LedgerKind, Staff, StaffInvite, StaffRole
@@ -273,8 +274,8 @@ async def test_two_staff_redeeming_one_client_at_once_never_go_below_zero(
     harnesses = []
     for _ in range(2):
         bot, session = recording_bot()
-        notifier = RoutingNotifier({"telegram": TelegramNotifier(bot)}, LoggingNotifier())
-        dialog = Dialog(notifier)
+        outbound = Outbound({"telegram": TelegramChannel(bot)})
+        dialog = Dialog(RoutingNotifier(outbound, LoggingNotifier()), outbound=outbound)
         harnesses.append(Harness(build_dispatcher(dialog), bot, session, dialog))
     a, b = harnesses
     for round_ in range(5):

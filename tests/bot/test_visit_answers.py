@@ -14,8 +14,8 @@ import pytest
 from bot.dialog import Dialog
 from bot.notifier import RoutingNotifier
 from bot.outbound import Outbound
+from bot.telegram.delivery import TelegramChannel
 from bot.telegram.dispatcher import build_dispatcher
-from bot.telegram.notifier import TelegramNotifier
 from core.models import (
     Client,
     Company,
@@ -61,7 +61,9 @@ async def loop(orm: str) -> AsyncIterator[Loop]:
         api = yclients_for(yc)
         admins = Inbox()
         bot, session = recording_bot()
-        notifier = RoutingNotifier({"telegram": TelegramNotifier(bot)}, fallback=LoggingNotifier())
+        notifier = RoutingNotifier(
+            Outbound({"telegram": TelegramChannel(bot)}), fallback=LoggingNotifier()
+        )
         dialog = Dialog(notifier, outbound=Outbound({"telegram": admins}), yclients=api)
         tg = Harness(build_dispatcher(dialog), bot, session, dialog)
         salon = await prepare_salon(await make_salon(), yc)

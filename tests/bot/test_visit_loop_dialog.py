@@ -15,8 +15,8 @@ from aiogram.methods import SendMessage
 from bot.dialog import Dialog, visit_texts
 from bot.notifier import RoutingNotifier
 from bot.outbound import Outbound
+from bot.telegram.delivery import TelegramChannel
 from bot.telegram.dispatcher import build_dispatcher
-from bot.telegram.notifier import TelegramNotifier
 from bot.visits import Dispatcher, Kinds, texts
 from core.bookings import apply_records
 from core.models import Client, Company, ScheduledMessage, ScheduledStatus, StaffRole
@@ -61,7 +61,9 @@ async def loop(orm: str) -> AsyncIterator[Loop]:
         api = yclients_for(yc)
         bot, session = recording_bot()
         outbound = Outbound({"telegram": TelegramTestChannel(bot)})
-        notifier = RoutingNotifier({"telegram": TelegramNotifier(bot)}, fallback=LoggingNotifier())
+        notifier = RoutingNotifier(
+            Outbound({"telegram": TelegramChannel(bot)}), fallback=LoggingNotifier()
+        )
         dialog = Dialog(
             notifier,
             clock=lambda: clock.moment.timestamp(),

@@ -213,8 +213,7 @@ async def test_a_failed_send_is_recorded_never_retried_and_the_next_answer_goes(
     assert stored.send_failed_at is not None and "GatewayUnavailable" in (stored.send_error or "")
 
     gateway.fail = False
-    outbox.notify(salon.id, "salon-1", "7@c.us", [Outgoing("notice")])
-    await outbox.idle()
+    assert await outbox.send(salon.id, "salon-1", "7@c.us", [Outgoing("notice")]) is not None
     assert gateway.calls[-1] == ("text", "7@c.us", "notice")
     assert results[-1] == ("notice", True)
 

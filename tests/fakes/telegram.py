@@ -44,6 +44,42 @@ ME = {
     "supports_inline_queries": False,
 }
 BLOCKED = {"ok": False, "error_code": 403, "description": "Forbidden: bot was blocked by the user"}
+CHAT_NOT_FOUND = {"ok": False, "error_code": 400, "description": "Bad Request: chat not found"}
+
+
+def flood(retry_after: int) -> dict[str, Any]:
+    """The Bot API's flood-control answer (HTTP 429), as it names the wait."""
+    return {
+        "ok": False,
+        "error_code": 429,
+        "description": f"Too Many Requests: retry after {retry_after}",
+        "parameters": {"retry_after": retry_after},
+    }
+
+
+@dataclass
+class Refusals:
+    """Chats the Bot API refuses: blocked ones (403), unknown ones (400 chat not found), and
+    flood control for the next N sends to a chat (429 with `retry_after`)."""
+
+    blocked: set[int] = field(default_factory=set)
+    missing: set[int] = field(default_factory=set)
+    # chat id -> (sends still refused, retry_after seconds)
+    flooded: dict[int, tuple[int, int]] = field(default_factory=dict)
+
+    def answer(self, chat_id: object) -> tuple[int, dict[str, Any]] | None:
+        if not isinstance(chat_id, int):
+            return None
+        if chat_id in self.blocked:
+            return 403, BLOCKED
+        if chat_id in self.missing:
+            return 400, CHAT_NOT_FOUND
+        left, wait = self.flooded.get(chat_id, (0, 0))
+        if left > 0:
+            self.flooded[chat_id] = (left - 1, wait)
+            return 429, flood(wait)
+        return None
+
 
 _update_ids = itertools.count(1)
 _message_ids = itertools.count(1000)
@@ -95,7 +131,9 @@ class RecordingSession(BaseSession):
     def __init__(self) -> None:
         super().__init__()
         self.requests: list[TelegramMethod[Any]] = []
-        self.blocked_chats: set[int] = set()
+        self.refusals = Refusals()
+        # The chats that blocked the bot (403); `refusals` has the other answers.
+        self.blocked_chats = self.refusals.blocked
         self.closed = False
 
     async def make_request(
@@ -106,9 +144,9 @@ class RecordingSession(BaseSession):
     ) -> TelegramType:
         self.requests.append(method)
         params = method.model_dump(warnings=False)
-        chat_id = params.get("chat_id")
-        if isinstance(chat_id, int) and chat_id in self.blocked_chats:
-            response = self.check_response(bot, method, 403, json.dumps(BLOCKED))
+        refused = self.refusals.answer(params.get("chat_id"))
+        if refused is not None:
+            response = self.check_response(bot, method, refused[0], json.dumps(refused[1]))
         else:
             result = _result_for(method.__api_method__, params, next(_message_ids))
             body = json.dumps({"ok": True, "result": result}, default=str)
@@ -184,6 +222,25 @@ class Person:
             "user_id": self.id if user_id is None else user_id,
         }
         return self._message(contact=contact)
+
+    def replies_to(self, message_id: int, text: str, quoted: str = "…") -> dict[str, Any]:
+        """A reply (swipe → Reply) to the bot's message `message_id` in this chat."""
+        replied = {
+            "message_id": message_id,
+            "date": _now(),
+            "chat": self.chat(),
+            "from": {"id": BOT_ID, "is_bot": True, "first_name": "Salonbot"},
+            "text": quoted,
+        }
+        return self._message(text=text, reply_to_message=replied)
+
+    def sends_photo(self, caption: str | None = None) -> dict[str, Any]:
+        photo = [{"file_id": "AgAD-photo", "file_unique_id": "u1", "width": 90, "height": 90}]
+        return self._message(photo=photo, **({"caption": caption} if caption else {}))
+
+    def sends_voice(self) -> dict[str, Any]:
+        voice = {"file_id": "AwAD-voice", "file_unique_id": "u2", "duration": 4}
+        return self._message(voice=voice)
 
     def presses(self, data: str, message_id: int = 1) -> dict[str, Any]:
         return {
@@ -271,7 +328,9 @@ class FakeBotAPI:
         self._window: collections.deque[float] = collections.deque()
         self._chat_last: dict[int, float] = {}
         self.calls: list[Call] = []
-        self.blocked_chats: set[int] = set()
+        self.refusals = Refusals()
+        # The chats that blocked the bot (403); `refusals` has the other answers.
+        self.blocked_chats = self.refusals.blocked
         self._updates: list[dict[str, Any]] = []
         self._arrived = asyncio.Event()
         self._runner: web.AppRunner | None = None
@@ -359,8 +418,9 @@ class FakeBotAPI:
             return web.json_response(too_many(self.retry_after), status=429)
         self.calls.append(Call(method, params, files))
         self._called.set()
-        if isinstance(chat_id, int) and chat_id in self.blocked_chats:
-            return web.json_response(BLOCKED, status=403)
+        refused = self.refusals.answer(params.get("chat_id"))
+        if refused is not None:
+            return web.json_response(refused[1], status=refused[0])
         result = _result_for(method, params, next(_message_ids))
         return web.json_response({"ok": True, "result": result})
 

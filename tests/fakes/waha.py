@@ -209,6 +209,8 @@ class WahaEmulator:
         has_media: bool = False,
         from_me: bool = False,
         message_id: str | None = None,
+        reply_to: str | None = None,
+        mimetype: str = "image/jpeg",
     ) -> dict[str, Any]:
         """A person writes to the salon: POST a signed `message` event and wait until it is
         delivered (or given up on). Returns the event's payload."""
@@ -230,7 +232,7 @@ class WahaEmulator:
             "media": (
                 {
                     "url": f"{self._url}/api/files/{session}/{msg_id}.jpeg",
-                    "mimetype": "image/jpeg",
+                    "mimetype": mimetype,
                     "filename": None,
                     "error": None,
                 }
@@ -239,13 +241,25 @@ class WahaEmulator:
             ),
             "ack": 1,
             "ackName": "SERVER",
-            "replyTo": None,
+            # A quoted reply names the quoted message (WAHA's `replyTo`), sent by this
+            # session's own number when it quotes the salon's message.
+            "replyTo": (
+                {"id": reply_to, "participant": own, "body": self._sent_text(reply_to)}
+                if reply_to
+                else None
+            ),
             "_data": {},
         }
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._emit(fake, "message", payload, done)
         await done
         return payload
+
+    def _sent_text(self, message_id: str) -> str | None:
+        for sent in self.sent:
+            if sent.get("id") == message_id:
+                return str(sent.get("text") or sent.get("caption") or "")
+        return None
 
     async def resend_last_event(self, *, fresh_timestamp: bool = False) -> int | None:
         """POST the last delivered event again, byte for byte (WAHA's retry, or a replay).

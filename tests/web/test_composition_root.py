@@ -20,7 +20,7 @@ from tests.fakes.telegram import TOKEN, FakeBotAPI
 from tests.fakes.waha import WahaEmulator
 from web import keys
 from web.app import create_app
-from web.keys import NOTIFIER, TELEGRAM, WHATSAPP_BOT
+from web.keys import NOTIFIER, OUTBOUND, TELEGRAM, WHATSAPP_BOT
 
 ClientFactory = Callable[..., Awaitable[TestClient[Any, Any]]]
 WEB = Path(__file__).resolve().parents[2] / "web"
@@ -73,8 +73,11 @@ async def test_both_bots_tell_clients_through_the_one_notice_router(
         app = client.app
         notifier = app[NOTIFIER]
         assert isinstance(notifier, RoutingNotifier)
-        assert set(notifier.channels) == {"telegram", "whatsapp"}
+        # One Outbound under the notices, the dialog and the rest (OUTBOUND), Telegram first.
+        assert notifier.outbound is app[OUTBOUND]
+        assert list(app[OUTBOUND].channels) == ["telegram", "whatsapp"]
         running, channel = app[TELEGRAM], app[WHATSAPP_BOT]
         assert running is not None and channel is not None
         assert running.dialog.notifier is notifier and channel.dialog.notifier is notifier
+        assert running.dialog.outbound is app[OUTBOUND] is channel.dialog.outbound
         await client.close()

@@ -8,6 +8,7 @@ from aiogram import Bot, Router
 from aiogram.types import Message
 
 from bot.dialog import Dialog, Session
+from bot.dialog.questions import Media
 from bot.telegram.filters import ButtonData, HasText
 from bot.telegram.handlers.buttons import button_handler
 from bot.telegram.render import send_replies
@@ -19,7 +20,24 @@ async def text_handler(message: Message, session: Session, dialog: Dialog, bot: 
 
 
 async def anything_handler(message: Message, session: Session, dialog: Dialog, bot: Bot) -> None:
-    await send_replies(bot, message.chat.id, await dialog.unknown(session))
+    """A photo, a voice note, a document…: for the salon's admins (bot.dialog.questions)."""
+    kind = media_kind(message)
+    media = Media(kind, message.caption or "") if kind else None
+    await send_replies(bot, message.chat.id, await dialog.unknown(session, media=media))
+
+
+def media_kind(message: Message) -> str | None:
+    if message.photo:
+        return "photo"
+    if message.voice or message.audio or message.video_note:
+        return "voice"
+    if message.video or message.animation:
+        return "video"
+    if message.document:
+        return "document"
+    if message.sticker:
+        return "sticker"
+    return None
 
 
 def get_router() -> Router:

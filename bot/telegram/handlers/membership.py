@@ -2,24 +2,22 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
 from aiogram import Router
 from aiogram.filters import KICKED, MEMBER, ChatMemberUpdatedFilter
 from aiogram.types import ChatMemberUpdated
 
-from core.models import Client
+from bot.dialog import TELEGRAM
+from bot.outbound import back_on, gone_for
 
 
 async def blocked_handler(event: ChatMemberUpdated) -> None:
-    # Notices to them would only fail: stop sending until they write again.
-    await Client.filter(telegram_user_id=event.from_user.id).update(
-        telegram_unreachable_at=datetime.now(UTC)
-    )
+    # Messages to them would only fail: bot.outbound falls back to their other channels until
+    # they write again.
+    await gone_for(TELEGRAM.name, telegram_user_id=event.from_user.id)
 
 
 async def unblocked_handler(event: ChatMemberUpdated) -> None:
-    await Client.filter(telegram_user_id=event.from_user.id).update(telegram_unreachable_at=None)
+    await back_on(TELEGRAM.name, telegram_user_id=event.from_user.id)
 
 
 def get_router() -> Router:

@@ -7,7 +7,7 @@ from tortoise.indexes import Index
 
 
 class Migration(migrations.Migration):
-    dependencies = [('models', '0009_salon_settings_visit_loop')]
+    dependencies = [('models', '0010_admin_relay_unreachable')]
 
     initial = False
 
