@@ -82,7 +82,8 @@ _SAYS = {
 
 def words(text: str) -> str:
     """Lower case, letters and digits only, `ё` as `е`: «Да!» and «да» are one word."""
-    return " ".join("".join(ch if ch.isalnum() else " " for ch in text).split()).casefold()
+    found = " ".join("".join(ch if ch.isalnum() else " " for ch in text).split())
+    return found.casefold().replace("ё", "е")
 
 
 class VisitFlows(Flows):
@@ -101,12 +102,12 @@ class VisitFlows(Flows):
         if not reached:
             log.warning("no admin of salon %s could be reached", company_id)
 
-    async def _loop_visit(self, s: Session, row_id: int, kinds: tuple[str, ...]) -> Visit | None:
-        """The row's visit, when the row is this client's and of one of `kinds`."""
+    async def _loop_visit(self, s: Session, row_id: int, of: tuple[str, ...]) -> Visit | None:
+        """The row's visit, when the row is this client's and of one of the kinds `of`."""
         if s.client is None or s.company is None:
             return None
         row = await ScheduledMessage.get_or_none(
-            id=row_id, client_id=s.client.id, company_id=s.company.id, kind__in=kinds
+            id=row_id, client_id=s.client.id, company_id=s.company.id, kind__in=of
         )
         return await Visit.load(row) if row is not None else None
 
@@ -173,7 +174,8 @@ class VisitFlows(Flows):
         return [Reply(texts[result.outcome])]
 
     async def _ask_cancel(self, s: Session, visit: Visit) -> list[Reply]:
-        if visit.row.answer == answers.CANCELLED or visit.booking.deleted:
+        booking = visit.booking
+        if visit.row.answer == answers.CANCELLED or booking.deleted or booking.attendance == -1:
             return [Reply(s._("This visit is cancelled."))]
         s.go(CANCEL_STATE, visit_row=visit.row.id)
         text = s._("Cancel your visit?\n{when}\n{what}").format(
@@ -349,7 +351,7 @@ class VisitFlows(Flows):
     async def loop_word(self, s: Session, text: str) -> list[Reply] | None:
         """A typed word that answers the loop (see the module's docstring); None when the
         text is none of them, or a flow other than the cancel question is under way."""
-        word = words(text).replace("ё", "е")
+        word = words(text)
         if s.state == CANCEL_STATE:
             row_id = s.data.get("visit_row")
             if word in YES_WORDS and isinstance(row_id, int):

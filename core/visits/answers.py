@@ -95,7 +95,10 @@ async def _visit_state(row: ScheduledMessage) -> tuple[Booking | None, list[Sche
 
 
 def _cancelled(booking: Booking | None, rows: list[ScheduledMessage]) -> bool:
-    if booking is None or booking.deleted or booking.status is BookingStatus.CANCELLED:
+    # As the loop reads a booking (core.visits.Visit.of): deleted, or attendance -1.
+    if booking is None or booking.deleted or booking.attendance == -1:
+        return True
+    if booking.status is BookingStatus.CANCELLED:
         return True
     return any(r.answer == CANCELLED for r in rows)
 

@@ -13,8 +13,9 @@ from typing import Any
 import pytest
 
 from bot.dialog import Dialog
-from bot.outbound import Outbound
+from bot.outbound import Outbound, Recipient
 from bot.whatsapp.channel import WhatsAppBot
+from bot.whatsapp.delivery import WhatsAppChannel
 from bot.whatsapp.outbox import Manners, Outbox
 from core.clients import create_client
 from core.models import Client, Company, ScheduledMessage, Staff, StaffRole
@@ -25,6 +26,7 @@ from tests.bot.loop_support import (
     Inbox,
     prepare_salon,
     record_of,
+    the_message,
     upcoming_visit,
     yclients_for,
 )
@@ -149,3 +151,18 @@ async def test_stop_then_a_number_turns_reminders_off(wa: WhatsApp) -> None:
     assert anna.reminders_off and not anna.messages_off
     assert "снова включены" in await wa.says("старт")
     assert not (await Client.get(id=wa.anna.id)).reminders_off
+
+
+async def test_a_number_answers_the_reminder_the_loop_sent(wa: WhatsApp) -> None:
+    row = await upcoming_visit(wa.salon, wa.anna, wa.yc)
+    anna = await Client.get(id=wa.anna.id)
+    # The loop sends the reminder over the salon's number (bot.whatsapp.delivery).
+    delivery = WhatsAppChannel(wa.channel.outbox)
+    start = len(wa.waha.sent)
+    await delivery.send(Recipient.of_client(anna, wa.salon), wa.salon, [await the_message(row)])
+    (reminder,) = [m["text"] for m in wa.waha.sent[start:]]
+    assert "1 — ✅ Приду" in reminder and "3 — ❌ Отменить запись" in reminder
+
+    assert "Отметили, что вы придёте" in await wa.says("1")
+    record = await record_of(wa.yc, wa.salon, row)
+    assert [m for m, _body in wa.yc.writes_to(record["id"])] == ["PUT"]
