@@ -44,13 +44,15 @@ from core.models import (
     ScheduledStatus,
     VisitReview,
 )
+from core.visits import answers as visit_answers
+from core.visits import kinds
 
 log = logging.getLogger(__name__)
 
 WEEKS = 8
 PERIOD = timedelta(days=7)
 # ScheduledMessage kinds that remind a client of a visit (the visit loop plans them).
-REMINDER_KINDS = ("day_before", "hours_before")
+REMINDER_KINDS = (kinds.DAY_BEFORE, kinds.HOURS_BEFORE)
 # A rating at or below this is shown to the admins with its comment.
 LOW_RATING = 3
 LOW_SHOWN = 5
@@ -213,8 +215,8 @@ async def figures(company: Company, now: datetime) -> Figures:
         redeemed=-by_kind.get("redemption", 0),
         outstanding=_int(outstanding[0]) if outstanding else 0,
         reminders_sent=sum(answers.values()),
-        reminders_confirmed=answers.get("confirmed", 0),
-        cancellations_caught=answers.get("cancelled", 0),
+        reminders_confirmed=answers.get(visit_answers.CONFIRMED, 0),
+        cancellations_caught=answers.get(visit_answers.CANCELLED, 0),
         rating_average=_int(rating[0]["total"]) / count if count else None,
         rating_count=count,
         low_ratings=[
