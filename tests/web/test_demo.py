@@ -19,6 +19,7 @@ import httpx
 import pytest
 
 from bot.dialog import Reply
+from bot.dialog.formats import percent
 from bot.outbound import Delivery, Outbound
 from bot.qr import qr_png
 from core import codes
@@ -63,14 +64,18 @@ async def test_visitor_joins_sees_the_code_and_a_completed_visit_brings_the_bonu
         [welcome] = await demo.say("client", "/start")
         assert welcome["text"] == (
             f"Добро пожаловать! Это {catalogue.TITLE}: здесь можно записаться и копить бонусы."
-            "\nВаш баланс: 250 бонусов."
+            f"\n{percent(5)} от каждого визита возвращается вам бонусами. 1 бонус = 1 ₽. "
+            f"Бонусами можно оплатить до {percent(30)} счёта.\nВаш баланс: 250 бонусов."
         )
         assert "🔑 Мой код" in _labels(welcome)
 
         [code] = await demo.say("client", "🔑 Мой код")
         shown = codes.display(client.code)
         assert shown in code["text"]
-        assert code["image"] == "data:image/png;base64," + base64.b64encode(qr_png(shown)).decode()
+        assert (
+            code["image"]
+            == "data:image/png;base64," + base64.b64encode(qr_png(shown, catalogue.TITLE)).decode()
+        )
 
         demo.seen = 0
         log = await demo.messages()

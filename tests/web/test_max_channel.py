@@ -89,6 +89,8 @@ async def salon() -> Company:
         integration_status=IntegrationStatus.ACTIVE,
         accrual_percent=10,
         welcome_bonus=100,
+        # The redeem cap (asking staff for the bill) has its own tests: not in MAX's way here.
+        max_redeem_percent=100,
         bookform_url="https://n100555.yclients.com/",
     )
 
@@ -231,11 +233,11 @@ async def test_staff_redeem_in_max_debits_once_on_a_double_tap_and_a_blocked_cli
     await said(fake, olga, olga.starts("salon-555"), count=2)
     # Not staff before MAX vouches for her phone.
     refused = await said(fake, olga, olga.says(f"/redeem {codes.display(client.code)} 150"))
-    assert "Анна" not in refused
+    assert "Анн" not in refused
     await said(fake, olga, olga.shares_contact("79990000001"), count=2)
 
     ask = await said(fake, olga, olga.says(f"/redeem {codes.display(client.code)} 150"))
-    assert "Анна" in ask
+    assert "у Анны" in ask  # «Списать 150 бонусов у Анны?»
     (confirm,) = [
         b for b in buttons(fake.sent_to(olga.user_id)[-1]) if b["payload"].startswith("rc:")
     ]
