@@ -14,16 +14,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hmac
 import logging
 from collections.abc import AsyncIterator
 
 from aiogram import Bot, Dispatcher
 from aiogram.exceptions import TelegramUnauthorizedError
-from aiogram.types import Update
 from aiogram.utils.i18n import I18n
 from aiohttp import web
-from pydantic import ValidationError
 
 from bot.alerts import salon_bot_refused_text
 from bot.dialog.replies import Reply
@@ -32,10 +29,8 @@ from core import salon_bot
 from core.backoff import Backoff
 from core.i18n import pick_locale
 from core.models import Company
-from web.edge import BodyRefused, ascii_header, read_json, refused_response
-from web.ingest import WEBHOOK_MAX_BODY
 from web.keys import BACKOFF, OUTBOUND, SALON_BOTS, SALON_BOTS_CLOCK, SETTINGS
-from web.telegram import POLLING_TIMEOUT, SECRET_HEADER, set_commands_quietly
+from web.telegram import POLLING_TIMEOUT, feed_webhook, set_commands_quietly
 
 log = logging.getLogger(__name__)
 
@@ -237,23 +232,7 @@ async def salon_bot_webhook_handler(request: web.Request) -> web.Response:
     found = await runner.known(key) if key.isascii() and len(key) <= 64 else None
     if found is None:
         raise web.HTTPNotFound()
-    header = ascii_header(request, SECRET_HEADER)
-    if not hmac.compare_digest(header.encode(), found.secret.encode()):
-        raise web.HTTPForbidden()
-    try:
-        data = await read_json(request, WEBHOOK_MAX_BODY)
-    except BodyRefused as refused:
-        return refused_response(refused, {"ok": False, "error": refused.reason})
-    try:
-        update = Update.model_validate(data, context={"bot": found.bot})
-    except ValidationError:
-        return web.json_response({"ok": False, "error": "not a Telegram update"}, status=400)
-    try:
-        await runner.dp.feed_update(found.bot, update)
-    except Exception:
-        # Logged by the dispatcher; answering 200 keeps Telegram from resending it forever.
-        log.exception("salon bot of company %s: update failed", found.company_id)
-    return web.json_response({"ok": True})
+    return await feed_webhook(request, runner.dp, found.bot, found.secret)
 
 
 def setup_routes(app: web.Application) -> None:

@@ -245,22 +245,28 @@ async def telegram_webhook_handler(request: web.Request) -> web.Response:
         path_secret.encode(), secret.get_secret_value().encode()
     ):
         raise web.HTTPNotFound()
+    return await feed_webhook(request, running.dp, running.bot, running.webhook_token)
+
+
+async def feed_webhook(request: web.Request, dp: Dispatcher, bot: Bot, secret: str) -> web.Response:
+    """One webhook update for `bot`, once its own secret header matches (constant time): the
+    shared bot's route and every salon bot's (web.salon_bots) take the same steps."""
     header = ascii_header(request, SECRET_HEADER)
-    if not hmac.compare_digest(header.encode(), running.webhook_token.encode()):
+    if not hmac.compare_digest(header.encode(), secret.encode()):
         raise web.HTTPForbidden()
     try:
         data = await read_json(request, WEBHOOK_MAX_BODY)
     except BodyRefused as refused:
         return refused_response(refused, {"ok": False, "error": refused.reason})
     try:
-        update = Update.model_validate(data, context={"bot": running.bot})
+        update = Update.model_validate(data, context={"bot": bot})
     except ValidationError:
         return web.json_response({"ok": False, "error": "not a Telegram update"}, status=400)
     try:
-        await running.dp.feed_update(running.bot, update)
+        await dp.feed_update(bot, update)
     except Exception:
         # Logged by the dispatcher; answering 200 keeps Telegram from resending it forever.
-        log.exception("telegram: update %s failed", update.update_id)
+        log.exception("telegram: update %s of bot %s failed", update.update_id, bot.id)
     return web.json_response({"ok": True})
 
 
